@@ -1,0 +1,21 @@
+"""jvpvjp: exact derivatives of plain NumPy code, compiled with Numba, in either mode.
+
+>>> import numpy as np
+>>> from jvpvjp import grad
+>>> grad(lambda w: np.sum(np.tanh(w) ** 2))(np.array([0.5, -1.0]))   # doctest: +ELLIPSIS
+array([ 0.7...,  -0.4...])
+"""
+from . import numpy_api as _numpy_api  # noqa: F401  (installs NumPy protocol handlers)
+from . import config
+from .api import (cache_info, grad, jvp, make_oplist, stop_gradient, value_and_grad, vjp)
+from .oplist import OpList
+from .primitives import load_all as _load_all
+from .pytree import tree_flatten, tree_map, tree_unflatten
+from .tracing import TracingError
+
+_load_all()
+
+__version__ = "0.1.0"
+__all__ = ["grad", "value_and_grad", "jvp", "vjp", "make_oplist", "stop_gradient",
+           "cache_info", "OpList", "TracingError", "config", "tree_flatten",
+           "tree_unflatten", "tree_map"]

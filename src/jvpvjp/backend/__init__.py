@@ -1,0 +1,48 @@
+"""Backends turn an op list into a kernel: ``kernel(*inputs) -> tuple of outputs``.
+
+One interface, chosen by name: ``"numba"`` generates one Python function per op list,
+compiles it with Numba (and caches it on disk), ``"numpy"`` interprets the op list with the
+primitives' NumPy implementations (no compile time; also the reference in tests).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import config
+
+
+class InterpreterKernel:
+    def __init__(self, ol):
+        self.oplist = ol
+
+    def __call__(self, *args):
+        from ..transforms import eval_oplist
+        outs, guards = eval_oplist(self.oplist, args)
+        return tuple(outs) + tuple(guards)
+
+
+_BACKENDS = {}
+
+
+def register_backend(name, compile_fn):
+    _BACKENDS[name] = compile_fn
+
+
+def compile_oplist(ol, backend=None):
+    """Compile ``ol``; the kernel returns its outputs followed by its guard values."""
+    name = backend or config.backend
+    if name not in _BACKENDS and name == "numba":
+        from . import numba_backend  # noqa: F401  (registers itself)
+    try:
+        return _BACKENDS[name](ol)
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; choose one of "
+                         f"{sorted(set(_BACKENDS) | {'numba'})}") from None
+
+
+register_backend("numpy", InterpreterKernel)
+
+
+def as_kernel_arg(x, shape):
+    """Scalars go to kernels as NumPy scalars, arrays as arrays."""
+    return x[()] if shape == () and isinstance(x, np.ndarray) else x

@@ -1,0 +1,190 @@
+"""Generate one Numba function per op list.
+
+Design notes
+------------
+* The generated code is array-level NumPy that Numba compiles: every op becomes one line
+  from its primitive's ``lower`` rule. Values of shape ``()`` are Numba scalars.
+* Elementwise ops whose result is read once by another elementwise op are inlined into it,
+  so a chain like ``tanh(x * w + b)`` is one array expression, which Numba fuses into a
+  single loop. Matmul goes to BLAS; reductions and scatter to small cached helpers.
+* Array constants are passed as arguments (never printed into the source), scalar constants
+  are typed literals (so float32 programs stay float32).
+* The source is written to ``config.cache_dir`` under the hash of its text and imported from
+  there, so Numba's ``cache=True`` keeps the machine code across processes. Files are
+  written atomically (temporary file + rename); a source that fails to load is rewritten.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import os
+import sys
+import tempfile
+import threading
+
+import numpy as np
+
+from .. import config
+from . import register_backend
+from .numba_helpers import HELPERS
+
+_FUSIBLE = {"neg", "exp", "log", "log1p", "expm1", "sqrt", "square", "sin", "cos", "tan",
+            "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "abs", "sign", "add", "sub",
+            "mul", "div", "pow", "arctan2", "maximum", "minimum", "lt", "le", "gt", "ge",
+            "eq", "ne", "logical_and", "logical_or", "logical_xor", "logical_not"}
+# Ops whose Numba result may share memory with an input: copied when returned.
+_VIEWS = {"reshape", "broadcast_to", "transpose"}
+
+
+def _literal(value):
+    value = np.asarray(value)
+    if value.dtype == np.bool_:
+        return repr(bool(value))
+    name = value.dtype.name
+    v = value.item()
+    if value.dtype.kind == "f":
+        if math.isnan(v):
+            return f"np.{name}(np.nan)"
+        if math.isinf(v):
+            return f"np.{name}({'-' if v < 0 else ''}np.inf)"
+        return f"np.{name}({v!r})"
+    return f"np.{name}({v!r})"
+
+
+def generate_source(ol, name="kernel", cache=True):
+    """(source, array constants in argument order) for op list ``ol``."""
+    names = {}
+    for i, v in enumerate(ol.invars):
+        names[v] = f"x{i}"
+    array_consts = []
+    for v, c in ol.consts.items():
+        if v.shape == ():
+            names[v] = _literal(c)
+        else:
+            names[v] = f"k{len(array_consts)}"
+            array_consts.append(np.ascontiguousarray(c))
+
+    uses = {}
+    for op in ol.ops:
+        for v in op.invars:
+            uses[v] = uses.get(v, 0) + 1
+    pinned = set(ol.outvars) | {g.var for g in ol.guards}
+    producer = {op.outvar: op for op in ol.ops}
+
+    body = []
+    for i, op in enumerate(ol.ops):
+        expr = op.prim.lower([names[v] for v in op.invars], op)
+        out = op.outvar
+        inline = (op.prim.name in _FUSIBLE and uses.get(out, 0) == 1 and out not in pinned
+                  and len(expr) < 400)
+        if inline:
+            consumer_fusible = any(o.prim.name in _FUSIBLE and out in o.invars
+                                   for o in ol.ops[i + 1:])
+            inline = consumer_fusible
+        if inline:
+            names[out] = expr
+        else:
+            names[out] = f"v{i}"
+            body.append(f"    v{i} = {expr}")
+
+    rets = []
+    for v in list(ol.outvars) + [g.var for g in ol.guards]:
+        ref = names[v]
+        op = producer.get(v)
+        if v.shape != () and (v in ol.invars or v in ol.consts or
+                              (op is not None and op.prim.name in _VIEWS)):
+            ref = f"np.ascontiguousarray({ref}).copy()"
+        rets.append(ref)
+    params = [names[v] for v in ol.invars] + [f"k{i}" for i in range(len(array_consts))]
+    lines = [
+        "import numpy as np",
+        "from numba import njit",
+        f"from jvpvjp.backend.numba_helpers import {', '.join(HELPERS)}",
+        "",
+        "",
+        f"@njit(cache={bool(cache)}, error_model='numpy')",
+        f"def {name}({', '.join(params)}):",
+        *body,
+        f"    return ({''.join(r + ', ' for r in rets)})",
+        "",
+    ]
+    return "\n".join(lines), array_consts
+
+
+_modules = {}
+_lock = threading.Lock()
+
+
+def _atomic_write(path, text):
+    d = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".py")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _load_from_disk(source, digest):
+    directory = os.path.join(config.cache_dir, "kernels")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"k_{digest}.py")
+    try:
+        with open(path) as f:
+            ok = f.read() == source
+    except OSError:
+        ok = False
+    if not ok:     # missing, truncated or corrupt: (re)write it
+        _atomic_write(path, source)
+    modname = f"jvpvjp_kernel_{digest}"
+    spec = importlib.util.spec_from_file_location(modname, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[modname] = module
+    return module.kernel
+
+
+def _load(source, digest):
+    if config.cache_dir:
+        try:
+            return _load_from_disk(source, digest)
+        except OSError:
+            pass
+    src = source.replace("cache=True", "cache=False")
+    namespace = {}
+    exec(compile(src, f"<jvpvjp kernel {digest}>", "exec"), namespace)
+    return namespace["kernel"]
+
+
+class NumbaKernel:
+    """Calls a generated, compiled function; scalar outputs get their exact dtype back."""
+
+    def __init__(self, ol):
+        self.oplist = ol
+        source, self.consts = generate_source(ol, cache=bool(config.cache_dir))
+        self.source = source
+        digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+        with _lock:
+            fn = _modules.get(digest)
+            if fn is None:
+                fn = _modules[digest] = _load(source, digest)
+        self.fn = fn
+        outs = list(ol.outvars) + [g.var for g in ol.guards]
+        self._scalar_out = [(i, v.dtype.type) for i, v in enumerate(outs) if v.shape == ()]
+
+    def __call__(self, *args):
+        res = self.fn(*args, *self.consts)
+        if self._scalar_out:
+            res = list(res)
+            for i, t in self._scalar_out:
+                res[i] = t(res[i])
+        return res
+
+
+register_backend("numba", NumbaKernel)

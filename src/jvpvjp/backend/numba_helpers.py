@@ -1,0 +1,82 @@
+"""Numba helpers called from generated kernels (compiled once, cached on disk by Numba)."""
+import numpy as np
+from numba import njit
+
+_opts = dict(cache=True, error_model="numpy")
+
+
+@njit(**_opts)
+def _flat(x):
+    return np.ascontiguousarray(x).reshape(x.size)
+
+
+@njit(**_opts)
+def _sum_rows(a):
+    out = np.zeros(a.shape[0], a.dtype)
+    for i in range(a.shape[0]):
+        s = a.dtype.type(0)
+        for j in range(a.shape[1]):
+            s += a[i, j]
+        out[i] = s
+    return out
+
+
+@njit(**_opts)
+def _prod_rows(a):
+    out = np.ones(a.shape[0], a.dtype)
+    for i in range(a.shape[0]):
+        s = a.dtype.type(1)
+        for j in range(a.shape[1]):
+            s *= a[i, j]
+        out[i] = s
+    return out
+
+
+@njit(**_opts)
+def _max_rows(a):
+    out = np.empty(a.shape[0], a.dtype)
+    for i in range(a.shape[0]):
+        s = a[i, 0]
+        for j in range(1, a.shape[1]):
+            v = a[i, j]
+            if v > s or v != v:
+                s = v
+            if s != s:
+                break
+        out[i] = s
+    return out
+
+
+@njit(**_opts)
+def _min_rows(a):
+    out = np.empty(a.shape[0], a.dtype)
+    for i in range(a.shape[0]):
+        s = a[i, 0]
+        for j in range(1, a.shape[1]):
+            v = a[i, j]
+            if v < s or v != v:
+                s = v
+            if s != s:
+                break
+        out[i] = s
+    return out
+
+
+@njit(**_opts)
+def _scatter_add(values, positions, size):
+    out = np.zeros(size, values.dtype)
+    for i in range(values.size):
+        out[positions[i]] += values[i]
+    return out
+
+
+@njit(**_opts)
+def _batched_matmul(a, b):
+    out = np.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
+    for i in range(a.shape[0]):
+        out[i] = np.ascontiguousarray(a[i]) @ np.ascontiguousarray(b[i])
+    return out
+
+
+HELPERS = ["_flat", "_sum_rows", "_prod_rows", "_max_rows", "_min_rows", "_scatter_add",
+           "_batched_matmul"]

@@ -1,0 +1,22 @@
+"""Run-time settings, read from the environment at import and changeable in code.
+
+* ``backend``: ``"numba"`` (generated, compiled kernels; the default) or ``"numpy"`` (an
+  op-list interpreter over NumPy: no compile time). Environment: ``JVPVJP_BACKEND``.
+* ``cache_dir``: where generated kernel sources and Numba's compiled code are kept across
+  processes; ``None`` disables the disk cache. Environment: ``JVPVJP_CACHE_DIR`` (empty
+  disables it); default ``$XDG_CACHE_HOME/jvpvjp`` or ``~/.cache/jvpvjp``.
+* ``max_paths``: how many traced paths (guard outcomes) are kept per function signature.
+"""
+import os
+
+
+def _default_cache_dir():
+    if "JVPVJP_CACHE_DIR" in os.environ:
+        return os.environ["JVPVJP_CACHE_DIR"] or None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "jvpvjp")
+
+
+backend = os.environ.get("JVPVJP_BACKEND", "numba")
+cache_dir = _default_cache_dir()
+max_paths = 8

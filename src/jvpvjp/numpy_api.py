@@ -1,0 +1,713 @@
+"""NumPy on traced values: ufuncs, array functions, operators and methods.
+
+Here NumPy's semantics (dtype promotion, broadcasting, ``axis``/``keepdims``, 1-D matmul,
+indexing) are reduced to the small primitive set. Composites (mean, var, std, norm, clip,
+outer, stack, ...) are built from primitives and need no derivative rules of their own.
+Anything not listed raises ``NotImplementedError`` naming the NumPy function.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .primitives import elementwise as ew
+from .primitives import linalg, reductions, shape as sh
+from .tracing import Tracer, TracingError
+
+HANDLED_UFUNCS = {}
+HANDLED_FUNCTIONS = {}
+
+
+def is_traced(x):
+    return isinstance(x, Tracer)
+
+
+def _dtype_of(x):
+    if isinstance(x, (Tracer, np.ndarray, np.generic)):
+        return x.dtype
+    return x   # Python scalars promote weakly in np.result_type
+
+
+def _as_dtype(x, dtype):
+    if isinstance(x, Tracer):
+        return x if x.dtype == dtype else sh.convert(x, dtype=dtype)
+    return np.asarray(x, dtype=dtype)
+
+
+def _check_operand(x):
+    if isinstance(x, (Tracer, np.ndarray, np.generic, numbers.Number)):
+        if np.iscomplexobj(x) if not isinstance(x, Tracer) else x.dtype.kind == "c":
+            raise TypeError("complex values are not supported")
+        return x
+    if isinstance(x, (list, tuple)):
+        if any(isinstance(e, Tracer) for e in _iter_nested(x)):
+            return stack_nested(x)
+        return np.asarray(x)
+    raise TypeError(f"unsupported operand type {type(x).__name__}")
+
+
+def _iter_nested(x):
+    for e in x:
+        if isinstance(e, (list, tuple)):
+            yield from _iter_nested(e)
+        else:
+            yield e
+
+
+def stack_nested(x):
+    if isinstance(x, (list, tuple)):
+        return stack([stack_nested(e) for e in x])
+    return x
+
+
+def apply_elementwise(prim, ufunc, *args):
+    """Promote dtypes as NumPy does, convert every operand to one dtype, bind ``prim``."""
+    args = [_check_operand(a) for a in args]
+    common = np.result_type(*[_dtype_of(a) for a in args])
+    out = ew._ufunc_dtype(ufunc, *([common] * len(args)))
+    operand = out if out.kind == "f" else common
+    return prim(*[_as_dtype(a, operand) for a in args])
+
+
+def _ufunc(ufunc, prim):
+    HANDLED_UFUNCS[ufunc] = lambda *args: apply_elementwise(prim, ufunc, *args)
+
+
+for _u, _p in [(np.add, ew.add), (np.subtract, ew.sub), (np.multiply, ew.mul),
+               (np.true_divide, ew.div), (np.power, ew.pow_),
+               (np.arctan2, ew.arctan2), (np.maximum, ew.maximum), (np.minimum, ew.minimum),
+               (np.fmax, ew.maximum), (np.fmin, ew.minimum),
+               (np.negative, ew.neg), (np.exp, ew.exp), (np.log, ew.log),
+               (np.log1p, ew.log1p), (np.expm1, ew.expm1), (np.sqrt, ew.sqrt),
+               (np.square, ew.square), (np.sin, ew.sin), (np.cos, ew.cos), (np.tan, ew.tan),
+               (np.arcsin, ew.arcsin), (np.arccos, ew.arccos), (np.arctan, ew.arctan),
+               (np.sinh, ew.sinh), (np.cosh, ew.cosh), (np.tanh, ew.tanh),
+               (np.absolute, ew.abs_), (np.fabs, ew.abs_), (np.sign, ew.sign),
+               (np.less, ew.less), (np.less_equal, ew.less_equal), (np.greater, ew.greater),
+               (np.greater_equal, ew.greater_equal), (np.equal, ew.equal),
+               (np.not_equal, ew.not_equal), (np.logical_and, ew.logical_and),
+               (np.logical_or, ew.logical_or), (np.logical_xor, ew.logical_xor),
+               (np.logical_not, ew.logical_not)]:
+    _ufunc(_u, _p)
+
+
+def _bitwise(prim, ufunc):
+    def handler(a, b=None):
+        args = (a,) if b is None else (a, b)
+        if any(_dtype_of(x) != np.bool_ for x in args if not isinstance(x, bool)):
+            raise NotImplementedError(f"numpy.{ufunc.__name__} on non-boolean traced values")
+        return apply_elementwise(prim, ufunc, *args)
+    HANDLED_UFUNCS[ufunc] = handler
+
+
+_bitwise(ew.logical_and, np.bitwise_and)
+_bitwise(ew.logical_or, np.bitwise_or)
+_bitwise(ew.logical_xor, np.bitwise_xor)
+_bitwise(ew.logical_not, np.invert)
+
+
+def _composite_ufunc(ufunc):
+    def register(fn):
+        HANDLED_UFUNCS[ufunc] = fn
+        return fn
+    return register
+
+
+@_composite_ufunc(np.positive)
+def positive(x):
+    return x
+
+
+@_composite_ufunc(np.reciprocal)
+def reciprocal(x):
+    return 1.0 / x
+
+
+@_composite_ufunc(np.log2)
+def log2(x):
+    return np.log(x) * (1.0 / np.log(2.0))
+
+
+@_composite_ufunc(np.log10)
+def log10(x):
+    return np.log(x) * (1.0 / np.log(10.0))
+
+
+@_composite_ufunc(np.exp2)
+def exp2(x):
+    return np.exp(x * np.log(2.0))
+
+
+@_composite_ufunc(np.hypot)
+def hypot(a, b):
+    return np.sqrt(a * a + b * b)
+
+
+@_composite_ufunc(np.logaddexp)
+def logaddexp(a, b):
+    m = np.maximum(a, b)
+    return m + np.log1p(np.exp(-np.abs(a - b)))
+
+
+@_composite_ufunc(np.float_power)
+def float_power(a, b):
+    return np.power(_as_float64(a), _as_float64(b))
+
+
+def _as_float64(x):
+    return _as_dtype(x, np.result_type(_dtype_of(x), np.float64))
+
+
+@_composite_ufunc(np.deg2rad)
+def deg2rad(x):
+    return x * (np.pi / 180.0)
+
+
+@_composite_ufunc(np.rad2deg)
+def rad2deg(x):
+    return x * (180.0 / np.pi)
+
+
+@_composite_ufunc(np.matmul)
+def matmul(a, b):
+    a, b = _check_operand(a), _check_operand(b)
+    common = np.result_type(_dtype_of(a), _dtype_of(b))
+    if common.kind != "f":
+        if common.kind in "iub":
+            raise TypeError("matmul of integer or boolean traced arrays is not supported; "
+                            "convert to float first")
+        raise TypeError(f"matmul of {common} arrays is not supported")
+    a, b = _as_dtype(a, common), _as_dtype(b, common)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError("matmul: Input operand does not have enough dimensions")
+    a2 = reshape(a, (1,) + a.shape) if a.ndim == 1 else a
+    b2 = reshape(b, b.shape + (1,)) if b.ndim == 1 else b
+    if a2.shape[-1] != b2.shape[-2]:
+        raise ValueError(f"matmul: Input operand 1 has a mismatch in its core dimension 0 "
+                         f"(size {b2.shape[-2]} is different from {a2.shape[-1]}); shapes "
+                         f"{a.shape} and {b.shape}")
+    batch = tuple(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]))
+    a2 = broadcast_to(a2, batch + a2.shape[-2:])
+    b2 = broadcast_to(b2, batch + b2.shape[-2:])
+    if not batch:
+        out = linalg.matmul(a2, b2)
+    else:
+        out = linalg.matmul(a2, b2)
+    shape = batch + ((a.shape[-2],) if a.ndim > 1 else ()) + ((b.shape[-1],) if b.ndim > 1 else ())
+    return reshape(out, shape) if out.shape != shape else out
+
+
+# -- array functions ----------------------------------------------------------------------
+def implements(*funcs):
+    def register(fn):
+        for f in funcs:
+            HANDLED_FUNCTIONS[f] = fn
+        return fn
+    return register
+
+
+def _normalize_axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (tuple, list)):
+        axes = tuple(int(a) for a in axis)
+    else:
+        axes = (int(axis),)
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise np.exceptions.AxisError(a, ndim)
+        out.append(a % ndim)
+    return tuple(sorted(out))
+
+
+def _no_extras(name, **kwargs):
+    bad = [k for k, v in kwargs.items() if v is not None and v is not np._NoValue]
+    if bad:
+        raise NotImplementedError(f"numpy.{name}: argument(s) {bad} are not supported on "
+                                  f"traced values")
+
+
+def _reduce(prim, name, a, axis=None, keepdims=False, **kwargs):
+    _no_extras(name, **kwargs)
+    a = _check_operand(a)
+    if not is_traced(a):
+        return getattr(np, name)(a, axis=axis, keepdims=keepdims)
+    axes = _normalize_axes(axis, a.ndim)
+    if name in ("sum", "prod") and a.dtype == np.bool_:
+        a = sh.convert(a, dtype=np.int64)
+    if not axes:
+        return a
+    if name in ("max", "min") and any(a.shape[i] == 0 for i in axes):
+        raise ValueError(f"zero-size array to reduction operation {name} which has no identity")
+    out = prim(a, axes=axes)
+    if keepdims:
+        out = sh.reshape(out, shape=reductions._keepdims_shape(a.shape, axes))
+    return out
+
+
+@implements(np.sum)
+def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    return _reduce(reductions.reduce_sum, "sum", a, axis, keepdims, dtype=dtype, out=out,
+                   initial=initial, where=where)
+
+
+@implements(np.prod)
+def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    return _reduce(reductions.reduce_prod, "prod", a, axis, keepdims, dtype=dtype, out=out,
+                   initial=initial, where=where)
+
+
+@implements(np.max, np.amax)
+def max(a, axis=None, out=None, keepdims=False, initial=None, where=None):
+    return _reduce(reductions.reduce_max, "max", a, axis, keepdims, out=out, initial=initial,
+                   where=where)
+
+
+@implements(np.min, np.amin)
+def min(a, axis=None, out=None, keepdims=False, initial=None, where=None):
+    return _reduce(reductions.reduce_min, "min", a, axis, keepdims, out=out, initial=initial,
+                   where=where)
+
+
+def _count(a, axis):
+    axes = _normalize_axes(axis, np.ndim(a))
+    return int(np.prod([np.shape(a)[i] for i in axes], dtype=np.int64))
+
+
+@implements(np.mean)
+def mean(a, axis=None, dtype=None, out=None, keepdims=False, where=None):
+    _no_extras("mean", dtype=dtype, out=out, where=where)
+    a = _as_float64(a) if _dtype_of(a).kind in "iub" else a
+    return sum(a, axis=axis, keepdims=keepdims) / _count(a, axis)
+
+
+@implements(np.var)
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, mean=None,
+        correction=None):
+    _no_extras("var", dtype=dtype, out=out, where=where, mean=mean, correction=correction)
+    a = _as_float64(a) if _dtype_of(a).kind in "iub" else a
+    centered = a - globals()["mean"](a, axis=axis, keepdims=True)
+    return sum(centered * centered, axis=axis, keepdims=keepdims) / (_count(a, axis) - ddof)
+
+
+@implements(np.std)
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, mean=None,
+        correction=None):
+    return np.sqrt(var(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims,
+                       where=where, mean=mean, correction=correction))
+
+
+@implements(np.linalg.norm)
+def norm(x, ord=None, axis=None, keepdims=False):
+    x = _check_operand(x)
+    if ord is None or ord == 2 and (axis is None and x.ndim == 1 or isinstance(axis, int)):
+        if ord == 2 or axis is None or isinstance(axis, int) or len(axis) == 2:
+            return np.sqrt(sum(x * x, axis=axis, keepdims=keepdims))
+    if ord in ("fro",):
+        return np.sqrt(sum(x * x, axis=axis, keepdims=keepdims))
+    vector = axis is None and x.ndim == 1 or isinstance(axis, int)
+    if vector and ord == 1:
+        return sum(np.abs(x), axis=axis, keepdims=keepdims)
+    if vector and ord == np.inf:
+        return max(np.abs(x), axis=axis, keepdims=keepdims)
+    if vector and isinstance(ord, numbers.Real) and ord > 0:
+        return sum(np.abs(x) ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
+    raise NotImplementedError(f"numpy.linalg.norm with ord={ord!r} on traced values")
+
+
+@implements(np.reshape)
+def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
+    shape = newshape if shape is None else shape
+    if order != "C":
+        raise NotImplementedError("numpy.reshape with order other than 'C'")
+    a = _check_operand(a)
+    if isinstance(shape, (numbers.Integral, Tracer)):
+        shape = (shape,)
+    shape = tuple(int(s) for s in shape)
+    if shape.count(-1) > 1:
+        raise ValueError("can only specify one unknown dimension")
+    if -1 in shape:
+        known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+        if known == 0 or a.size % known:
+            raise ValueError(f"cannot reshape array of size {a.size} into shape {shape}")
+        shape = tuple(a.size // known if s == -1 else s for s in shape)
+    if not is_traced(a):
+        return np.reshape(a, shape)
+    return a if a.shape == shape else sh.reshape(a, shape=shape)
+
+
+@implements(np.ravel)
+def ravel(a, order="C"):
+    return reshape(a, (-1,), order)
+
+
+@implements(np.transpose)
+def transpose(a, axes=None):
+    a = _check_operand(a)
+    if axes is None:
+        axes = tuple(reversed(range(a.ndim)))
+    perm = tuple(int(p) % a.ndim if a.ndim else 0 for p in axes)
+    if not is_traced(a):
+        return np.transpose(a, perm)
+    if perm == tuple(range(a.ndim)):
+        return a
+    return sh.transpose(a, perm=perm)
+
+
+@implements(np.swapaxes)
+def swapaxes(a, axis1, axis2):
+    perm = list(range(np.ndim(a)))
+    axis1, axis2 = _normalize_axes(axis1, len(perm))[0], _normalize_axes(axis2, len(perm))[0]
+    perm[axis1], perm[axis2] = perm[axis2], perm[axis1]
+    return transpose(a, perm)
+
+
+@implements(np.moveaxis)
+def moveaxis(a, source, destination):
+    nd = np.ndim(a)
+    src = [s % nd for s in np.atleast_1d(source)]
+    dst = [d % nd for d in np.atleast_1d(destination)]
+    order = [i for i in range(nd) if i not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return transpose(a, order)
+
+
+@implements(np.broadcast_to)
+def broadcast_to(array, shape, subok=False):
+    array = _check_operand(array)
+    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(int(s) for s in shape)
+    if not is_traced(array):
+        return np.broadcast_to(array, shape)
+    return array if array.shape == shape else sh.broadcast_to(array, shape=shape)
+
+
+@implements(np.expand_dims)
+def expand_dims(a, axis):
+    a = _check_operand(a)
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    nd = np.ndim(a) + len(axes)
+    axes = sorted(x % nd for x in axes)
+    shape = list(np.shape(a))
+    for ax in axes:
+        shape.insert(ax, 1)
+    return reshape(a, tuple(shape))
+
+
+@implements(np.squeeze)
+def squeeze(a, axis=None):
+    shape = np.shape(a)
+    if axis is None:
+        axes = tuple(i for i, d in enumerate(shape) if d == 1)
+    else:
+        axes = _normalize_axes(axis, len(shape))
+        if any(shape[i] != 1 for i in axes):
+            raise ValueError("cannot select an axis to squeeze out which has size not equal "
+                             "to one")
+    return reshape(a, tuple(d for i, d in enumerate(shape) if i not in axes))
+
+
+@implements(np.atleast_1d)
+def atleast_1d(*arys):
+    res = [reshape(a, (1,)) if np.ndim(a) == 0 else a for a in arys]
+    return res[0] if len(res) == 1 else res
+
+
+@implements(np.atleast_2d)
+def atleast_2d(*arys):
+    res = [reshape(a, (1,) * (2 - np.ndim(a)) + np.shape(a)) if np.ndim(a) < 2 else a
+           for a in arys]
+    return res[0] if len(res) == 1 else res
+
+
+@implements(np.concatenate)
+def concatenate(arrays, axis=0, out=None, dtype=None, casting=None):
+    _no_extras("concatenate", out=out, dtype=dtype, casting=casting)
+    arrays = [_check_operand(a) for a in arrays]
+    if axis is None:
+        arrays, axis = [ravel(a) for a in arrays], 0
+    if not arrays:
+        raise ValueError("need at least one array to concatenate")
+    common = np.result_type(*[_dtype_of(a) for a in arrays])
+    arrays = [_as_dtype(a, common) for a in arrays]
+    if not any(is_traced(a) for a in arrays):
+        return np.concatenate(arrays, axis=axis)
+    nd = arrays[0].ndim
+    if nd == 0:
+        raise ValueError("zero-dimensional arrays cannot be concatenated")
+    axis = _normalize_axes(axis, nd)[0]
+    arrays = [a for a in arrays if a.shape[axis] != 0] or arrays[:1]
+    if len(arrays) == 1:
+        return arrays[0]
+    return sh.concatenate(*arrays, axis=axis)
+
+
+@implements(np.stack)
+def stack(arrays, axis=0, out=None, dtype=None, casting=None):
+    _no_extras("stack", out=out, dtype=dtype, casting=casting)
+    arrays = [_check_operand(a) for a in arrays]
+    shapes = {np.shape(a) for a in arrays}
+    if len(shapes) != 1:
+        raise ValueError("all input arrays must have the same shape")
+    axis = _normalize_axes(axis, np.ndim(arrays[0]) + 1)[0]
+    return concatenate([expand_dims(a, axis) for a in arrays], axis=axis)
+
+
+@implements(np.hstack)
+def hstack(tup, dtype=None, casting=None):
+    arrs = atleast_1d(*tup) if len(tup) > 1 else [atleast_1d(tup[0])]
+    return concatenate(arrs, axis=0 if np.ndim(arrs[0]) == 1 else 1)
+
+
+@implements(np.vstack)
+def vstack(tup, dtype=None, casting=None):
+    arrs = atleast_2d(*tup) if len(tup) > 1 else [atleast_2d(tup[0])]
+    return concatenate(arrs, axis=0)
+
+
+@implements(np.where)
+def where(condition, x=None, y=None):
+    if x is None or y is None:
+        raise NotImplementedError("numpy.where with one argument (its result shape depends "
+                                  "on values) on traced values")
+    condition, x, y = _check_operand(condition), _check_operand(x), _check_operand(y)
+    if _dtype_of(condition) != np.bool_:
+        condition = condition != 0
+    common = np.result_type(_dtype_of(x), _dtype_of(y))
+    return ew.where(_as_dtype(condition, np.bool_), _as_dtype(x, common), _as_dtype(y, common))
+
+
+@implements(np.clip)
+def clip(a, a_min=None, a_max=None, out=None, **kwargs):
+    _no_extras("clip", out=out)
+    a_min = kwargs.pop("min", a_min)
+    a_max = kwargs.pop("max", a_max)
+    if a_min is not None:
+        a = np.maximum(a, a_min)
+    if a_max is not None:
+        a = np.minimum(a, a_max)
+    return a
+
+
+@implements(np.dot)
+def dot(a, b, out=None):
+    _no_extras("dot", out=out)
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        return a * b
+    if np.ndim(a) > 2 or np.ndim(b) > 2:
+        raise NotImplementedError("numpy.dot of arrays with more than 2 dimensions on traced "
+                                  "values; use np.matmul or np.tensordot semantics explicitly")
+    return matmul(a, b)
+
+
+@implements(np.vdot)
+def vdot(a, b):
+    return dot(ravel(a), ravel(b))
+
+
+@implements(np.inner)
+def inner(a, b):
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        return a * b
+    return matmul(a, swapaxes(b, -1, -2)) if np.ndim(b) > 1 else matmul(a, b)
+
+
+@implements(np.outer)
+def outer(a, b, out=None):
+    _no_extras("outer", out=out)
+    return reshape(a, (-1, 1)) * reshape(b, (1, -1))
+
+
+@implements(np.trace)
+def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    _no_extras("trace", dtype=dtype, out=out)
+    if np.ndim(a) != 2 or (axis1, axis2) != (0, 1):
+        raise NotImplementedError("numpy.trace of other than a 2-D array")
+    n, m = np.shape(a)
+    rows = np.arange(builtins_max(0, -offset), builtins_min(n, m - offset))
+    return sum(getitem(a, (rows, rows + offset)))
+
+
+@implements(np.diag)
+def diag(v, k=0):
+    if np.ndim(v) != 2:
+        raise NotImplementedError("numpy.diag building a matrix from a vector on traced values")
+    n, m = np.shape(v)
+    rows = np.arange(builtins_max(0, -k), builtins_min(n, m - k))
+    return getitem(v, (rows, rows + k))
+
+
+@implements(np.zeros_like, np.ones_like, np.empty_like)
+def _like(a, dtype=None, order="K", subok=True, shape=None, device=None):
+    raise NotImplementedError  # replaced below
+
+
+def _make_like(fill):
+    def like(a, dtype=None, order="K", subok=True, shape=None, device=None):
+        shape = np.shape(a) if shape is None else shape
+        return np.full(shape, fill, dtype=dtype or _dtype_of(a))
+    return like
+
+
+HANDLED_FUNCTIONS[np.zeros_like] = _make_like(0)
+HANDLED_FUNCTIONS[np.empty_like] = _make_like(0)
+HANDLED_FUNCTIONS[np.ones_like] = _make_like(1)
+
+
+@implements(np.full_like)
+def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, device=None):
+    if is_traced(fill_value):
+        return broadcast_to(_as_dtype(fill_value, dtype or _dtype_of(a)),
+                            np.shape(a) if shape is None else shape)
+    return np.full(np.shape(a) if shape is None else shape, fill_value,
+                   dtype=dtype or _dtype_of(a))
+
+
+@implements(np.shape)
+def shape(a):
+    return a.shape
+
+
+@implements(np.ndim)
+def ndim(a):
+    return a.ndim
+
+
+@implements(np.size)
+def size(a, axis=None):
+    return a.size if axis is None else a.shape[axis]
+
+
+@implements(np.copy, np.asanyarray)
+def copy(a, *args, **kwargs):
+    return a
+
+
+import builtins  # noqa: E402
+
+builtins_max, builtins_min = builtins.max, builtins.min
+
+
+# -- indexing -----------------------------------------------------------------------------
+def index_positions(shape, key):
+    """Flat positions selected by NumPy index ``key`` from an array of ``shape``."""
+    table = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+    return np.asarray(table[key])
+
+
+def _concrete_key(key):
+    if isinstance(key, Tracer):
+        if key.dtype.kind not in "iub":
+            raise IndexError("arrays used as indices must be of integer (or boolean) type")
+        return key.concrete_value()
+    if isinstance(key, tuple):
+        return tuple(_concrete_key(k) for k in key)
+    if isinstance(key, list):
+        return np.asarray([_concrete_key(k) for k in key]) if key else np.asarray(key, int)
+    return key
+
+
+def getitem(x, key):
+    key = _concrete_key(key)
+    if not is_traced(x):
+        return np.asarray(x)[key]
+    try:
+        positions = index_positions(x.shape, key)
+    except IndexError as e:
+        from .tracing import format_where, user_frame
+        raise IndexError(f"{e} (indexing an array of shape {x.shape})\n  at "
+                         f"{format_where(user_frame())}") from None
+    if positions.shape == x.shape and np.array_equal(positions.reshape(-1),
+                                                     np.arange(positions.size)):
+        return x
+    return sh.gather(x, positions)
+
+
+# -- Tracer protocol and methods -----------------------------------------------------------
+def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    if kwargs.get("out") is not None:
+        raise TracingError(f"numpy.{ufunc.__name__}(..., out=...) writes into an array; "
+                           f"traced arrays are immutable")
+    if method == "reduce" and ufunc in _UFUNC_REDUCE:
+        extra = {k: v for k, v in kwargs.items() if k in ("axis", "keepdims")}
+        if "axis" not in extra:
+            extra["axis"] = 0
+        return _UFUNC_REDUCE[ufunc](*inputs, **extra)
+    if method != "__call__":
+        raise NotImplementedError(f"numpy.{ufunc.__name__}.{method} is not supported on "
+                                  f"traced values")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    dtype = kwargs.pop("dtype", None)
+    if kwargs:
+        raise NotImplementedError(f"numpy.{ufunc.__name__} with arguments {sorted(kwargs)} "
+                                  f"is not supported on traced values")
+    handler = HANDLED_UFUNCS.get(ufunc)
+    if handler is None:
+        raise NotImplementedError(f"jvpvjp does not support numpy.{ufunc.__name__} on traced "
+                                  f"values")
+    out = handler(*inputs)
+    return out if dtype is None else _as_dtype(out, np.dtype(dtype))
+
+
+_UFUNC_REDUCE = {np.add: sum, np.multiply: prod, np.maximum: max, np.minimum: min}
+
+
+def _array_function(self, func, types, args, kwargs):
+    handler = HANDLED_FUNCTIONS.get(func)
+    if handler is None:
+        mod = getattr(func, "__module__", "numpy") or "numpy"
+        mod = "numpy" if mod.startswith("numpy") and "linalg" not in mod else mod
+        raise NotImplementedError(f"jvpvjp does not support {mod}.{func.__name__} on traced "
+                                  f"values")
+    return handler(*args, **kwargs)
+
+
+def _binop(ufunc, reflected=False):
+    handler = HANDLED_UFUNCS[ufunc]
+    if reflected:
+        return lambda self, other: handler(other, self)
+    return lambda self, other: handler(self, other)
+
+
+def _astype(self, dtype, *args, **kwargs):
+    return _as_dtype(self, np.dtype(dtype))
+
+
+Tracer.__array_ufunc__ = _array_ufunc
+Tracer.__array_function__ = _array_function
+for _name, _uf in [("add", np.add), ("sub", np.subtract), ("mul", np.multiply),
+                   ("truediv", np.true_divide), ("pow", np.power), ("matmul", np.matmul),
+                   ("lt", np.less), ("le", np.less_equal), ("gt", np.greater),
+                   ("ge", np.greater_equal), ("eq", np.equal), ("ne", np.not_equal),
+                   ("and", np.bitwise_and), ("or", np.bitwise_or), ("xor", np.bitwise_xor)]:
+    setattr(Tracer, f"__{_name}__", _binop(_uf))
+    if _name not in ("lt", "le", "gt", "ge", "eq", "ne"):
+        setattr(Tracer, f"__r{_name}__", _binop(_uf, reflected=True))
+Tracer.__neg__ = lambda self: HANDLED_UFUNCS[np.negative](self)
+Tracer.__pos__ = lambda self: self
+Tracer.__abs__ = lambda self: HANDLED_UFUNCS[np.absolute](self)
+Tracer.__invert__ = lambda self: HANDLED_UFUNCS[np.invert](self)
+Tracer.__getitem__ = getitem
+Tracer.astype = _astype
+Tracer.sum = lambda self, axis=None, keepdims=False, **kw: sum(self, axis=axis, keepdims=keepdims, **kw)
+Tracer.prod = lambda self, axis=None, keepdims=False, **kw: prod(self, axis=axis, keepdims=keepdims, **kw)
+Tracer.max = lambda self, axis=None, keepdims=False, **kw: max(self, axis=axis, keepdims=keepdims, **kw)
+Tracer.min = lambda self, axis=None, keepdims=False, **kw: min(self, axis=axis, keepdims=keepdims, **kw)
+Tracer.mean = lambda self, axis=None, keepdims=False, **kw: mean(self, axis=axis, keepdims=keepdims, **kw)
+Tracer.var = lambda self, axis=None, ddof=0, keepdims=False: var(self, axis=axis, ddof=ddof, keepdims=keepdims)
+Tracer.std = lambda self, axis=None, ddof=0, keepdims=False: std(self, axis=axis, ddof=ddof, keepdims=keepdims)
+Tracer.reshape = lambda self, *shape, order="C": reshape(
+    self, shape[0] if len(shape) == 1 and not isinstance(shape[0], numbers.Integral) else shape, order)
+Tracer.transpose = lambda self, *axes: transpose(
+    self, None if not axes else (axes[0] if len(axes) == 1 and not isinstance(axes[0], numbers.Integral) else axes))
+Tracer.T = property(lambda self: transpose(self))
+Tracer.mT = property(lambda self: swapaxes(self, -1, -2))
+Tracer.ravel = lambda self, order="C": ravel(self, order)
+Tracer.flatten = lambda self, order="C": ravel(self, order)
+Tracer.squeeze = lambda self, axis=None: squeeze(self, axis)
+Tracer.swapaxes = swapaxes
+Tracer.dot = lambda self, b: dot(self, b)
+Tracer.clip = lambda self, min=None, max=None: clip(self, min, max)
+Tracer.copy = lambda self: self

@@ -1,0 +1,106 @@
+"""The primitive registry.
+
+Each `Primitive` keeps together everything jvpvjp knows about one operation:
+
+* ``impl(*arrays, **params)``: the NumPy forward computation (traces, interpreter);
+* ``abstract_eval(*avals, **params) -> (shape, dtype)``: static shape and dtype rule;
+* ``jvp_rule(primals, tangents, out, **params)``: tangent of the output, emitted as ops
+  (tangents are abstract tracers or ``None`` for zero; return ``None`` for zero);
+* ``vjp_rule(ct, primals, out, needs, **params)``: cotangent per input, emitted as ops
+  (``needs[i]`` says whether input i wants one; return ``None`` where not);
+* ``lower(args, op)``: a Numba expression computing the op from argument expressions;
+* ``tests``: test cases; the test suite is generated from them.
+
+Primitives whose outputs carry no derivative (comparisons) set ``differentiable=False``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..tracing import bind
+
+REGISTRY = {}
+
+
+@dataclass
+class Case:
+    """A test case: ``fn`` applied to arrays of ``shapes`` drawn from ``domain``.
+
+    ``shapes`` is a tuple of shapes, or ``"broadcast"`` to let the test draw mutually
+    broadcastable shapes. ``domain`` holds one ``(low, high)`` per argument; ``avoid`` is a
+    value each argument keeps ``gap`` away from (kinks); ``distinct`` keeps arguments apart
+    (ties of maximum/minimum).
+    """
+
+    fn: object
+    shapes: object = "broadcast"
+    domain: tuple = ((-2.0, 2.0),)
+    avoid: float | None = None
+    distinct: bool = False
+    gap: float = 0.1
+    eps: float = 1e-6
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    name: str = ""
+
+
+@dataclass(eq=False)
+class Primitive:
+    name: str
+    impl: object
+    abstract_eval: object
+    jvp_rule: object = None
+    vjp_rule: object = None
+    lower: object = None
+    differentiable: bool = True
+    tests: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.name in REGISTRY:
+            raise ValueError(f"primitive {self.name!r} registered twice")
+        REGISTRY[self.name] = self
+
+    def bind(self, *args, **params):
+        return bind(self, *args, **params)
+
+    def __call__(self, *args, **params):
+        return bind(self, *args, **params)
+
+    def __repr__(self):
+        return f"Primitive({self.name})"
+
+
+def broadcast_shapes(*shapes):
+    return tuple(np.broadcast_shapes(*shapes))
+
+
+def unbroadcast(ct, shape):
+    """Sum cotangent ``ct`` down to ``shape``: the one place broadcasting is undone."""
+    from .reductions import reduce_sum
+    from .shape import reshape
+    if ct.shape == tuple(shape):
+        return ct
+    lead = len(ct.shape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(shape) if d == 1 and ct.shape[lead + i] != 1)
+    if axes:
+        ct = reduce_sum(ct, axes=axes)
+    if ct.shape != tuple(shape):
+        ct = reshape(ct, shape=tuple(shape))
+    return ct
+
+
+def zeros(shape, dtype):
+    """An op-list value of zeros (a broadcast scalar constant, never a big literal)."""
+    from .shape import broadcast_to
+    z = np.zeros((), dtype)
+    if tuple(shape) == ():
+        return z
+    return broadcast_to(z, shape=tuple(shape))
+
+
+def load_all():
+    from . import elementwise, linalg, reductions, shape  # noqa: F401
+    return REGISTRY

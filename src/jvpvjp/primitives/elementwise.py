@@ -1,0 +1,237 @@
+"""Elementwise primitives: one row each.
+
+A differentiable row gives the NumPy ufunc, the partial derivative of the output with
+respect to each input (as traced code: `d(x, out)` or `d(a, b, out)`), the Numba
+expression, and the test domain. JVP, VJP, broadcasting and tests follow from the row.
+Inputs reach these primitives already converted to one dtype (see `numpy_api`).
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import Case, Primitive, broadcast_shapes, unbroadcast, zeros
+
+
+@functools.lru_cache(maxsize=None)
+def _ufunc_dtype(ufunc, *dtypes):
+    return ufunc(*[np.zeros(0, d) for d in dtypes]).dtype
+
+
+def _abstract(ufunc):
+    def abstract_eval(*avals, **params):
+        shape = broadcast_shapes(*[s for s, _ in avals])
+        return shape, _ufunc_dtype(ufunc, *[d for _, d in avals])
+    return abstract_eval
+
+
+def _fit(t, out):
+    """Give a tangent the output's shape and dtype (an input may have broadcast)."""
+    from .shape import broadcast_to, convert
+    if t.dtype != out.dtype:
+        t = convert(t, dtype=out.dtype)
+    if t.shape != out.shape:
+        t = broadcast_to(t, shape=out.shape)
+    return t
+
+
+def _ufunc_lower(fmt):
+    return lambda args, op: fmt.format(*args)
+
+
+def unary(name, ufunc, deriv, lower, domain=(-2.0, 2.0), avoid=None, linear=False, **tol):
+    """Register ``name``: ``deriv(x, out)`` is d out / d x as traced code (None: zero)."""
+    prim = None
+
+    if linear:
+        def jvp_rule(primals, tangents, out):
+            return None if tangents[0] is None else prim(tangents[0])
+
+        def vjp_rule(ct, primals, out, needs):
+            return (prim(ct),)
+    else:
+        def jvp_rule(primals, tangents, out):
+            (t,) = tangents
+            if t is None or deriv is None:
+                return None
+            return t * deriv(primals[0], out)
+
+        def vjp_rule(ct, primals, out, needs):
+            if deriv is None:
+                return (None,)
+            return (ct * deriv(primals[0], out),)
+
+    prim = Primitive(name, ufunc, _abstract(ufunc), jvp_rule, vjp_rule,
+                     _ufunc_lower(lower),
+                     tests=[Case(ufunc, "broadcast", (domain,), avoid=avoid, name=name, **tol)])
+    return prim
+
+
+def binary(name, ufunc, derivs, lower, domain=((-2.0, 2.0), (-2.0, 2.0)), **case):
+    """Register ``name``: ``derivs[i](a, b, out)`` is d out / d input i (None: zero)."""
+
+    def jvp_rule(primals, tangents, out):
+        a, b = primals
+        terms = []
+        for i, t in enumerate(tangents):
+            if t is None or derivs[i] is None:
+                continue
+            d = derivs[i](a, b, out)
+            terms.append(t if d is _ONE else (-t if d is _MINUS_ONE else t * d))
+        if not terms:
+            return None
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        return _fit(total, out)
+
+    def vjp_rule(ct, primals, out, needs):
+        a, b = primals
+        cts = []
+        for i, x in enumerate(primals):
+            if not needs[i] or derivs[i] is None:
+                cts.append(None)
+                continue
+            d = derivs[i](a, b, out)
+            c = ct if d is _ONE else (-ct if d is _MINUS_ONE else ct * d)
+            cts.append(unbroadcast(c, x.shape))
+        return tuple(cts)
+
+    return Primitive(name, ufunc, _abstract(ufunc), jvp_rule, vjp_rule, _ufunc_lower(lower),
+                     tests=[Case(ufunc, "broadcast", domain, name=name, **case)])
+
+
+def comparison(name, ufunc, lower):
+    dom = ((-2.0, 2.0), (-2.0, 2.0))
+    return Primitive(name, ufunc, _abstract(ufunc), lower=_ufunc_lower(lower),
+                     differentiable=False,
+                     tests=[Case(ufunc, "broadcast", dom if ufunc.nin == 2 else dom[:1],
+                                 name=name)])
+
+
+# Sentinels for the common derivatives +1 and -1, so add/sub emit no multiplications.
+_ONE, _MINUS_ONE = object(), object()
+
+
+def _one(a, b, out):
+    return _ONE
+
+
+def _minus_one(a, b, out):
+    return _MINUS_ONE
+
+
+# ---------------------------------------------------------------------------------------
+neg = unary("neg", np.negative, None, "(-{0})", linear=True)
+exp = unary("exp", np.exp, lambda x, y: y, "np.exp({0})")
+log = unary("log", np.log, lambda x, y: 1.0 / x, "np.log({0})", domain=(0.1, 3.0))
+log1p = unary("log1p", np.log1p, lambda x, y: 1.0 / (x + 1.0), "np.log1p({0})",
+              domain=(-0.8, 3.0))
+expm1 = unary("expm1", np.expm1, lambda x, y: y + 1.0, "np.expm1({0})")
+sqrt = unary("sqrt", np.sqrt, lambda x, y: 0.5 / y, "np.sqrt({0})", domain=(0.1, 3.0))
+square = unary("square", np.square, lambda x, y: 2.0 * x, "({0} * {0})")
+sin = unary("sin", np.sin, lambda x, y: np.cos(x), "np.sin({0})", domain=(-3.0, 3.0))
+cos = unary("cos", np.cos, lambda x, y: -np.sin(x), "np.cos({0})", domain=(-3.0, 3.0))
+tan = unary("tan", np.tan, lambda x, y: 1.0 + y * y, "np.tan({0})", domain=(-1.2, 1.2))
+arcsin = unary("arcsin", np.arcsin, lambda x, y: 1.0 / np.sqrt(1.0 - x * x),
+               "np.arcsin({0})", domain=(-0.9, 0.9))
+arccos = unary("arccos", np.arccos, lambda x, y: -1.0 / np.sqrt(1.0 - x * x),
+               "np.arccos({0})", domain=(-0.9, 0.9))
+arctan = unary("arctan", np.arctan, lambda x, y: 1.0 / (1.0 + x * x), "np.arctan({0})",
+               domain=(-3.0, 3.0))
+sinh = unary("sinh", np.sinh, lambda x, y: np.cosh(x), "np.sinh({0})")
+cosh = unary("cosh", np.cosh, lambda x, y: np.sinh(x), "np.cosh({0})")
+tanh = unary("tanh", np.tanh, lambda x, y: 1.0 - y * y, "np.tanh({0})")
+abs_ = unary("abs", np.abs, lambda x, y: np.sign(x), "np.abs({0})", avoid=0.0)
+sign = unary("sign", np.sign, None, "np.sign({0})", avoid=0.0)
+
+add = binary("add", np.add, (_one, _one), "({0} + {1})")
+sub = binary("sub", np.subtract, (_one, _minus_one), "({0} - {1})")
+mul = binary("mul", np.multiply, (lambda a, b, y: b, lambda a, b, y: a), "({0} * {1})")
+div = binary("div", np.true_divide, (lambda a, b, y: 1.0 / b, lambda a, b, y: -y / b),
+             "({0} / {1})", domain=((-2.0, 2.0), (0.5, 2.0)))
+pow_ = binary("pow", np.power,
+              (lambda a, b, y: b * a ** (b - 1.0), lambda a, b, y: np.log(a) * y),
+              "({0} ** {1})", domain=((0.2, 2.0), (-2.0, 2.0)))
+arctan2 = binary("arctan2", np.arctan2,
+                 (lambda a, b, y: b / (a * a + b * b), lambda a, b, y: -a / (a * a + b * b)),
+                 "np.arctan2({0}, {1})", domain=((0.3, 2.0), (-2.0, 2.0)))
+# Ties split the derivative equally between the two arguments, as JAX does.
+maximum = binary("maximum", np.maximum,
+                 (lambda a, b, y: np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)),
+                  lambda a, b, y: np.where(b > a, 1.0, np.where(a == b, 0.5, 0.0))),
+                 "np.maximum({0}, {1})", distinct=True)
+minimum = binary("minimum", np.minimum,
+                 (lambda a, b, y: np.where(a < b, 1.0, np.where(a == b, 0.5, 0.0)),
+                  lambda a, b, y: np.where(b < a, 1.0, np.where(a == b, 0.5, 0.0))),
+                 "np.minimum({0}, {1})", distinct=True)
+
+less = comparison("lt", np.less, "({0} < {1})")
+less_equal = comparison("le", np.less_equal, "({0} <= {1})")
+greater = comparison("gt", np.greater, "({0} > {1})")
+greater_equal = comparison("ge", np.greater_equal, "({0} >= {1})")
+equal = comparison("eq", np.equal, "({0} == {1})")
+not_equal = comparison("ne", np.not_equal, "({0} != {1})")
+logical_and = comparison("logical_and", np.logical_and, "np.logical_and({0}, {1})")
+logical_or = comparison("logical_or", np.logical_or, "np.logical_or({0}, {1})")
+logical_xor = comparison("logical_xor", np.logical_xor, "np.logical_xor({0}, {1})")
+logical_not = comparison("logical_not", np.logical_not, "np.logical_not({0})")
+
+
+# -- where: select(cond, a, b) ------------------------------------------------------------
+def _where_abstract(c, a, b):
+    if a[1] != b[1]:
+        raise TypeError(f"where: branches have dtypes {a[1]} and {b[1]}")
+    return broadcast_shapes(c[0], a[0], b[0]), a[1]
+
+
+def _where_jvp(primals, tangents, out):
+    c, a, b = primals
+    _, ta, tb = tangents
+    if ta is None and tb is None:
+        return None
+    ta = zeros(a.shape, out.dtype) if ta is None else ta
+    tb = zeros(b.shape, out.dtype) if tb is None else tb
+    return _fit(where(c, ta, tb), out)
+
+
+def _where_vjp(ct, primals, out, needs):
+    c, a, b = primals
+    z = np.zeros((), ct.dtype)
+    ca = unbroadcast(where(c, ct, z), a.shape) if needs[1] else None
+    cb = unbroadcast(where(c, z, ct), b.shape) if needs[2] else None
+    return (None, ca, cb)
+
+
+def _where_lower(args, op):
+    c, a, b = args
+    if op.outvar.shape == ():
+        return f"({a} if {c} else {b})"
+    shape = op.outvar.shape
+    bc = [x if v.shape == shape else (f"np.full({shape!r}, {x})" if v.shape == () else
+                                      f"np.broadcast_to({x}, {shape!r})")
+          for x, v in zip(args, op.invars)]
+    return f"np.where({bc[0]}, {bc[1]}, {bc[2]})"
+
+
+def _where_fn(c, a, b):
+    return np.where(c > 0, a, b)
+
+
+where = Primitive("where", np.where, _where_abstract, _where_jvp, _where_vjp, _where_lower,
+                  tests=[Case(_where_fn, "broadcast", ((-1.0, 1.0), (-2.0, 2.0), (-2.0, 2.0)),
+                              avoid=0.0, name="where")])
+
+
+# -- stop_gradient: the value passes, the derivative is zero --------------------------------
+def _identity(x):
+    return np.array(x, copy=True)
+
+
+stop_gradient = Primitive(
+    "stop_gradient", _identity, lambda x: x,
+    lambda primals, tangents, out: None,
+    lambda ct, primals, out, needs: (None,),
+    lambda args, op: args[0],
+    tests=[Case(lambda x: x * x, ((3,),), name="stop_gradient")])   # see test_registry

@@ -1,0 +1,115 @@
+"""Reductions over a tuple of axes (no keepdims: that is a reshape, in `numpy_api`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import Case, Primitive
+
+
+def _abstract(x, axes):
+    shape, dtype = x
+    for a in axes:
+        if not 0 <= a < len(shape):
+            raise ValueError(f"axis {a} is out of bounds for array of dimension {len(shape)}")
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"duplicate value in 'axis': {axes}")
+    out = tuple(d for i, d in enumerate(shape) if i not in axes)
+    return out, dtype
+
+
+def _keepdims_shape(shape, axes):
+    return tuple(1 if i in axes else d for i, d in enumerate(shape))
+
+
+def expand_back(y, shape, axes):
+    """Broadcast a reduced value back over the reduced axes of ``shape``."""
+    from .shape import broadcast_to, reshape
+    if y.shape != _keepdims_shape(shape, axes):
+        y = reshape(y, shape=_keepdims_shape(shape, axes))
+    return broadcast_to(y, shape=tuple(shape)) if y.shape != tuple(shape) else y
+
+
+def _lower(full, rows):
+    def lower(args, op):
+        (x,), axes = args, op.params["axes"]
+        shape = op.invars[0].shape
+        if op.outvar.shape == ():
+            return f"{full}({x})" if shape else x
+        kept = [i for i in range(len(shape)) if i not in axes]
+        perm = tuple(kept) + tuple(axes)
+        outer = int(np.prod([shape[i] for i in kept], dtype=np.int64))
+        inner = int(np.prod([shape[i] for i in axes], dtype=np.int64))
+        src = x if perm == tuple(range(len(shape))) else f"{x}.transpose({perm!r})"
+        return (f"{rows}(_flat({src}).reshape(({outer}, {inner})))"
+                f".reshape({op.outvar.shape!r})")
+    return lower
+
+
+def _cases(fn_name, domain=(-2.0, 2.0), **kw):
+    fn = getattr(np, fn_name)
+    return [Case(lambda x: fn(x), ((3, 4),), (domain,), name=f"{fn_name}_all", **kw),
+            Case(lambda x: fn(x, axis=1), ((3, 4),), (domain,), name=f"{fn_name}_axis1", **kw),
+            Case(lambda x: fn(x, axis=(0, 2), keepdims=True), ((2, 3, 2),), (domain,),
+                 name=f"{fn_name}_axes_keepdims", **kw)]
+
+
+# -- sum ------------------------------------------------------------------------------------
+def _sum_jvp(primals, tangents, out, axes):
+    return None if tangents[0] is None else reduce_sum(tangents[0], axes=axes)
+
+
+def _sum_vjp(ct, primals, out, needs, axes):
+    return (expand_back(ct, primals[0].shape, axes),)
+
+
+reduce_sum = Primitive("reduce_sum", lambda x, axes: np.sum(x, axis=axes), _abstract,
+                       _sum_jvp, _sum_vjp, _lower("np.sum", "_sum_rows"),
+                       tests=_cases("sum"))
+
+
+# -- max / min: the derivative is shared equally between tied positions (as JAX does) ---
+def _chooser_rules(prim_getter):
+    def mask_and_count(x, out, axes):
+        from .shape import convert
+        mask = convert(x == expand_back(out, x.shape, axes), dtype=x.dtype)
+        return mask, reduce_sum(mask, axes=axes)
+
+    def jvp(primals, tangents, out, axes):
+        (x,), (t,) = primals, tangents
+        if t is None:
+            return None
+        mask, count = mask_and_count(x, out, axes)
+        return reduce_sum(t * mask, axes=axes) / count
+
+    def vjp(ct, primals, out, needs, axes):
+        (x,) = primals
+        mask, count = mask_and_count(x, out, axes)
+        return (mask * expand_back(ct / count, x.shape, axes),)
+    return jvp, vjp
+
+
+reduce_max = Primitive("reduce_max", lambda x, axes: np.max(x, axis=axes), _abstract,
+                       *_chooser_rules(None), _lower("np.max", "_max_rows"),
+                       tests=_cases("max"))
+reduce_min = Primitive("reduce_min", lambda x, axes: np.min(x, axis=axes), _abstract,
+                       *_chooser_rules(None), _lower("np.min", "_min_rows"),
+                       tests=_cases("min"))
+
+
+# -- prod -----------------------------------------------------------------------------------
+# d prod / d x_i = prod / x_i: exact away from zeros, NaN (never silently wrong) at a zero.
+def _prod_jvp(primals, tangents, out, axes):
+    (x,), (t,) = primals, tangents
+    if t is None:
+        return None
+    return reduce_sum(t * expand_back(out, x.shape, axes) / x, axes=axes)
+
+
+def _prod_vjp(ct, primals, out, needs, axes):
+    (x,) = primals
+    return (expand_back(ct * out, x.shape, axes) / x,)
+
+
+reduce_prod = Primitive("reduce_prod", lambda x, axes: np.prod(x, axis=axes), _abstract,
+                        _prod_jvp, _prod_vjp, _lower("np.prod", "_prod_rows"),
+                        tests=_cases("prod", domain=(0.5, 1.5)))

@@ -1,0 +1,228 @@
+"""Shape primitives: reshape, broadcast_to, transpose, concatenate, gather, scatter_add,
+convert.
+
+Every NumPy indexing expression (integers, slices, None, Ellipsis, integer arrays, boolean
+masks) is lowered to one `gather` from the flattened array with a constant table of flat
+positions, computed once at trace time; its transpose is `scatter_add`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import Case, Primitive, broadcast_shapes, unbroadcast, zeros
+
+
+def _dtype_name(dtype):
+    return "bool_" if np.dtype(dtype) == np.bool_ else np.dtype(dtype).name
+
+
+# -- convert ------------------------------------------------------------------------------
+def _convert_impl(x, dtype):
+    return np.asarray(x).astype(dtype)
+
+
+def _is_float(dtype):
+    return np.dtype(dtype).kind == "f"
+
+
+def _convert_jvp(primals, tangents, out, dtype):
+    (t,) = tangents
+    if t is None or not _is_float(dtype):
+        return None
+    return convert(t, dtype=dtype)
+
+
+def _convert_vjp(ct, primals, out, needs, dtype):
+    (x,) = primals
+    return (convert(ct, dtype=x.dtype) if needs[0] and _is_float(x.dtype) else None,)
+
+
+def _convert_lower(args, op):
+    name = _dtype_name(op.params["dtype"])
+    if op.outvar.shape == ():
+        return f"np.{name}({args[0]})"
+    return f"{args[0]}.astype(np.{name})"
+
+
+convert = Primitive(
+    "convert", _convert_impl, lambda x, dtype: (x[0], np.dtype(dtype)),
+    _convert_jvp, _convert_vjp, _convert_lower,
+    tests=[Case(lambda x: x.astype(np.float32).astype(np.float64), ((3, 2),), rtol=1e-3,
+                atol=1e-4, eps=1e-2, name="convert")])
+
+
+# -- reshape ------------------------------------------------------------------------------
+def _reshape_abstract(x, shape):
+    if int(np.prod(x[0], dtype=np.int64)) != int(np.prod(shape, dtype=np.int64)):
+        raise ValueError(f"cannot reshape array of shape {x[0]} into shape {shape}")
+    return tuple(shape), x[1]
+
+
+def _reshape_lower(args, op):
+    shape = op.outvar.shape
+    if shape == ():
+        return f"_flat({args[0]})[0]"
+    if op.invars[0].shape == ():
+        return f"np.full({shape!r}, {args[0]})"
+    return f"_flat({args[0]}).reshape({shape!r})"
+
+
+reshape = Primitive(
+    "reshape", lambda x, shape: np.reshape(x, shape), _reshape_abstract,
+    lambda p, t, out, shape: None if t[0] is None else reshape(t[0], shape=shape),
+    lambda ct, p, out, needs, shape: (reshape(ct, shape=p[0].shape),),
+    _reshape_lower,
+    tests=[Case(lambda x: np.reshape(x, (2, 6)), ((3, 4),), name="reshape"),
+           Case(lambda x: np.reshape(x, (1, 1)), ((),), name="reshape_scalar"),
+           Case(lambda x: np.reshape(x.T, (12,)), ((3, 4),), name="reshape_transposed")])
+
+
+# -- broadcast_to -------------------------------------------------------------------------
+def _broadcast_abstract(x, shape):
+    if broadcast_shapes(x[0], shape) != tuple(shape):
+        raise ValueError(f"cannot broadcast shape {x[0]} to {tuple(shape)}")
+    return tuple(shape), x[1]
+
+
+def _broadcast_lower(args, op):
+    shape = op.outvar.shape
+    if op.invars[0].shape == ():
+        return f"np.full({shape!r}, {args[0]})"
+    return f"np.broadcast_to({args[0]}, {shape!r})"
+
+
+broadcast_to = Primitive(
+    "broadcast_to", lambda x, shape: np.broadcast_to(x, shape), _broadcast_abstract,
+    lambda p, t, out, shape: None if t[0] is None else broadcast_to(t[0], shape=shape),
+    lambda ct, p, out, needs, shape: (unbroadcast(ct, p[0].shape),),
+    _broadcast_lower,
+    tests=[Case(lambda x: np.broadcast_to(x, (2, 3, 4)), ((3, 1),), name="broadcast_to"),
+           Case(lambda x: np.broadcast_to(x, (3,)), ((),), name="broadcast_scalar")])
+
+
+# -- transpose ----------------------------------------------------------------------------
+def _transpose_abstract(x, perm):
+    if sorted(perm) != list(range(len(x[0]))):
+        raise ValueError(f"axes {perm} don't match array of {len(x[0])} dimensions")
+    return tuple(x[0][p] for p in perm), x[1]
+
+
+def _inverse(perm):
+    return tuple(int(i) for i in np.argsort(perm))
+
+
+transpose = Primitive(
+    "transpose", lambda x, perm: np.transpose(x, perm), _transpose_abstract,
+    lambda p, t, out, perm: None if t[0] is None else transpose(t[0], perm=perm),
+    lambda ct, p, out, needs, perm: (transpose(ct, perm=_inverse(perm)),),
+    lambda args, op: f"{args[0]}.transpose({op.params['perm']!r})",
+    tests=[Case(lambda x: np.transpose(x, (1, 2, 0)), ((2, 3, 4),), name="transpose")])
+
+
+# -- concatenate --------------------------------------------------------------------------
+def _concat_abstract(*xs, axis):
+    first = xs[0][0]
+    if not first:
+        raise ValueError("zero-dimensional arrays cannot be concatenated")
+    for s, d in xs:
+        if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first))
+                                       if i != axis):
+            raise ValueError(f"all input array dimensions except for the concatenation "
+                             f"axis must match exactly, got {[x[0] for x in xs]}")
+        if d != xs[0][1]:
+            raise TypeError("concatenate: inputs must share a dtype")
+    shape = list(first)
+    shape[axis] = sum(s[axis] for s, _ in xs)
+    return tuple(shape), xs[0][1]
+
+
+def _concat_jvp(primals, tangents, out, axis):
+    if all(t is None for t in tangents):
+        return None
+    ts = [zeros(p.shape, out.dtype) if t is None else t for p, t in zip(primals, tangents)]
+    return concatenate(*ts, axis=axis)
+
+
+def _concat_vjp(ct, primals, out, needs, axis):
+    from ..numpy_api import index_positions
+    cts, start = [], 0
+    for p, need in zip(primals, needs):
+        stop = start + p.shape[axis]
+        if need:
+            sl = (slice(None),) * axis + (slice(start, stop),)
+            cts.append(gather(ct, index_positions(ct.shape, sl)))
+        else:
+            cts.append(None)
+        start = stop
+    return tuple(cts)
+
+
+concatenate = Primitive(
+    "concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_abstract,
+    _concat_jvp, _concat_vjp,
+    lambda args, op: f"np.concatenate(({', '.join(args)},), axis={op.params['axis']})",
+    tests=[Case(lambda a, b: np.concatenate([a, b], axis=1), ((2, 3), (2, 2)),
+                domain=((-2, 2), (-2, 2)), name="concatenate")])
+
+
+# -- gather / scatter_add -----------------------------------------------------------------
+def _gather_impl(x, idx):
+    return np.asarray(x).reshape(-1)[idx]
+
+
+def _gather_abstract(x, idx):
+    if idx[1].kind != "i":
+        raise TypeError("gather positions must be integers")
+    return idx[0], x[1]
+
+
+def _gather_lower(args, op):
+    x, idx = args
+    if op.outvar.shape == ():
+        return f"_flat({x})[{idx}]"
+    return f"_flat({x})[_flat({idx})].reshape({op.outvar.shape!r})"
+
+
+gather = Primitive(
+    "gather", _gather_impl, _gather_abstract,
+    lambda p, t, out: None if t[0] is None else gather(t[0], p[1]),
+    lambda ct, p, out, needs: (scatter_add(ct, p[1], shape=p[0].shape), None),
+    _gather_lower,
+    tests=[Case(lambda x: x[1:, ::-2], ((3, 4),), name="slice"),
+           Case(lambda x: x[np.array([0, 2, 0])], ((3, 2),), name="repeated_index"),
+           Case(lambda x: x[..., None, 1], ((2, 3),), name="ellipsis_newaxis"),
+           Case(lambda x: x[np.array([True, False, True])], ((3, 2),), name="mask"),
+           Case(lambda x: x[1, 2], ((3, 4),), name="scalar_index")])
+
+
+def _scatter_impl(ct, idx, shape):
+    out = np.zeros(int(np.prod(shape, dtype=np.int64)), np.asarray(ct).dtype)
+    np.add.at(out, np.asarray(idx).reshape(-1), np.asarray(ct).reshape(-1))
+    return out.reshape(shape)
+
+
+def _scatter_abstract(ct, idx, shape):
+    if ct[0] != idx[0]:
+        raise ValueError("scatter_add: values and positions differ in shape")
+    return tuple(shape), ct[1]
+
+
+def _scatter_lower(args, op):
+    ct, idx = args
+    size = op.outvar.size
+    if op.invars[0].shape == ():
+        ct, idx = f"np.full(1, {ct})", f"np.full(1, {idx})"
+    out = f"_scatter_add(_flat({ct}), _flat({idx}), {size})"
+    return f"{out}[0]" if op.outvar.shape == () else f"{out}.reshape({op.outvar.shape!r})"
+
+
+def _scatter_fn(x):
+    return scatter_add(x, np.array([[0, 2], [2, 5]]), shape=(2, 3))
+
+
+scatter_add = Primitive(
+    "scatter_add", _scatter_impl, _scatter_abstract,
+    lambda p, t, out, shape: None if t[0] is None else scatter_add(t[0], p[1], shape=shape),
+    lambda ct, p, out, needs, shape: (gather(ct, p[1]), None),
+    _scatter_lower,
+    tests=[Case(_scatter_fn, ((2, 2),), name="scatter_add")])

@@ -1,0 +1,267 @@
+"""Tracing: Python functions over NumPy arrays become op lists.
+
+Design notes
+------------
+* A `Tracer` stands for one `Var` of the op list being built by a `Builder`. During a user
+  trace it also carries its concrete NumPy value, so ordinary Python control flow runs.
+  Derivative rules run on *abstract* tracers (no value) and emit ops the same way, which is
+  why a derivative program is an op list and transforms compose.
+* Every Python value taken out of a traced value (``bool``, ``int``, ``float``, an index)
+  goes through `Tracer._take`, which records a `Guard`. A compiled kernel returns the
+  guarded values and the caller checks them, so a cached derivative is never replayed on a
+  path it was not traced on.
+* Builders nest. A tracer of an outer builder that meets an inner one is *captured*: it
+  becomes an input of the inner op list, bound back to the outer tracer when the inner
+  derivative program is inlined. Perturbations of different levels are never confused.
+* `bind` is the only place an op is recorded, and the place errors get the user's line.
+"""
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+
+import numpy as np
+
+from .oplist import Guard, Op, OpList, Var
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__))
+
+_builders = []   # stack of active builders, innermost last
+
+
+class TracingError(TypeError):
+    """Raised when traced code does something jvpvjp cannot differentiate faithfully."""
+
+
+def user_frame():
+    """(filename, lineno) of the innermost frame outside jvpvjp and NumPy."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not (fn.startswith(_PACKAGE_DIR) or fn.startswith(_NUMPY_DIR) or fn.startswith("<__array_function__")):
+            return fn, f.f_lineno
+        f = f.f_back
+    return None
+
+
+def format_where(where):
+    if where is None:
+        return "<unknown location>"
+    fn, line = where
+    src = linecache.getline(fn, line).strip()
+    return f'File "{fn}", line {line}' + (f": {src}" if src else "")
+
+
+class Builder:
+    """Records ops into an op list. ``concrete`` builders also compute values."""
+
+    def __init__(self, concrete=True):
+        self.concrete = concrete
+        self.invars = []
+        self.ops = []
+        self.consts = {}
+        self.guards = []
+        self.captured = []        # [(outer tracer, inner Var)]
+        self._captured_ids = {}   # id(outer tracer) -> index into captured
+        self._scalar_consts = {}
+        self.level = None
+
+    def __enter__(self):
+        self.level = len(_builders)
+        _builders.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        popped = _builders.pop()
+        assert popped is self
+        self.level = -1   # tracers of a finished trace must not be used again
+
+    # -- values -> vars -------------------------------------------------------------
+    def new_input(self, value=None, aval=None):
+        if value is not None:
+            value = np.asarray(value)
+            var = Var(value.shape, value.dtype)
+        else:
+            var = Var(*aval)
+        self.invars.append(var)
+        return Tracer(self, var, value)
+
+    def const(self, value):
+        value = np.asarray(value)
+        if value.ndim == 0:
+            key = (value.item(), value.dtype.str)
+            var = self._scalar_consts.get(key)
+            if var is None:
+                var = self._scalar_consts[key] = Var((), value.dtype)
+                self.consts[var] = value
+            return var
+        var = Var(value.shape, value.dtype)
+        self.consts[var] = value
+        return var
+
+    def to_var(self, x):
+        if isinstance(x, Tracer):
+            if x.builder is self:
+                return x.node
+            return self._capture(x)
+        if isinstance(x, Var):
+            return x
+        return self.const(x)
+
+    def _capture(self, outer):
+        if outer.builder.level is None or outer.builder.level < 0:
+            raise TracingError(
+                "a traced value escaped the function that created it (it was stored "
+                "outside the traced call and used later); pass it as an argument instead")
+        idx = self._captured_ids.get(id(outer))
+        if idx is not None:
+            return self.captured[idx][1]
+        var = Var(outer.shape, outer.dtype)
+        self._captured_ids[id(outer)] = len(self.captured)
+        self.captured.append((outer, var))
+        return var
+
+    def value_of(self, x):
+        if isinstance(x, Tracer):
+            return x.value
+        return np.asarray(x)
+
+    def add_guard(self, tracer, kind, where):
+        value = np.array(tracer.value, copy=True)
+        self.guards.append(Guard(tracer.node, value, kind, format_where(where)))
+
+    def finish(self, outs):
+        """Close the trace: ``outs`` is a flat list of tracers or constants."""
+        outvars = [self.to_var(o) for o in outs]
+        invars = list(self.invars) + [v for _, v in self.captured]
+        return OpList(invars, outvars, list(self.ops), dict(self.consts), list(self.guards))
+
+
+def _pick_builder(args):
+    best = None
+    for a in args:
+        if isinstance(a, Tracer) and (best is None or _level(a.builder) > _level(best)):
+            best = a.builder
+    return best
+
+
+def _level(builder):
+    return -2 if builder.level is None else builder.level
+
+
+def bind(prim, *args, **params):
+    """Apply primitive ``prim``: record an op if any argument is traced, else compute."""
+    builder = _pick_builder(args)
+    if builder is None:
+        return prim.impl(*[np.asarray(a) for a in args], **params)
+    if builder.level is None or builder.level < 0:
+        raise TracingError(
+            "a traced value escaped the function that created it (it was stored outside "
+            "the traced call and used later); pass it as an argument instead")
+    invars = [builder.to_var(a) for a in args]
+    where = user_frame()
+    try:
+        shape, dtype = prim.abstract_eval(*[v.aval for v in invars], **params)
+    except (ValueError, TypeError, IndexError) as e:
+        raise type(e)(f"{prim.name}: {e}\n  at {format_where(where)}") from None
+    value = None
+    if builder.concrete:
+        vals = [builder.value_of(a) for a in args]
+        with np.errstate(all="ignore"):
+            value = np.asarray(prim.impl(*vals, **params))
+        if value.shape != tuple(shape) or value.dtype != np.dtype(dtype):
+            raise AssertionError(f"internal error: {prim.name} computed {value.shape} "
+                                 f"{value.dtype}, abstract evaluation said {shape} {dtype}")
+    out = Var(shape, dtype)
+    builder.ops.append(Op(prim, tuple(invars), out, params, where))
+    return Tracer(builder, out, value)
+
+
+class Tracer:
+    """A traced array. Behaves like a read-only ``numpy.ndarray`` inside traced code."""
+
+    __slots__ = ("builder", "node", "value")
+    __array_priority__ = 1000
+    __hash__ = None
+
+    def __init__(self, builder, var, value=None):
+        self.builder = builder
+        self.node = var
+        self.value = value
+
+    shape = property(lambda self: self.node.shape)
+    dtype = property(lambda self: self.node.dtype)
+    ndim = property(lambda self: self.node.ndim)
+    size = property(lambda self: self.node.size)
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of unsized object")
+        return self.shape[0]
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d array")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __repr__(self):
+        v = "" if self.value is None else f", value={np.array2string(self.value, threshold=6)}"
+        return f"Tracer(shape={self.shape}, dtype={self.dtype}{v})"
+
+    # -- the one place Python values leave a trace ----------------------------------
+    def _take(self, kind):
+        if self.value is None:
+            raise TracingError(
+                f"cannot convert an abstract traced value to a Python {kind}: its value "
+                f"is not known while a derivative program is built")
+        if self.builder.level is None or self.builder.level < 0:
+            return self.value
+        self.builder.add_guard(self, kind, user_frame())
+        return self.value
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError("The truth value of an array with more than one element is "
+                             "ambiguous. Use a.any() or a.all()")
+        return bool(self._take("bool"))
+
+    def __float__(self):
+        return float(self._take("float"))
+
+    def __int__(self):
+        return int(self._take("int"))
+
+    def __index__(self):
+        if self.dtype.kind not in "iub":
+            raise TypeError("only integer arrays can be used as an index")
+        return int(self._take("index"))
+
+    def __complex__(self):
+        raise TracingError("complex values are not supported")
+
+    def item(self):
+        if self.size != 1:
+            raise ValueError("can only convert an array of size 1 to a Python scalar")
+        return self._take("item").item()
+
+    def tolist(self):
+        return self._take("array").tolist()
+
+    def concrete_value(self):
+        """The array's value, recorded as a guard: the result holds only on this path."""
+        return self._take("array")
+
+    def __array__(self, dtype=None, copy=None):
+        raise TracingError(
+            "a traced value was converted to a NumPy array (np.asarray, np.array or a "
+            "function jvpvjp does not handle); its derivative would be lost silently. "
+            "Use jvpvjp-supported NumPy functions on it, or jvpvjp.stop_gradient first.")
+
+    def __setitem__(self, key, value):
+        raise TracingError("traced arrays are immutable: build a new array instead of "
+                           "assigning into one (e.g. np.where, np.concatenate)")
+
+    def __reduce__(self):
+        raise TracingError("traced values cannot be pickled")

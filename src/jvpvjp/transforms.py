@@ -1,0 +1,161 @@
+"""Transforms from op lists to op lists: evaluation/inlining, JVP, VJP, splitting.
+
+Each transform replays the op list through `bind` on an abstract `Builder`, calling the
+primitives' rules, which themselves emit ops. The result is again an op list, so the
+transforms compose (a derivative program can be differentiated again, or inlined into an
+enclosing trace). Ops whose inputs are all constants fold to constants on the way.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .oplist import Guard, OpList, dead_code_elimination
+from .primitives import zeros
+from .tracing import Builder, Tracer, bind
+
+
+def eval_oplist(ol, args):
+    """Evaluate ``ol`` on ``args``: NumPy when they are arrays, or record into the
+    enclosing trace when some are tracers (inlining). Returns (outputs, guard values)."""
+    env = dict(ol.consts)
+    env.update(zip(ol.invars, args))
+    with np.errstate(all="ignore"):
+        for op in ol.ops:
+            env[op.outvar] = bind(op.prim, *[env[v] for v in op.invars], **op.params)
+    return [env[v] for v in ol.outvars], [env[g.var] for g in ol.guards]
+
+
+def inline(ol, args):
+    """Record ``ol`` applied to ``args`` into the enclosing trace, keeping its guards."""
+    outs, guard_values = eval_oplist(ol, args)
+    for g, val in zip(ol.guards, guard_values):
+        if isinstance(val, Tracer) and val.value is not None:
+            val.builder.add_guard(val, g.kind, None)
+    return outs
+
+
+def _is_float(v):
+    return np.dtype(v.dtype).kind == "f"
+
+
+def _finish(b, ol, env, outs):
+    new = b.finish(outs)
+    for g in ol.guards:
+        val = env[g.var]
+        if isinstance(val, Tracer):
+            new.guards.append(Guard(val.node, g.value, g.kind, g.where))
+    return dead_code_elimination(new)
+
+
+def _zeros_for(v):
+    return zeros(v.shape, v.dtype)
+
+
+def jvp_oplist(ol, has_tangent):
+    """Op list ``(primals..., tangents...) -> (outputs..., output tangents...)``.
+
+    ``has_tangent[i]`` says whether input i gets a tangent input (floats only)."""
+    with Builder(concrete=False) as b:
+        primals = [b.new_input(aval=v.aval) for v in ol.invars]
+        env = dict(ol.consts)
+        env.update(zip(ol.invars, primals))
+        tenv = {v: b.new_input(aval=v.aval)
+                for v, m in zip(ol.invars, has_tangent) if m and _is_float(v)}
+        for op in ol.ops:
+            ins = [env[v] for v in op.invars]
+            out = bind(op.prim, *ins, **op.params)
+            env[op.outvar] = out
+            ts = [tenv.get(v) for v in op.invars]
+            if any(t is not None for t in ts) and op.prim.differentiable and _is_float(op.outvar):
+                t = op.prim.jvp_rule(tuple(ins), tuple(ts), out, **op.params)
+                if t is not None:
+                    tenv[op.outvar] = t
+        outs = [env[v] for v in ol.outvars]
+        touts = [tenv[v] if v in tenv else _zeros_for(v) for v in ol.outvars]
+        return _finish(b, ol, env, outs + touts)
+
+
+def _differentiable_vars(ol, wrt):
+    diff = {v for v, w in zip(ol.invars, wrt) if w and _is_float(v)}
+    for op in ol.ops:
+        if op.prim.differentiable and _is_float(op.outvar) and any(v in diff for v in op.invars):
+            diff.add(op.outvar)
+    return diff
+
+
+class VJPProgram:
+    """A reverse-mode program and how to split it into forward and backward kernels."""
+
+    def __init__(self, oplist, n_primals, n_outs, n_grads, n_forward_ops):
+        self.oplist = oplist
+        self.n_primals, self.n_outs, self.n_grads = n_primals, n_outs, n_grads
+        self.n_forward_ops = n_forward_ops
+
+    def split(self):
+        """(forward, backward): forward maps primals to (outputs, residuals); backward maps
+        (residuals, output cotangents) to input cotangents. Guards go with forward."""
+        ol = self.oplist
+        fwd_ops, bwd_ops = ol.ops[:self.n_forward_ops], ol.ops[self.n_forward_ops:]
+        primal_in = ol.invars[:self.n_primals]
+        ct_in = ol.invars[self.n_primals:]
+        outs = ol.outvars[:self.n_outs]
+        grads = ol.outvars[self.n_outs:self.n_outs + self.n_grads]
+        defined_fwd = set(primal_in) | {op.outvar for op in fwd_ops}
+        bwd_defined = set(ct_in) | {op.outvar for op in bwd_ops} | set(ol.consts)
+        residuals, seen = [], set()
+        for v in [v for op in bwd_ops for v in op.invars] + grads:
+            if v in defined_fwd and v not in bwd_defined and v not in seen:
+                seen.add(v)
+                residuals.append(v)
+        forward = dead_code_elimination(
+            OpList(list(primal_in), list(outs) + residuals, list(fwd_ops), dict(ol.consts),
+                   list(ol.guards)))
+        backward = dead_code_elimination(
+            OpList(residuals + list(ct_in), list(grads), list(bwd_ops), dict(ol.consts), []))
+        return forward, backward
+
+
+def vjp_oplist(ol, wrt, n_seeded=None):
+    """Reverse mode: op list ``(primals..., output cotangents...) -> (outputs..., input
+    cotangents for each i with wrt[i]...)``, as a `VJPProgram`. Only the first
+    ``n_seeded`` outputs (default: all) take a cotangent; the rest (aux) pass through."""
+    n_seeded = len(ol.outvars) if n_seeded is None else n_seeded
+    diff = _differentiable_vars(ol, wrt)
+    with Builder(concrete=False) as b:
+        primals = [b.new_input(aval=v.aval) for v in ol.invars]
+        env = dict(ol.consts)
+        env.update(zip(ol.invars, primals))
+        for op in ol.ops:
+            env[op.outvar] = bind(op.prim, *[env[v] for v in op.invars], **op.params)
+        n_forward_ops = len(b.ops)
+        cts_in = [b.new_input(aval=v.aval) for v in ol.outvars[:n_seeded]]
+        ct_env = {}
+
+        def accumulate(v, ct):
+            ct_env[v] = ct if v not in ct_env else ct_env[v] + ct
+
+        for v, ct in zip(ol.outvars, cts_in):
+            if v in diff:
+                accumulate(v, ct)
+        for op in reversed(ol.ops):
+            ct = ct_env.pop(op.outvar, None)
+            if ct is None:
+                continue
+            needs = tuple(v in diff for v in op.invars)
+            cts = op.prim.vjp_rule(ct, tuple(env[v] for v in op.invars), env[op.outvar],
+                                   needs, **op.params)
+            for v, c, need in zip(op.invars, cts, needs):
+                if need and c is not None:
+                    accumulate(v, c)
+        wrt_vars = [v for v, w in zip(ol.invars, wrt) if w]
+        grads = [ct_env[v] if v in ct_env else _zeros_for(v) for v in wrt_vars]
+        outs = [env[v] for v in ol.outvars]
+        new = _finish(b, ol, env, outs + grads)
+    # DCE may have dropped forward ops: recount where the backward part starts.
+    fwd_outvars = set()
+    for op in b.ops[:n_forward_ops]:
+        fwd_outvars.add(op.outvar)
+    n_fwd = sum(1 for op in new.ops if op.outvar in fwd_outvars)
+    if any(op.outvar in fwd_outvars for op in new.ops[n_fwd:]):
+        raise AssertionError("internal error: forward ops after backward ops")
+    return VJPProgram(new, len(ol.invars), len(ol.outvars), len(wrt_vars), n_fwd)
