@@ -108,7 +108,7 @@ class _Args:
             sig.append((v.shape, v.dtype.char, i in diff_leaf))
         # Inside another trace, derivative programs are inlined rather than compiled.
         self.dyn, self.dyn_idx, self.nested = dyn, dyn_idx, nested or bool(_builders)
-        self.key = (tuple(trees), tuple(sig))
+        self.key = (config.backend, tuple(trees), tuple(sig))
 
     def diff_mask(self, diff_argnums):
         diff_leaf = set()

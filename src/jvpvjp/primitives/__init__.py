@@ -31,7 +31,8 @@ class Case:
     ``shapes`` is a tuple of shapes, or ``"broadcast"`` to let the test draw mutually
     broadcastable shapes. ``domain`` holds one ``(low, high)`` per argument; ``avoid`` is a
     value each argument keeps ``gap`` away from (kinks); ``distinct`` keeps arguments apart
-    (ties of maximum/minimum).
+    (ties of maximum/minimum); ``unique`` keeps the elements of each argument apart (ties of
+    max/min reductions).
     """
 
     fn: object
@@ -39,6 +40,7 @@ class Case:
     domain: tuple = ((-2.0, 2.0),)
     avoid: float | None = None
     distinct: bool = False
+    unique: bool = False
     gap: float = 0.1
     eps: float = 1e-6
     rtol: float = 1e-5

@@ -68,7 +68,7 @@ reduce_sum = Primitive("reduce_sum", lambda x, axes: np.sum(x, axis=axes), _abst
 
 
 # -- max / min: the derivative is shared equally between tied positions (as JAX does) ---
-def _chooser_rules(prim_getter):
+def _chooser_rules():
     def mask_and_count(x, out, axes):
         from .shape import convert
         mask = convert(x == expand_back(out, x.shape, axes), dtype=x.dtype)
@@ -89,11 +89,11 @@ def _chooser_rules(prim_getter):
 
 
 reduce_max = Primitive("reduce_max", lambda x, axes: np.max(x, axis=axes), _abstract,
-                       *_chooser_rules(None), _lower("np.max", "_max_rows"),
-                       tests=_cases("max"))
+                       *_chooser_rules(), _lower("np.max", "_max_rows"),
+                       tests=_cases("max", unique=True))
 reduce_min = Primitive("reduce_min", lambda x, axes: np.min(x, axis=axes), _abstract,
-                       *_chooser_rules(None), _lower("np.min", "_min_rows"),
-                       tests=_cases("min"))
+                       *_chooser_rules(), _lower("np.min", "_min_rows"),
+                       tests=_cases("min", unique=True))
 
 
 # -- prod -----------------------------------------------------------------------------------
