@@ -1,0 +1,335 @@
+"""End-to-end behaviour of the public API, on the default (Numba) backend."""
+import collections
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import jvpvjp
+from jvpvjp import grad, jvp, make_oplist, stop_gradient, value_and_grad, vjp
+from jvpvjp.nn.functional import cross_entropy, logsumexp, relu, sigmoid, softmax
+from jvpvjp.testing import check_grads, numerical_jvp
+
+
+def fd_grad(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = eps
+        g[i] = (f(x + e) - f(x - e)) / (2 * eps)
+    return g
+
+
+def test_readme_example_loss(rng):
+    @grad
+    def loss(w, X, y):
+        return np.mean((np.tanh(X @ w) - y) ** 2)
+
+    w, X, y = rng.normal(size=3), rng.normal(size=(5, 3)), rng.normal(size=5)
+    g = loss(w, X, y)
+    t = np.tanh(X @ w)
+    expected = X.T @ (2 * (t - y) * (1 - t ** 2)) / 5
+    assert g.shape == w.shape and g.dtype == np.float64
+    np.testing.assert_allclose(g, expected, rtol=1e-12)
+    # second call with new values: replayed, not traced again
+    w2 = rng.normal(size=3)
+    t2 = np.tanh(X @ w2)
+    np.testing.assert_allclose(loss(w2, X, y), X.T @ (2 * (t2 - y) * (1 - t2 ** 2)) / 5,
+                               rtol=1e-12)
+    info = loss.cache_info()
+    assert info["traces"] == 1 and info["calls"] == 2
+
+
+def mlp_loss(params, X, Y):
+    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
+    h = np.tanh(X @ W1 + b1)
+    return cross_entropy(h @ W2 + b2, Y)
+
+
+def test_mlp_cross_entropy_matches_hand_derived(rng):
+    n, d, k, c = 16, 6, 5, 3
+    params = {"W1": rng.normal(size=(d, k)) * 0.5, "b1": rng.normal(size=k),
+              "W2": rng.normal(size=(k, c)) * 0.5, "b2": rng.normal(size=c)}
+    X = rng.normal(size=(n, d))
+    Y = np.eye(c)[rng.integers(0, c, n)]
+    val, g = value_and_grad(mlp_loss)(params, X, Y)
+    # hand-derived backprop
+    h = np.tanh(X @ params["W1"] + params["b1"])
+    z = h @ params["W2"] + params["b2"]
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    dz = (p - Y) / n
+    dW2, db2 = h.T @ dz, dz.sum(0)
+    dh = dz @ params["W2"].T * (1 - h ** 2)
+    dW1, db1 = X.T @ dh, dh.sum(0)
+    np.testing.assert_allclose(val, -np.mean(np.sum(Y * np.log(p), 1)), rtol=1e-12)
+    for name, ref in [("W1", dW1), ("b1", db1), ("W2", dW2), ("b2", db2)]:
+        np.testing.assert_allclose(g[name], ref, rtol=1e-10, atol=1e-14, err_msg=name)
+    assert set(g) == set(params)
+
+
+def test_integer_labels_reuse_the_kernel(rng):
+    logits = rng.normal(size=(8, 4))
+    f = grad(cross_entropy)
+    g1 = f(logits, rng.integers(0, 4, 8))
+    labels = rng.integers(0, 4, 8)
+    g2 = f(logits, labels)
+    assert f.cache_info()["traces"] == 1
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(g2, (p - np.eye(4)[labels]) / 8, rtol=1e-12)
+    assert g1.shape == logits.shape
+
+
+def test_argnums_tuple_pytrees_and_constants(rng):
+    Point = collections.namedtuple("Point", "x y")
+    scale = np.array([1.0, 2.0, 3.0])          # closed-over constant
+
+    def f(p, q, k, mode="sum"):
+        s = np.sum(scale * p.x * q[0] + np.sin(p.y)) * k + q[1]["c"] ** 2
+        return s if mode == "sum" else -s
+
+    p = Point(rng.normal(size=3), rng.normal(size=3))
+    q = [rng.normal(size=3), {"c": 1.5}]
+    val, (gp, gq) = value_and_grad(f, argnums=(0, 1))(p, q, 2.0)
+    assert isinstance(gp, Point) and isinstance(gq, list) and set(gq[1]) == {"c"}
+    np.testing.assert_allclose(gp.x, scale * q[0] * 2.0, rtol=1e-12)
+    np.testing.assert_allclose(gp.y, np.cos(p.y) * 2.0, rtol=1e-12)
+    np.testing.assert_allclose(gq[0], scale * p.x * 2.0, rtol=1e-12)
+    np.testing.assert_allclose(gq[1]["c"], 3.0)
+    np.testing.assert_allclose(val, f(p, q, 2.0))
+    # static keyword argument changes the path, not the kernel's correctness
+    g_neg = grad(f, argnums=1)(p, q, 2.0, mode="neg")
+    np.testing.assert_allclose(g_neg[1]["c"], -3.0)
+
+
+def test_has_aux(rng):
+    def f(x):
+        y = np.sum(x ** 2)
+        return y, {"norm": np.sqrt(y), "n": 3}
+
+    x = rng.normal(size=3)
+    g, aux = grad(f, has_aux=True)(x)
+    np.testing.assert_allclose(g, 2 * x)
+    np.testing.assert_allclose(aux["norm"], np.linalg.norm(x))
+    (v, aux2), g2 = value_and_grad(f, has_aux=True)(x)
+    np.testing.assert_allclose(v, np.sum(x ** 2))
+    with pytest.raises(TypeError, match="pair"):
+        grad(lambda x: np.sum(x), has_aux=True)(x)
+
+
+def test_jvp_and_vjp_signatures(rng):
+    def f(x, y):
+        return {"a": np.sin(x) * y, "b": np.sum(x * y)}
+
+    x, y = rng.normal(size=4), rng.normal(size=4)
+    tx, ty = rng.normal(size=4), rng.normal(size=4)
+    out, t_out = jvp(f, (x, y), (tx, ty))
+    np.testing.assert_allclose(out["a"], np.sin(x) * y)
+    np.testing.assert_allclose(t_out["a"], np.cos(x) * tx * y + np.sin(x) * ty, rtol=1e-12)
+    np.testing.assert_allclose(t_out["b"], np.sum(tx * y + x * ty), rtol=1e-12)
+    f_jvp = jvp(f)
+    out2, t2 = f_jvp((x, y), (tx, ty))
+    np.testing.assert_allclose(t2["a"], t_out["a"])
+
+    out, pullback = vjp(f, x, y)
+    cx, cy = pullback({"a": np.ones(4), "b": 2.0})
+    np.testing.assert_allclose(cx, np.cos(x) * y + 2 * y, rtol=1e-12)
+    np.testing.assert_allclose(cy, np.sin(x) + 2 * x, rtol=1e-12)
+    # the pullback can be called again with another cotangent
+    cx2, _ = pullback({"a": np.zeros(4), "b": 1.0})
+    np.testing.assert_allclose(cx2, y, rtol=1e-12)
+
+
+def test_float32_results_stay_float32(rng):
+    x = rng.normal(size=(3, 4)).astype(np.float32)
+    w = rng.normal(size=4).astype(np.float32)
+    val, g = value_and_grad(lambda w, x: np.sum(np.tanh(x @ w) * 0.5))(w, x)
+    assert g.dtype == np.float32 and np.asarray(val).dtype == np.float32
+    ref = 0.5 * x.astype(np.float64).T @ (1 - np.tanh(x.astype(np.float64) @ w) ** 2)
+    np.testing.assert_allclose(g, ref, rtol=1e-5)
+    out, t = jvp(lambda a: np.exp(a) * 2.0, (w,), (np.ones(4, np.float32),))
+    assert out.dtype == np.float32 and t.dtype == np.float32
+    # mixing with float64 promotes, as NumPy does
+    g64 = grad(lambda w: np.sum(w * np.ones(4)))(w)
+    assert g64.dtype == np.float32
+
+
+def test_scalars_and_python_floats():
+    assert grad(lambda x: x * x)(3.0) == 6.0
+    assert grad(lambda x, y: x * y, argnums=1)(3.0, 4.0) == 3.0
+    out, t = jvp(lambda x: x ** 3, (2.0,), (1.0,))
+    assert out == 8.0 and t == 12.0
+
+
+def test_composites(rng):
+    x = rng.normal(size=(3, 5))
+    for f in [relu, sigmoid, lambda v: softmax(v, axis=0), lambda v: logsumexp(v, axis=1),
+              lambda v: np.var(v, axis=1), lambda v: np.std(v), lambda v: np.linalg.norm(v),
+              lambda v: np.linalg.norm(v, axis=1), lambda v: np.clip(v, -0.5, 0.5),
+              lambda v: np.outer(v[0], v[1]), lambda v: np.stack([v, 2 * v], axis=1),
+              lambda v: np.mean(v, axis=0, keepdims=True), lambda v: np.log2(np.abs(v) + 1),
+              lambda v: np.logaddexp(v, 1.0), lambda v: v.T @ v, lambda v: np.trace(v @ v.T),
+              lambda v: np.expand_dims(v, 1).squeeze(1), lambda v: np.concatenate([v, v.T.ravel()[:5][None]])]:
+        check_grads(f, (x,), order=1)
+
+
+def test_logsumexp_is_stable():
+    x = np.array([1000.0, 1000.0, -1000.0])
+    val, g = value_and_grad(logsumexp)(x)
+    np.testing.assert_allclose(val, 1000 + np.log(2))
+    np.testing.assert_allclose(g, [0.5, 0.5, 0.0])
+
+
+def test_python_control_flow_guards_never_replay_the_wrong_branch():
+    def f(x):
+        if np.sum(x) > 0:
+            return np.sum(np.sin(x))
+        return np.sum(x ** 3)
+
+    g = grad(f)
+    a, b = np.array([0.5, 1.0]), np.array([-0.5, -1.0])
+    np.testing.assert_allclose(g(a), np.cos(a))
+    np.testing.assert_allclose(g(b), 3 * b ** 2)     # the guard flips: a new path
+    np.testing.assert_allclose(g(a * 2), np.cos(a * 2))   # back to the first path, cached
+    info = g.cache_info()
+    assert info["traces"] == 2 and info["paths"] == 2
+
+
+def test_loop_with_value_dependent_trip_count():
+    def f(x):
+        y = x
+        while np.abs(y) > 0.1:       # trip count depends on x
+            y = y * 0.5
+        return y
+
+    for x0 in [0.15, 0.3, 0.9, 0.15]:
+        n = 0
+        y = x0
+        while abs(y) > 0.1:
+            y, n = y * 0.5, n + 1
+        assert grad(f)(x0) == pytest.approx(0.5 ** n)
+
+
+def test_make_oplist_prints_ops_and_guards():
+    def f(x, w):
+        y = np.tanh(x @ w)
+        if y.sum() > -100:
+            y = y * 2.0
+        return np.sum(y)
+
+    text = str(make_oplist(f)(np.ones((2, 3)), np.ones(3)))
+    assert "matmul" in text and "tanh" in text and "reduce_sum" in text
+    assert "guard" in text and "lambda a:f64[2,3] b:f64[3]" in text
+    grad_text = str(make_oplist(grad(f, argnums=1))(np.ones((2, 3)), np.ones(3)))
+    assert grad_text.count("matmul") >= 2
+
+
+def test_nested_grad_and_perturbation_confusion():
+    # d/dx [x * d/dy (x + y)] = 1 at any x
+    def inner(x):
+        return x * grad(lambda y: x + y)(1.0)
+    assert grad(inner)(3.0) == pytest.approx(1.0)
+    # second derivative by nesting
+    d2 = grad(grad(lambda x: x ** 3 + np.sin(x)))
+    assert d2(0.7) == pytest.approx(6 * 0.7 - np.sin(0.7), rel=1e-12)
+    check_grads(lambda x: np.tanh(x) * x ** 2, (np.linspace(-1, 1, 4),), order=2)
+
+
+# -- bad input ----------------------------------------------------------------------------------
+def test_unsupported_numpy_function_names_it():
+    with pytest.raises(NotImplementedError, match="numpy.cumsum"):
+        grad(lambda x: np.sum(np.cumsum(x)))(np.ones(3))
+    with pytest.raises(NotImplementedError, match="numpy.einsum"):
+        grad(lambda x: np.einsum("i,i->", x, x))(np.ones(3))
+
+
+def test_shape_mismatch_names_the_user_line():
+    def f(x):
+        y = np.ones(4)
+        return np.sum(x * y)   # the bad line
+
+    with pytest.raises(ValueError) as e:
+        grad(f)(np.ones(3))
+    assert "the bad line" in str(e.value) and "test_api.py" in str(e.value)
+    with pytest.raises(ValueError, match="matmul"):
+        grad(lambda x: np.sum(x @ np.ones((4, 2))))(np.ones((2, 3)))
+
+
+def test_grad_of_non_scalar_is_a_type_error():
+    with pytest.raises(TypeError, match="scalar output"):
+        grad(np.sin)(np.ones(3))
+
+
+def test_integer_argument_is_a_type_error():
+    with pytest.raises(TypeError, match="int64"):
+        grad(lambda x: np.sum(x * 1.0))(np.arange(3))
+    with pytest.raises(TypeError, match="floating"):
+        grad(lambda x: x * 1.0)(3)
+
+
+def test_converting_a_traced_value_to_an_array_raises():
+    with pytest.raises(jvpvjp.TracingError, match="derivative would be lost"):
+        grad(lambda x: np.sum(np.asarray(x)))(np.ones(3))
+
+
+def test_assignment_into_traced_array_raises():
+    def f(x):
+        x[0] = 1.0
+        return np.sum(x)
+    with pytest.raises(jvpvjp.TracingError, match="immutable"):
+        grad(f)(np.ones(3))
+
+
+def test_bad_tangents_and_cotangents():
+    with pytest.raises(ValueError, match="shape"):
+        jvp(np.sin, (np.ones(3),), (np.ones(2),))
+    out, pullback = vjp(np.sin, np.ones(3))
+    with pytest.raises(ValueError, match="shape"):
+        pullback(np.ones(4))
+
+
+def test_escaped_tracer_raises():
+    leaked = []
+
+    def f(x):
+        leaked.append(x)
+        return np.sum(x)
+
+    grad(f)(np.ones(2))
+    with pytest.raises(jvpvjp.TracingError, match="escaped"):
+        grad(lambda y: np.sum(y * leaked[0]))(np.ones(2))
+
+
+def test_indexing_forms(rng):
+    x = rng.normal(size=(4, 5))
+    idx = np.array([3, 0, 0])
+    mask = x[:, 0] > 0
+    for f in [lambda v: v[1], lambda v: v[:, -1], lambda v: v[1:3, ::2], lambda v: v[None, ..., 2],
+              lambda v: v[idx], lambda v: v[idx, 1:], lambda v: v[mask], lambda v: v[[0, 1], [2, 3]]]:
+        check_grads(f, (x,))
+
+
+def test_disk_cache_serves_a_fresh_process(tmp_path):
+    script = textwrap.dedent("""
+        import numpy as np, jvpvjp, os, glob
+        g = jvpvjp.grad(lambda w: np.sum(np.tanh(w) ** 2))(np.linspace(-1, 1, 5))
+        print(repr(g.tolist()))
+        print(len(glob.glob(os.path.join(jvpvjp.config.cache_dir, "kernels", "k_*.py"))))
+    """)
+    env = dict(os.environ, JVPVJP_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, check=True).stdout.split("\n") for _ in range(2)]
+    assert runs[0][0] == runs[1][0]
+    assert runs[0][1] == runs[1][1] == "1"
+    index_files = list(tmp_path.glob("kernels/__pycache__/*.nbi"))
+    assert index_files, "Numba wrote no cache index for the kernel"
+    # a corrupt source file is rewritten, never trusted
+    (src,) = tmp_path.glob("kernels/k_*.py")
+    src.write_text("garbage = (")
+    again = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, check=True).stdout.split("\n")
+    assert again[0] == runs[0][0]
