@@ -333,3 +333,23 @@ def test_disk_cache_serves_a_fresh_process(tmp_path):
     again = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                            text=True, check=True).stdout.split("\n")
     assert again[0] == runs[0][0]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_large_transcendentals_through_numpy_match_interpreter(dtype, rng, monkeypatch):
+    from jvpvjp.testing import use_backend
+    monkeypatch.setattr(jvpvjp.config, "numpy_ufunc_threshold", 4)
+
+    def f(x, w):
+        return np.sum(np.tanh(x @ w) * np.exp(x[:, 0] * 2.0) + np.arctan2(x[:, 1], 1.5)
+                      + np.log1p(x[:, 2] ** 2) ** 1.5 + np.sin(x.T)[0])
+
+    x = rng.normal(size=(6, 3)).astype(dtype)
+    w = rng.normal(size=3).astype(dtype)
+    with use_backend("numpy"):
+        ref = value_and_grad(f, argnums=(0, 1))(x, w)
+    got = value_and_grad(f, argnums=(0, 1))(x, w)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for r, g in zip(jvpvjp.tree_flatten(ref)[0], jvpvjp.tree_flatten(got)[0]):
+        assert np.result_type(g) == np.result_type(r) == dtype
+        np.testing.assert_allclose(g, r, rtol=tol, atol=tol)

@@ -7,7 +7,8 @@ array([ 0.7...,  -0.4...])
 """
 from . import numpy_api as _numpy_api  # noqa: F401  (installs NumPy protocol handlers)
 from . import config
-from .api import (cache_info, grad, jvp, make_oplist, stop_gradient, value_and_grad, vjp)
+from .api import (cache_info, grad, jit, jvp, make_oplist, stop_gradient, value_and_grad,
+                  vjp)
 from .oplist import OpList
 from .primitives import load_all as _load_all
 from .pytree import tree_flatten, tree_map, tree_unflatten
@@ -16,6 +17,6 @@ from .tracing import TracingError
 _load_all()
 
 __version__ = "0.1.0"
-__all__ = ["grad", "value_and_grad", "jvp", "vjp", "make_oplist", "stop_gradient",
+__all__ = ["grad", "value_and_grad", "jvp", "vjp", "jit", "make_oplist", "stop_gradient",
            "cache_info", "OpList", "TracingError", "config", "tree_flatten",
            "tree_unflatten", "tree_map"]

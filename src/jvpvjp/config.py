@@ -20,3 +20,6 @@ def _default_cache_dir():
 backend = os.environ.get("JVPVJP_BACKEND", "numba")
 cache_dir = _default_cache_dir()
 max_paths = 8
+# Large transcendental array ops (exp, tanh, ...) call NumPy from compiled code above this
+# many elements: NumPy's SIMD loops beat Numba's scalar loops there.
+numpy_ufunc_threshold = int(os.environ.get("JVPVJP_NUMPY_UFUNC_THRESHOLD", 4096))

@@ -33,6 +33,10 @@ _FUSIBLE = {"neg", "exp", "log", "log1p", "expm1", "sqrt", "square", "sin", "cos
             "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "abs", "sign", "add", "sub",
             "mul", "div", "pow", "arctan2", "maximum", "minimum", "lt", "le", "gt", "ge",
             "eq", "ne", "logical_and", "logical_or", "logical_xor", "logical_not"}
+# Transcendental ufuncs that NumPy runs several times faster than Numba's scalar loops
+# (the Numba wheels have no SVML): on large arrays they call NumPy from object mode.
+_NUMPY_UFUNCS = {"exp", "log", "log1p", "expm1", "sin", "cos", "tan", "arcsin", "arccos",
+                 "arctan", "sinh", "cosh", "tanh", "arctan2", "pow"}
 # Ops whose Numba result may share memory with an input: copied when returned.
 _VIEWS = {"reshape", "broadcast_to", "transpose"}
 
@@ -76,6 +80,13 @@ def generate_source(ol, name="kernel", cache=True):
     for i, op in enumerate(ol.ops):
         expr = op.prim.lower([names[v] for v in op.invars], op)
         out = op.outvar
+        if (op.prim.name in _NUMPY_UFUNCS and out.size >= config.numpy_ufunc_threshold
+                and out.ndim > 0 and out.dtype.kind == "f"):
+            typ = f"{out.dtype.name}[{', '.join([':'] * (out.ndim - 1) + ['::1'])}]"
+            names[out] = f"v{i}"
+            body.append(f"    with objmode(v{i}='{typ}'):")
+            body.append(f"        v{i} = np.ascontiguousarray({expr}, dtype=np.{out.dtype.name})")
+            continue
         inline = (op.prim.name in _FUSIBLE and uses.get(out, 0) == 1 and out not in pinned
                   and len(expr) < 400)
         if inline:
@@ -99,7 +110,7 @@ def generate_source(ol, name="kernel", cache=True):
     params = [names[v] for v in ol.invars] + [f"k{i}" for i in range(len(array_consts))]
     lines = [
         "import numpy as np",
-        "from numba import njit",
+        "from numba import njit, objmode",
         f"from jvpvjp.backend.numba_helpers import {', '.join(HELPERS)}",
         "",
         "",
