@@ -218,6 +218,7 @@ class _Cached:
 
     def __init__(self):
         self.paths = {}
+        self.fast = {}     # signature of plain positional arrays -> paths
         self.stats = {"calls": 0, "traces": 0, "compiles": 0, "guard_misses": 0}
 
     def lookup(self, key, run):
@@ -429,12 +430,23 @@ def jvp(fun, primals=None, tangents=None, *, has_aux=False):
         raise TypeError(f"{fname}: primals and tangents must be tuples of arguments")
     if len(primals) != len(tangents):
         raise TypeError(f"{fname}: got {len(primals)} primals and {len(tangents)} tangents")
+    cache = _cache_for(_jvp_caches, fun, has_aux)
+    if cache.fast and not _builders:
+        sig = _fast_signature(primals)
+        paths = cache.fast.get(sig) if sig is not None else None
+        if paths is not None and _fast_signature(tangents) == sig:
+            dyn = [x[()] if type(x) is np.ndarray and x.ndim == 0 else x
+                   for x in tuple(primals) + tuple(tangents)]
+            for path in reversed(paths):
+                results = path.kernels[0](*dyn)
+                if not path.guards or path.guards_hold(results):
+                    cache.stats["calls"] += 1
+                    return _jvp_result(path.trace, results, has_aux)
     nums = tuple(range(len(primals)))
     a = _Args(tuple(primals), {}, nums, fname)
     t_vals = _check_tangents(primals, tangents, fname)
     if len(t_vals) != len(a.dyn):
         raise TypeError(f"{fname}: every primal leaf must be a float array or float")
-    cache = _cache_for(_jvp_caches, fun, has_aux)
 
     def build(trace):
         mask = [True] * len(a.dyn) + [False] * len(trace.captured)
@@ -461,7 +473,14 @@ def jvp(fun, primals=None, tangents=None, *, has_aux=False):
             path = _Path(trace, [kernel], nres + trace.n_out + trace.n_aux)
             cache.add(a.key, path)
             results = run(path)
+            sig = _fast_signature(primals)
+            if sig is not None and not trace.captured and _fast_signature(tangents) == sig:
+                cache.fast[sig] = cache.paths[a.key]
         trace = path.trace
+    return _jvp_result(trace, results, has_aux)
+
+
+def _jvp_result(trace, results, has_aux):
     nres = trace.n_out + trace.n_aux
     out, aux = _unflatten_outputs(trace, results)
     t_out = tree_unflatten(trace.out_tree, results[nres:nres + trace.n_out])
@@ -593,6 +612,15 @@ def jit(fun):
     def jitted(*args, **kwargs):
         if _builders:
             return fun(*args, **kwargs)
+        if cache.fast and not kwargs:
+            paths = cache.fast.get(_fast_signature(args))
+            if paths is not None:
+                dyn = [x[()] if type(x) is np.ndarray and x.ndim == 0 else x for x in args]
+                for path in reversed(paths):
+                    results = path.kernels[0](*dyn)
+                    if not path.guards or path.guards_hold(results):
+                        cache.stats["calls"] += 1
+                        return _unflatten_outputs(path.trace, results)[0]
         a = _Args(args, kwargs, (), fname)
         cache.stats["calls"] += 1
 
@@ -608,6 +636,9 @@ def jit(fun):
             path = _Path(trace, [kernel], trace.n_out)
             cache.add(a.key, path)
             results = run(path)
+            sig = _fast_signature(args)
+            if sig is not None and not kwargs:
+                cache.fast[sig] = cache.paths[a.key]
         return _unflatten_outputs(path.trace, results)[0]
 
     jitted.cache_info = cache.info
