@@ -41,6 +41,18 @@ _NUMPY_UFUNCS = {"exp", "log", "log1p", "expm1", "sin", "cos", "tan", "arcsin", 
 _VIEWS = {"reshape", "broadcast_to", "transpose"}
 
 
+def _result_layout(op, layout):
+    name = op.prim.name
+    if name == "transpose":
+        src = layout.get(op.invars[0], "C")
+        if op.params["perm"] == (1, 0) and src in "CF":
+            return "F" if src == "C" else "C"
+        return "A"
+    if name == "broadcast_to":
+        return "A"
+    return "C"
+
+
 def _literal(value):
     value = np.asarray(value)
     if value.dtype == np.bool_:
@@ -76,10 +88,18 @@ def generate_source(ol, name="kernel", cache=True):
     pinned = set(ol.outvars) | {g.var for g in ol.guards}
     producer = {op.outvar: op for op in ol.ops}
 
+    # Memory layout of each array value as Numba types it: "C", "F" or "A" (any).
+    layout = {v: "C" for v in list(ol.invars) + list(ol.consts)}
+
     body = []
     for i, op in enumerate(ol.ops):
-        expr = op.prim.lower([names[v] for v in op.invars], op)
+        args = [names[v] for v in op.invars]
+        if op.prim.contiguous_args:
+            args = [f"np.ascontiguousarray({a})" if v.shape and layout.get(v, "C") == "A"
+                    else a for a, v in zip(args, op.invars)]
+        expr = op.prim.lower(args, op)
         out = op.outvar
+        layout[out] = _result_layout(op, layout)
         if (op.prim.name in _NUMPY_UFUNCS and out.size >= config.numpy_ufunc_threshold
                 and out.ndim > 0 and out.dtype.kind == "f"):
             typ = f"{out.dtype.name}[{', '.join([':'] * (out.ndim - 1) + ['::1'])}]"

@@ -22,6 +22,15 @@ def _sum_rows(a):
 
 
 @njit(**_opts)
+def _sum_cols(a):
+    out = np.zeros(a.shape[1], a.dtype)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            out[j] += a[i, j]
+    return out
+
+
+@njit(**_opts)
 def _prod_rows(a):
     out = np.ones(a.shape[0], a.dtype)
     for i in range(a.shape[0]):
@@ -78,5 +87,5 @@ def _batched_matmul(a, b):
     return out
 
 
-HELPERS = ["_flat", "_sum_rows", "_prod_rows", "_max_rows", "_min_rows", "_scatter_add",
+HELPERS = ["_flat", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_scatter_add",
            "_batched_matmul"]

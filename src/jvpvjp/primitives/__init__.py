@@ -58,6 +58,8 @@ class Primitive:
     lower: object = None
     differentiable: bool = True
     tests: list = field(default_factory=list)
+    # the Numba lowering needs its array arguments C- or F-contiguous (BLAS)
+    contiguous_args: bool = False
 
     def __post_init__(self):
         if self.name in REGISTRY:

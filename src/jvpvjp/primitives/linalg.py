@@ -41,7 +41,7 @@ def _vjp(ct, primals, out, needs):
 def _lower(args, op):
     a, b = args
     if op.outvar.ndim == 2:
-        return f"(np.ascontiguousarray({a}) @ np.ascontiguousarray({b}))"
+        return f"({a} @ {b})"
     (sa, _), (sb, _) = op.invars[0].aval, op.invars[1].aval
     batch = int(np.prod(sa[:-2], dtype=np.int64))
     return (f"_batched_matmul(_flat({a}).reshape(({batch}, {sa[-2]}, {sa[-1]})), "
@@ -49,7 +49,7 @@ def _lower(args, op):
             f".reshape({op.outvar.shape!r})")
 
 
-matmul = Primitive("matmul", np.matmul, _abstract, _jvp, _vjp, _lower,
+matmul = Primitive("matmul", np.matmul, _abstract, _jvp, _vjp, _lower, contiguous_args=True,
                    tests=[Case(np.matmul, ((3, 4), (4, 2)), ((-2, 2), (-2, 2)), name="mm"),
                           Case(np.matmul, ((2, 3, 4), (2, 4, 2)), ((-2, 2), (-2, 2)),
                                name="batched"),

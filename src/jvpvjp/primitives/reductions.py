@@ -29,7 +29,7 @@ def expand_back(y, shape, axes):
     return broadcast_to(y, shape=tuple(shape)) if y.shape != tuple(shape) else y
 
 
-def _lower(full, rows):
+def _lower(full, rows, cols=None):
     def lower(args, op):
         (x,), axes = args, op.params["axes"]
         shape = op.invars[0].shape
@@ -39,6 +39,10 @@ def _lower(full, rows):
         perm = tuple(kept) + tuple(axes)
         outer = int(np.prod([shape[i] for i in kept], dtype=np.int64))
         inner = int(np.prod([shape[i] for i in axes], dtype=np.int64))
+        if cols and tuple(axes) == tuple(range(len(axes))):
+            # leading axes (undoing broadcasting): no transposed copy
+            return (f"{cols}(_flat({x}).reshape(({inner}, {outer})))"
+                    f".reshape({op.outvar.shape!r})")
         src = x if perm == tuple(range(len(shape))) else f"{x}.transpose({perm!r})"
         return (f"{rows}(_flat({src}).reshape(({outer}, {inner})))"
                 f".reshape({op.outvar.shape!r})")
@@ -63,7 +67,7 @@ def _sum_vjp(ct, primals, out, needs, axes):
 
 
 reduce_sum = Primitive("reduce_sum", lambda x, axes: np.sum(x, axis=axes), _abstract,
-                       _sum_jvp, _sum_vjp, _lower("np.sum", "_sum_rows"),
+                       _sum_jvp, _sum_vjp, _lower("np.sum", "_sum_rows", "_sum_cols"),
                        tests=_cases("sum"))
 
 

@@ -115,7 +115,8 @@ transpose = Primitive(
     "transpose", lambda x, perm: np.transpose(x, perm), _transpose_abstract,
     lambda p, t, out, perm: None if t[0] is None else transpose(t[0], perm=perm),
     lambda ct, p, out, needs, perm: (transpose(ct, perm=_inverse(perm)),),
-    lambda args, op: f"{args[0]}.transpose({op.params['perm']!r})",
+    lambda args, op: (f"{args[0]}.T" if op.params["perm"] == (1, 0) else
+                      f"{args[0]}.transpose({op.params['perm']!r})"),
     tests=[Case(lambda x: np.transpose(x, (1, 2, 0)), ((2, 3, 4),), name="transpose")])
 
 
