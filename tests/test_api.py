@@ -353,3 +353,18 @@ def test_large_transcendentals_through_numpy_match_interpreter(dtype, rng, monke
     for r, g in zip(jvpvjp.tree_flatten(ref)[0], jvpvjp.tree_flatten(got)[0]):
         assert np.result_type(g) == np.result_type(r) == dtype
         np.testing.assert_allclose(g, r, rtol=tol, atol=tol)
+
+
+def test_program_numba_cannot_compile_falls_back_with_a_warning(monkeypatch):
+    from jvpvjp.primitives import elementwise as ew
+    monkeypatch.setattr(ew.cosh, "lower", lambda args, op: f"np.cosh({args[0]}, 1, 2, 3)")
+    with pytest.warns(RuntimeWarning, match="could not compile"):
+        g = grad(lambda x: np.sum(np.cosh(x) * 3.0))(np.array([0.5, 1.0]))
+    np.testing.assert_allclose(g, 3 * np.sinh([0.5, 1.0]))
+
+
+def test_power_special_cases(rng):
+    x = rng.uniform(0.5, 2.0, size=4)
+    for e in (1, 2, 0.5, -1, 3, 2.5):
+        check_grads(lambda v: v ** e, (x,), order=2)
+    check_grads(lambda v, w: v ** w, (x, rng.normal(size=4)))

@@ -75,7 +75,7 @@ def _ufunc(ufunc, prim):
 
 
 for _u, _p in [(np.add, ew.add), (np.subtract, ew.sub), (np.multiply, ew.mul),
-               (np.true_divide, ew.div), (np.power, ew.pow_),
+               (np.true_divide, ew.div),
                (np.arctan2, ew.arctan2), (np.maximum, ew.maximum), (np.minimum, ew.minimum),
                (np.fmax, ew.maximum), (np.fmin, ew.minimum),
                (np.negative, ew.neg), (np.exp, ew.exp), (np.log, ew.log),
@@ -148,6 +148,22 @@ def hypot(a, b):
 def logaddexp(a, b):
     m = np.maximum(a, b)
     return m + np.log1p(np.exp(-np.abs(a - b)))
+
+
+@_composite_ufunc(np.power)
+def power(a, b):
+    # Constant exponents with cheaper exact forms; the general case is the pow primitive.
+    if is_traced(a) and not is_traced(b) and np.ndim(b) == 0 and a.dtype.kind == "f":
+        e = float(b)
+        if e == 1.0:
+            return a
+        if e == 2.0:
+            return apply_elementwise(ew.square, np.square, a)
+        if e == 0.5:
+            return apply_elementwise(ew.sqrt, np.sqrt, a)
+        if e == -1.0:
+            return 1.0 / a
+    return apply_elementwise(ew.pow_, np.power, a, b)
 
 
 @_composite_ufunc(np.float_power)

@@ -22,11 +22,14 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 
 import numpy as np
 
+from numba.core.errors import NumbaError
+
 from .. import config
-from . import register_backend
+from . import InterpreterKernel, register_backend
 from .numba_helpers import HELPERS
 
 _FUSIBLE = {"neg", "exp", "log", "log1p", "expm1", "sqrt", "square", "sin", "cos", "tan",
@@ -210,12 +213,25 @@ class NumbaKernel:
         self._scalar_out = [(i, v.dtype.type) for i, v in enumerate(outs) if v.shape == ()]
 
     def __call__(self, *args):
-        res = self.fn(*args, *self.consts)
+        try:
+            res = self.fn(*args, *self.consts)
+        except NumbaError as e:
+            return self._fall_back(e, args)
         if self._scalar_out:
             res = list(res)
             for i, t in self._scalar_out:
                 res[i] = t(res[i])
         return res
+
+
+    def _fall_back(self, error, args):
+        # A program Numba cannot compile still runs, on the interpreter, and says why once.
+        warnings.warn(f"jvpvjp: Numba could not compile this program ({type(error).__name__}:"
+                      f" {str(error).splitlines()[0] if str(error) else ''}); running it on "
+                      f"the NumPy interpreter instead", RuntimeWarning, stacklevel=3)
+        interp = InterpreterKernel(self.oplist)
+        self.fn = lambda *a: interp(*a[:len(self.oplist.invars)])
+        return self.fn(*args)
 
 
 register_backend("numba", NumbaKernel)
