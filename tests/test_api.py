@@ -368,3 +368,25 @@ def test_power_special_cases(rng):
     for e in (1, 2, 0.5, -1, 3, 2.5):
         check_grads(lambda v: v ** e, (x,), order=2)
     check_grads(lambda v, w: v ** w, (x, rng.normal(size=4)))
+
+
+def test_long_scalar_programs_run_on_the_tape(monkeypatch):
+    from jvpvjp.backend import compile_oplist, tape
+    monkeypatch.setattr(jvpvjp.config, "tape_threshold", 50)
+
+    def chain(y, a):
+        for _ in range(40):
+            y = np.sin(y) * a + 0.1
+            if y > 0.5:                      # guards work on the tape too
+                y = y - 0.01 * np.maximum(y, a)
+        return y
+
+    assert isinstance(compile_oplist(make_oplist(chain)(0.5, 1.0001)), tape.TapeKernel)
+    check_grads(chain, (0.5, 1.0001))
+    vg = value_and_grad(chain, argnums=(0, 1))
+    for y0 in (0.5, -0.3, 0.5, 2.0):
+        with jvpvjp.testing.use_backend("numpy"):
+            ref = value_and_grad(chain, argnums=(0, 1))(y0, 1.0001)
+        got = vg(y0, 1.0001)
+        np.testing.assert_allclose(got[0], ref[0], rtol=1e-13)
+        np.testing.assert_allclose(got[1], ref[1], rtol=1e-12)

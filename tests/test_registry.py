@@ -73,7 +73,7 @@ def _compare(a, b, what):
         np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12, err_msg=what)
 
 
-def _modes_on_both_backends(fn, args, tangents):
+def _modes_on_both_backends(fn, args, tangents, backend="numba"):
     def scalar(*a):
         return np.sum(fn(*a) * 1.0)
     argnums = tuple(range(len(args)))
@@ -81,7 +81,7 @@ def _modes_on_both_backends(fn, args, tangents):
         ref_vg = value_and_grad(scalar, argnums=argnums)(*args)
         ref_jvp = jvp(fn, args, tangents)
     vg = value_and_grad(scalar, argnums=argnums)
-    with use_backend("numba"):
+    with use_backend(backend):
         got_vg = vg(*args)
         got_jvp = jvp(fn, args, tangents)
     _compare(got_vg, ref_vg, "value_and_grad")
@@ -111,10 +111,18 @@ SCALAR_CASES = [(p, c) for p, c in DIFF_CASES if c.shapes == "broadcast"]
 
 @pytest.mark.parametrize("prim,case", SCALAR_CASES,
                          ids=[f"{p.name}-{c.name}" for p, c in SCALAR_CASES])
-def test_numba_backend_on_scalars(prim, case, rng):
+@pytest.mark.parametrize("backend", ["numba", "tape"])
+def test_compiled_backends_on_scalars(prim, case, backend, rng):
     args = _fixed_args(case, rng, scalar=True)
     tangents = tuple(np.float64(rng.standard_normal()) for _ in args)
-    _modes_on_both_backends(case.fn, args, tangents)
+    _modes_on_both_backends(case.fn, args, tangents, backend)
+
+
+def test_tape_runs_every_scalar_opcode():
+    from jvpvjp.backend import tape
+    scalar_prims = {p.name for p, c in CASES if c.shapes == "broadcast"}
+    missing = scalar_prims - set(tape.OPCODE) - tape._IDENTITY
+    assert not missing, f"scalar primitives without a tape opcode: {missing}"
 
 
 NONDIFF = [(p, c) for p, c in CASES if not p.differentiable]
@@ -125,11 +133,16 @@ def test_non_differentiable_primitives_forward(prim, case, rng):
     args = _fixed_args(case, rng)
     args = tuple(np.round(a, 1) for a in args)     # exact ties for eq / ne
     expected = case.fn(*args)
-    for backend in ("numpy", "numba"):
+    scalar_args = tuple(a.reshape(-1)[0] for a in args)
+    for backend in ("numpy", "numba", "tape"):
         with use_backend(backend):
-            out, pullback = jvpvjp.vjp(lambda *a: case.fn(*a), *args)
-        assert out.dtype == np.bool_
-        np.testing.assert_array_equal(out, expected)
+            if backend != "tape":
+                out, pullback = jvpvjp.vjp(lambda *a: case.fn(*a), *args)
+                assert out.dtype == np.bool_
+                np.testing.assert_array_equal(out, expected)
+            out = jvpvjp.jit(lambda *a: case.fn(*a))(*scalar_args)
+            assert np.result_type(out) == np.bool_
+            assert out == case.fn(*scalar_args)
 
 
 def test_stop_gradient_has_zero_derivative():

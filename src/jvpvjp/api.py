@@ -147,7 +147,7 @@ class _Trace:
     """The result of tracing a function once on concrete arguments."""
 
     def __init__(self, fun, args, has_aux, fname):
-        with Builder(concrete=True) as b:
+        with Builder(concrete=True) as b, np.errstate(all="ignore"):
             inputs = [b.new_input(value=(v.value if isinstance(v, Tracer) else v))
                       for v in args.dyn]
             if any(isinstance(v, Tracer) and v.value is None for v in args.dyn):

@@ -22,4 +22,7 @@ cache_dir = _default_cache_dir()
 max_paths = 8
 # Large transcendental array ops (exp, tanh, ...) call NumPy from compiled code above this
 # many elements: NumPy's SIMD loops beat Numba's scalar loops there.
+# Scalar op lists with at least this many ops run on the tape interpreter instead of being
+# compiled (Numba's compile time grows with program length).
+tape_threshold = int(os.environ.get("JVPVJP_TAPE_THRESHOLD", 1000))
 numpy_ufunc_threshold = int(os.environ.get("JVPVJP_NUMPY_UFUNC_THRESHOLD", 4096))

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 _ids = itertools.count()
+_DTYPE_TYPE = {np.dtype(t): type(np.dtype(t)) for t in (np.float64, np.float32, np.int64,
+                                                          np.int32, np.bool_)}
 
 
 class Var:
@@ -21,8 +23,8 @@ class Var:
 
     def __init__(self, shape, dtype):
         self.id = next(_ids)
-        self.shape = tuple(int(d) for d in shape)
-        self.dtype = np.dtype(dtype)
+        self.shape = shape if type(shape) is tuple else tuple(int(d) for d in shape)
+        self.dtype = dtype if type(dtype) is _DTYPE_TYPE.get(dtype) else np.dtype(dtype)
 
     @property
     def ndim(self):

@@ -35,12 +35,23 @@ class TracingError(TypeError):
     """Raised when traced code does something jvpvjp cannot differentiate faithfully."""
 
 
+_internal_files = {}
+
+
+def _is_internal(fn):
+    r = _internal_files.get(fn)
+    if r is None:
+        r = _internal_files[fn] = (fn.startswith(_PACKAGE_DIR) or fn.startswith(_NUMPY_DIR)
+                                   or fn.startswith("<__array_function__"))
+    return r
+
+
 def user_frame():
     """(filename, lineno) of the innermost frame outside jvpvjp and NumPy."""
     f = sys._getframe(1)
     while f is not None:
         fn = f.f_code.co_filename
-        if not (fn.startswith(_PACKAGE_DIR) or fn.startswith(_NUMPY_DIR) or fn.startswith("<__array_function__")):
+        if not _is_internal(fn):
             return fn, f.f_lineno
         f = f.f_back
     return None
@@ -89,6 +100,11 @@ class Builder:
         return Tracer(self, var, value)
 
     def const(self, value):
+        if type(value) is float:
+            key = (value, "<f8")
+            var = self._scalar_consts.get(key)
+            if var is not None:
+                return var
         value = np.asarray(value)
         if value.ndim == 0:
             key = (value.item(), value.dtype.str)
@@ -161,17 +177,17 @@ def bind(prim, *args, **params):
             "a traced value escaped the function that created it (it was stored outside "
             "the traced call and used later); pass it as an argument instead")
     invars = [builder.to_var(a) for a in args]
-    where = user_frame()
+    where = user_frame() if builder.concrete else None
     try:
         shape, dtype = prim.abstract_eval(*[v.aval for v in invars], **params)
+        shape, dtype = tuple(shape), np.dtype(dtype)
     except (ValueError, TypeError, IndexError) as e:
         raise type(e)(f"{prim.name}: {e}\n  at {format_where(where)}") from None
     value = None
     if builder.concrete:
-        vals = [builder.value_of(a) for a in args]
-        with np.errstate(all="ignore"):
-            value = np.asarray(prim.impl(*vals, **params))
-        if value.shape != tuple(shape) or value.dtype != np.dtype(dtype):
+        vals = [a.value if isinstance(a, Tracer) else np.asarray(a) for a in args]
+        value = np.asarray(prim.impl(*vals, **params))    # errstate: set by the tracer
+        if value.shape != shape or value.dtype != dtype:
             raise AssertionError(f"internal error: {prim.name} computed {value.shape} "
                                  f"{value.dtype}, abstract evaluation said {shape} {dtype}")
     out = Var(shape, dtype)

@@ -1,8 +1,10 @@
 """Backends turn an op list into a kernel: ``kernel(*inputs) -> tuple of outputs``.
 
 One interface, chosen by name: ``"numba"`` generates one Python function per op list,
-compiles it with Numba (and caches it on disk), ``"numpy"`` interprets the op list with the
-primitives' NumPy implementations (no compile time; also the reference in tests).
+compiles it with Numba (and caches it on disk); long scalar op lists go instead to
+``"tape"``, one precompiled interpreter loop (no compile time per program); ``"numpy"``
+interprets the op list with the primitives' NumPy implementations (no compile time; also
+the reference in tests).
 """
 from __future__ import annotations
 
@@ -31,13 +33,17 @@ def register_backend(name, compile_fn):
 def compile_oplist(ol, backend=None):
     """Compile ``ol``; the kernel returns its outputs followed by its guard values."""
     name = backend or config.backend
-    if name not in _BACKENDS and name == "numba":
-        from . import numba_backend  # noqa: F401  (registers itself)
+    if name == "numba" and len(ol.ops) >= config.tape_threshold:
+        from . import tape
+        if tape.supports(ol):      # long scalar program: interpreter loop, no compile
+            name = "tape"
+    if name not in _BACKENDS and name in ("numba", "tape"):
+        from . import numba_backend, tape  # noqa: F401  (they register themselves)
     try:
         return _BACKENDS[name](ol)
     except KeyError:
         raise ValueError(f"unknown backend {name!r}; choose one of "
-                         f"{sorted(set(_BACKENDS) | {'numba'})}") from None
+                         f"{sorted(set(_BACKENDS) | {'numba', 'tape'})}") from None
 
 
 register_backend("numpy", InterpreterKernel)

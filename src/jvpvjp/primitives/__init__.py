@@ -77,7 +77,11 @@ class Primitive:
 
 
 def broadcast_shapes(*shapes):
-    return tuple(np.broadcast_shapes(*shapes))
+    first = shapes[0]
+    for s in shapes[1:]:
+        if s != first:
+            return tuple(np.broadcast_shapes(*shapes))
+    return tuple(first)
 
 
 def unbroadcast(ct, shape):
