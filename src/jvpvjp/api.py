@@ -196,11 +196,26 @@ def _fast_signature(args):
     return tuple(sig)
 
 
-class _Path:
-    __slots__ = ("trace", "kernels", "guards", "seed", "n_fixed")
+def _replay_fast(cache, sig, call_args):
+    """Replay a cached path for plain positional arrays: (path, results) or None."""
+    paths = cache.fast.get(sig) if sig is not None else None
+    if paths is None:
+        return None
+    dyn = [x[()] if type(x) is np.ndarray and x.ndim == 0 else x for x in call_args]
+    for path in reversed(paths):
+        results = path.kernels[0](*dyn, *path.extra)
+        if not path.guards or path.guards_hold(results):
+            cache.stats["calls"] += 1
+            return path, results
+    return None
 
-    def __init__(self, trace, kernels, n_fixed):
+
+class _Path:
+    __slots__ = ("trace", "kernels", "guards", "extra", "n_fixed")
+
+    def __init__(self, trace, kernels, n_fixed, extra=()):
         self.trace, self.kernels, self.n_fixed = trace, kernels, n_fixed
+        self.extra = extra     # trailing kernel arguments (the seed cotangent of grad)
         self.guards = [g.value for g in trace.oplist.guards]
 
     def guards_hold(self, results):
@@ -284,38 +299,22 @@ def value_and_grad(fun=None, argnums=0, has_aux=False):
         return vjp_oplist(trace.oplist, wrt, n_seeded=1)
 
     # Fast path for the common call: positional float arrays and scalars, no pytrees.
-    # Maps the argument signature to the same list of paths the general cache holds.
-    fast = {}
-
-    def fast_call(args):
-        sig = _fast_signature(args)
-        entry = fast.get(sig) if sig is not None else None
-        if entry is None:
-            return None
-        paths, single, n_grads = entry
-        dyn = [x[()] if type(x) is np.ndarray and x.ndim == 0 else x for x in args]
-        for path in reversed(paths):
-            results = path.kernels[0](*dyn, path.seed)
-            if not path.guards or path.guards_hold(results):
-                cache.stats["calls"] += 1
-                if single:
-                    return results[0], results[1]
-                return results[0], tuple(results[1:1 + n_grads])
-        return None
-
     @functools.wraps(fun)
     def value_and_grad_fun(*args, **kwargs):
-        if not kwargs and not has_aux and fast:
-            hit = fast_call(args)
+        if cache.fast and not kwargs and not has_aux:
+            hit = _replay_fast(cache, _fast_signature(args), args)
             if hit is not None:
-                return hit
+                results = hit[1]
+                if isinstance(argnums, int):
+                    return results[0], results[1]
+                return results[0], tuple(results[1:1 + len(argnums)])
         single, nums = _normalize_argnums(argnums, len(args), fname)
         a = _Args(args, kwargs, nums, fname)
         diff = a.diff_mask(nums)
         cache.stats["calls"] += 1
 
         def run(path):
-            return path.kernels[0](*[x[()] if x.ndim == 0 else x for x in a.dyn], path.seed)
+            return path.kernels[0](*[x[()] if x.ndim == 0 else x for x in a.dyn], *path.extra)
 
         if a.nested:
             trace = _Trace(fun, a, has_aux, fname)
@@ -330,13 +329,13 @@ def value_and_grad(fun=None, argnums=0, has_aux=False):
                 prog = build(trace, a, diff)
                 kernel = compile_oplist(prog.oplist)
                 cache.stats["compiles"] += 1
-                path = _Path(trace, [kernel], 1 + trace.n_aux + sum(diff))
-                path.seed = np.ones((), trace.out_avals[0][1])[()]
+                seed = np.ones((), trace.out_avals[0][1])[()]
+                path = _Path(trace, [kernel], 1 + trace.n_aux + sum(diff), (seed,))
                 cache.add(a.key, path)
                 results = run(path)
                 sig = _fast_signature(args)
-                if sig is not None and not kwargs and not has_aux and not trace.captured:
-                    fast[sig] = (cache.paths[a.key], single, len(nums))
+                if sig is not None and not kwargs and not has_aux:
+                    cache.fast[sig] = cache.paths[a.key]
             trace = path.trace
         value, aux = _unflatten_outputs(trace, results)
         grads = list(results[trace.n_out + trace.n_aux:trace.n_out + trace.n_aux + sum(diff)])
@@ -433,15 +432,10 @@ def jvp(fun, primals=None, tangents=None, *, has_aux=False):
     cache = _cache_for(_jvp_caches, fun, has_aux)
     if cache.fast and not _builders:
         sig = _fast_signature(primals)
-        paths = cache.fast.get(sig) if sig is not None else None
-        if paths is not None and _fast_signature(tangents) == sig:
-            dyn = [x[()] if type(x) is np.ndarray and x.ndim == 0 else x
-                   for x in tuple(primals) + tuple(tangents)]
-            for path in reversed(paths):
-                results = path.kernels[0](*dyn)
-                if not path.guards or path.guards_hold(results):
-                    cache.stats["calls"] += 1
-                    return _jvp_result(path.trace, results, has_aux)
+        if sig is not None and _fast_signature(tangents) == sig:
+            hit = _replay_fast(cache, sig, tuple(primals) + tuple(tangents))
+            if hit is not None:
+                return _jvp_result(hit[0].trace, hit[1], has_aux)
     nums = tuple(range(len(primals)))
     a = _Args(tuple(primals), {}, nums, fname)
     t_vals = _check_tangents(primals, tangents, fname)
@@ -474,7 +468,7 @@ def jvp(fun, primals=None, tangents=None, *, has_aux=False):
             cache.add(a.key, path)
             results = run(path)
             sig = _fast_signature(primals)
-            if sig is not None and not trace.captured and _fast_signature(tangents) == sig:
+            if sig is not None and _fast_signature(tangents) == sig:
                 cache.fast[sig] = cache.paths[a.key]
         trace = path.trace
     return _jvp_result(trace, results, has_aux)
@@ -613,14 +607,9 @@ def jit(fun):
         if _builders:
             return fun(*args, **kwargs)
         if cache.fast and not kwargs:
-            paths = cache.fast.get(_fast_signature(args))
-            if paths is not None:
-                dyn = [x[()] if type(x) is np.ndarray and x.ndim == 0 else x for x in args]
-                for path in reversed(paths):
-                    results = path.kernels[0](*dyn)
-                    if not path.guards or path.guards_hold(results):
-                        cache.stats["calls"] += 1
-                        return _unflatten_outputs(path.trace, results)[0]
+            hit = _replay_fast(cache, _fast_signature(args), args)
+            if hit is not None:
+                return _unflatten_outputs(hit[0].trace, hit[1])[0]
         a = _Args(args, kwargs, (), fname)
         cache.stats["calls"] += 1
 
