@@ -40,6 +40,9 @@ _FUSIBLE = {"neg", "exp", "log", "log1p", "expm1", "sqrt", "square", "sin", "cos
 # (the Numba wheels have no SVML): on large arrays they call NumPy from object mode.
 _NUMPY_UFUNCS = {"exp", "log", "log1p", "expm1", "sin", "cos", "tan", "arcsin", "arccos",
                  "arctan", "sinh", "cosh", "tanh", "arctan2", "pow"}
+# Reductions likewise: NumPy's pairwise SIMD loops beat Numba's strictly ordered ones.
+_NUMPY_REDUCTIONS = {"reduce_sum": "np.sum", "reduce_max": "np.max", "reduce_min": "np.min",
+                     "reduce_prod": "np.prod"}
 # Ops whose Numba result may share memory with an input: copied when returned.
 _VIEWS = {"reshape", "broadcast_to", "transpose"}
 
@@ -54,6 +57,22 @@ def _result_layout(op, layout):
     if name == "broadcast_to":
         return "A"
     return "C"
+
+
+def _numpy_expression(op, args, expr):
+    """The NumPy call for a large op better left to NumPy (run from object mode), or None."""
+    out, name = op.outvar, op.prim.name
+    if out.dtype.kind != "f" or op.invars[0].size < config.numpy_ufunc_threshold:
+        return None
+    cast = f"dtype=np.{out.dtype.name}"
+    if name in _NUMPY_UFUNCS and out.ndim > 0:
+        return f"np.ascontiguousarray({expr}, {cast})"
+    if name in _NUMPY_REDUCTIONS:
+        call = f"{_NUMPY_REDUCTIONS[name]}({args[0]}, axis={op.params['axes']!r})"
+        if out.ndim == 0:
+            return f"np.{out.dtype.name}({call})"
+        return f"np.ascontiguousarray({call}, {cast})"
+    return None
 
 
 def _literal(value):
@@ -91,6 +110,10 @@ def generate_source(ol, name="kernel", cache=True):
     pinned = set(ol.outvars) | {g.var for g in ol.guards}
     producer = {op.outvar: op for op in ol.ops}
 
+    consumers = {v: op for op in ol.ops for v in op.invars}
+    # Ops run by NumPy from object mode take named arguments, never inlined expressions:
+    # NumPy would reuse a temporary as the output, and its in-place SIMD loops are slow.
+    to_numpy = {id(op) for op in ol.ops if _numpy_expression(op, ["_"] * len(op.invars), "_")}
     # Memory layout of each array value as Numba types it: "C", "F" or "A" (any).
     layout = {v: "C" for v in list(ol.invars) + list(ol.consts)}
 
@@ -103,19 +126,20 @@ def generate_source(ol, name="kernel", cache=True):
         expr = op.prim.lower(args, op)
         out = op.outvar
         layout[out] = _result_layout(op, layout)
-        if (op.prim.name in _NUMPY_UFUNCS and out.size >= config.numpy_ufunc_threshold
-                and out.ndim > 0 and out.dtype.kind == "f"):
-            typ = f"{out.dtype.name}[{', '.join([':'] * (out.ndim - 1) + ['::1'])}]"
+        numpy_expr = _numpy_expression(op, args, expr)
+        if numpy_expr is not None:
+            dims = ", ".join([":"] * (out.ndim - 1) + ["::1"])
+            typ = f"{out.dtype.name}[{dims}]" if out.ndim else out.dtype.name
             names[out] = f"v{i}"
             body.append(f"    with objmode(v{i}='{typ}'):")
-            body.append(f"        v{i} = np.ascontiguousarray({expr}, dtype=np.{out.dtype.name})")
+            body.append(f"        v{i} = {numpy_expr}")
             continue
         inline = (op.prim.name in _FUSIBLE and uses.get(out, 0) == 1 and out not in pinned
                   and len(expr) < 400)
         if inline:
-            consumer_fusible = any(o.prim.name in _FUSIBLE and out in o.invars
-                                   for o in ol.ops[i + 1:])
-            inline = consumer_fusible
+            consumer = consumers.get(out)
+            inline = (consumer is not None and consumer.prim.name in _FUSIBLE
+                      and id(consumer) not in to_numpy)
         if inline:
             names[out] = expr
         else:
