@@ -390,3 +390,22 @@ def test_long_scalar_programs_run_on_the_tape(monkeypatch):
         got = vg(y0, 1.0001)
         np.testing.assert_allclose(got[0], ref[0], rtol=1e-13)
         np.testing.assert_allclose(got[1], ref[1], rtol=1e-12)
+
+
+def test_high_rank_broadcasting_matches_interpreter(rng):
+    from jvpvjp.testing import use_backend
+    a, b = rng.normal(size=(1, 4, 3, 2)), rng.normal(size=(5, 4, 1, 2))
+    c = rng.normal(size=(3, 1, 2))
+
+    def f(a, b, c):
+        p = np.sum(np.tanh(a * b) - a, axis=3)
+        q = np.where(p > 0, p, 2.0 * p) * (c[:, 0] > 0)
+        return np.sum(q) + np.sum(np.sin(c * c[:, :1] + 1.0) * np.maximum(c, 0.1))
+
+    with use_backend("numpy"):
+        ref = value_and_grad(f, argnums=(0, 1, 2))(a, b, c)
+        ref_t = jvp(f, (a, b, c), (b[:1, :, :1] + a, a + b, c))
+    got = value_and_grad(f, argnums=(0, 1, 2))(a, b, c)
+    got_t = jvp(f, (a, b, c), (b[:1, :, :1] + a, a + b, c))
+    for r, g in zip(jvpvjp.tree_flatten((ref, ref_t))[0], jvpvjp.tree_flatten((got, got_t))[0]):
+        np.testing.assert_allclose(g, r, rtol=1e-13, atol=1e-14)

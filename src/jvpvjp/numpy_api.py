@@ -625,10 +625,35 @@ def _concrete_key(key):
     return key
 
 
+def _reshape_only_shape(shape, key):
+    """The result shape when ``key`` only inserts axes (``None``, ``:``, ``...``), else None."""
+    key = key if isinstance(key, tuple) else (key,)
+    if not all(k is None or k is Ellipsis or (isinstance(k, slice) and k == slice(None))
+               for k in key) or builtins.sum(k is Ellipsis for k in key) > 1:
+        return None
+    n_real = builtins.sum(1 for k in key if k is not None and k is not Ellipsis)
+    if n_real > len(shape):
+        return None
+    if Ellipsis not in key:
+        key = key + (Ellipsis,)
+    out, dims = [], iter(shape)
+    for k in key:
+        if k is None:
+            out.append(1)
+        elif k is Ellipsis:
+            out.extend(next(dims) for _ in range(len(shape) - n_real))
+        else:
+            out.append(next(dims))
+    return tuple(out)
+
+
 def getitem(x, key):
     key = _concrete_key(key)
     if not is_traced(x):
         return np.asarray(x)[key]
+    new_shape = _reshape_only_shape(x.shape, key)
+    if new_shape is not None:        # x[:, None], x[..., None, :]: a reshape, no copy
+        return reshape(x, new_shape)
     try:
         positions = index_positions(x.shape, key)
     except IndexError as e:

@@ -47,6 +47,20 @@ _NUMPY_REDUCTIONS = {"reduce_sum": "np.sum", "reduce_max": "np.max", "reduce_min
 _VIEWS = {"reshape", "broadcast_to", "transpose"}
 
 
+_LOOP_NDIM = 3
+
+
+def _dtype_name(dtype):
+    return "bool_" if dtype == np.bool_ else dtype.name
+
+
+def _lower_scalar_ok(op, args):
+    """Lowering valid for scalars as well as arrays (elementwise ops and where)."""
+    if op.prim.name == "where":
+        return f"({args[1]} if {args[0]} else {args[2]})"
+    return op.prim.lower(args, op)
+
+
 def _result_layout(op, layout):
     name = op.prim.name
     if name == "transpose":
@@ -117,14 +131,28 @@ def generate_source(ol, name="kernel", cache=True):
     # Memory layout of each array value as Numba types it: "C", "F" or "A" (any).
     layout = {v: "C" for v in list(ol.invars) + list(ol.consts)}
 
+    inlined = {}     # var -> op: single-use elementwise results folded into their consumer
+
+    def render(v, out_shape=None):
+        """Expression for v; with out_shape, as a scalar inside loops over out_shape."""
+        op = inlined.get(v)
+        if op is not None:
+            return _lower_scalar_ok(op, [render(a, out_shape) for a in op.invars])
+        if out_shape is None or v.shape == ():
+            return names[v]
+        lead = len(out_shape) - len(v.shape)
+        idx = [f"j{lead + d}" if n == out_shape[lead + d] and n != 1 else "0"
+               for d, n in enumerate(v.shape)]
+        return f"{names[v]}[{', '.join(idx)}]"
+
     body = []
     for i, op in enumerate(ol.ops):
-        args = [names[v] for v in op.invars]
+        out = op.outvar
+        args = [render(v) for v in op.invars]
         if op.prim.contiguous_args:
             args = [f"np.ascontiguousarray({a})" if v.shape and layout.get(v, "C") == "A"
                     else a for a, v in zip(args, op.invars)]
         expr = op.prim.lower(args, op)
-        out = op.outvar
         layout[out] = _result_layout(op, layout)
         numpy_expr = _numpy_expression(op, args, expr)
         if numpy_expr is not None:
@@ -134,16 +162,25 @@ def generate_source(ol, name="kernel", cache=True):
             body.append(f"    with objmode(v{i}='{typ}'):")
             body.append(f"        v{i} = {numpy_expr}")
             continue
-        inline = (op.prim.name in _FUSIBLE and uses.get(out, 0) == 1 and out not in pinned
-                  and len(expr) < 400)
+        elementwise = op.prim.name in _FUSIBLE
+        inline = elementwise and uses.get(out, 0) == 1 and out not in pinned and len(expr) < 400
         if inline:
             consumer = consumers.get(out)
             inline = (consumer is not None and consumer.prim.name in _FUSIBLE
                       and id(consumer) not in to_numpy)
+        names[out] = f"v{i}"
         if inline:
-            names[out] = expr
+            inlined[out] = op
+        elif (elementwise or op.prim.name == "where") and out.ndim >= _LOOP_NDIM:
+            # Numba's compile time for broadcasting array expressions grows steeply with
+            # the number of dimensions: write the loops out instead.
+            body.append(f"    v{i} = np.empty({out.shape!r}, np.{_dtype_name(out.dtype)})")
+            for d, n in enumerate(out.shape):
+                body.append(f"    {'    ' * d}for j{d} in range({n}):")
+            scalar = _lower_scalar_ok(op, [render(v, out.shape) for v in op.invars])
+            idx = ", ".join(f"j{d}" for d in range(out.ndim))
+            body.append(f"    {'    ' * out.ndim}v{i}[{idx}] = {scalar}")
         else:
-            names[out] = f"v{i}"
             body.append(f"    v{i} = {expr}")
 
     rets = []

@@ -197,9 +197,10 @@ gather = Primitive(
 
 
 def _scatter_impl(ct, idx, shape):
-    out = np.zeros(int(np.prod(shape, dtype=np.int64)), np.asarray(ct).dtype)
-    np.add.at(out, np.asarray(idx).reshape(-1), np.asarray(ct).reshape(-1))
-    return out.reshape(shape)
+    ct = np.asarray(ct)
+    size = int(np.prod(shape, dtype=np.int64))
+    out = np.bincount(np.asarray(idx).reshape(-1), weights=ct.reshape(-1), minlength=size)
+    return out.astype(ct.dtype, copy=False).reshape(shape)
 
 
 def _scatter_abstract(ct, idx, shape):
