@@ -399,7 +399,7 @@ def test_high_rank_broadcasting_matches_interpreter(rng):
 
     def f(a, b, c):
         p = np.sum(np.tanh(a * b) - a, axis=3)
-        q = np.where(p > 0, p, 2.0 * p) * (c[:, 0] > 0)
+        q = np.where(p > 0, p, 2.0 * p) * (c[:, 0, 0] > 0)
         return np.sum(q) + np.sum(np.sin(c * c[:, :1] + 1.0) * np.maximum(c, 0.1))
 
     with use_backend("numpy"):
