@@ -1,0 +1,1 @@
+"""jvpvjp benchmarks: ``python -m bench --quick`` (see bench/run.py)."""
