@@ -182,7 +182,7 @@ def _unflatten_outputs(trace, values):
 
 
 def _fast_signature(args):
-    sig = []
+    sig = [config.backend]
     for x in args:
         t = type(x)
         if t is np.ndarray:
