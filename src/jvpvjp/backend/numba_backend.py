@@ -124,20 +124,26 @@ def generate_source(ol, name="kernel", cache=True):
     pinned = set(ol.outvars) | {g.var for g in ol.guards}
     producer = {op.outvar: op for op in ol.ops}
 
-    consumers = {v: op for op in ol.ops for v in op.invars}
-    # Ops run by NumPy from object mode take named arguments, never inlined expressions:
-    # NumPy would reuse a temporary as the output, and its in-place SIMD loops are slow.
+    consumers = {}
+    for op in ol.ops:
+        for v in op.invars:
+            consumers.setdefault(v, []).append(op)
+    # Ops run by NumPy from object mode take named arguments computed in compiled code
+    # (one fused pass) rather than NumPy temporaries built in object mode.
     to_numpy = {id(op) for op in ol.ops if _numpy_expression(op, ["_"] * len(op.invars), "_")}
     # Memory layout of each array value as Numba types it: "C", "F" or "A" (any).
     layout = {v: "C" for v in list(ol.invars) + list(ol.consts)}
 
     inlined = {}     # var -> op: single-use elementwise results folded into their consumer
+    scalars = {}     # var -> name of its scalar inside the current loop nest
 
     def render(v, out_shape=None):
         """Expression for v; with out_shape, as a scalar inside loops over out_shape."""
         op = inlined.get(v)
         if op is not None:
             return _lower_scalar_ok(op, [render(a, out_shape) for a in op.invars])
+        if out_shape is not None and v in scalars:
+            return scalars[v]
         if out_shape is None or v.shape == ():
             return names[v]
         lead = len(out_shape) - len(v.shape)
@@ -145,7 +151,43 @@ def generate_source(ol, name="kernel", cache=True):
                for d, n in enumerate(v.shape)]
         return f"{names[v]}[{', '.join(idx)}]"
 
-    body = []
+    def sources(v):
+        """The materialised values an expression for v reads."""
+        op = inlined.get(v)
+        if op is None:
+            return {v}
+        return set().union(*[sources(a) for a in op.invars]) if op.invars else set()
+
+    # Elementwise ops of rank >= _LOOP_NDIM are written as explicit loops (Numba's compile
+    # time for broadcasting array expressions grows steeply with rank). Consecutive ones of
+    # one shape share a loop nest; ops in between that do not read them are hoisted above.
+    body, group, hoisted = [], [], []
+
+    def flush():
+        if not group:
+            return
+        body.extend(hoisted)
+        hoisted.clear()
+        shape = group[0][1].outvar.shape
+        members = {op.outvar for _, op in group}
+        stored = [(i, op) for i, op in group
+                  if op.outvar in pinned or any(c.outvar not in members
+                                                for c in consumers.get(op.outvar, []))]
+        for i, op in stored:
+            body.append(f"    v{i} = np.empty({shape!r}, np.{_dtype_name(op.outvar.dtype)})")
+        for d, n in enumerate(shape):
+            body.append(f"    {'    ' * d}for j{d} in range({n}):")
+        pad = "    " * (len(shape) + 1)
+        idx = ", ".join(f"j{d}" for d in range(len(shape)))
+        for i, op in group:
+            expr = _lower_scalar_ok(op, [render(v, shape) for v in op.invars])
+            body.append(f"{pad}t{i} = {expr}")
+            scalars[op.outvar] = f"t{i}"
+        for i, op in stored:
+            body.append(f"{pad}v{i}[{idx}] = t{i}")
+        scalars.clear()
+        group.clear()
+
     for i, op in enumerate(ol.ops):
         out = op.outvar
         args = [render(v) for v in op.invars]
@@ -154,34 +196,36 @@ def generate_source(ol, name="kernel", cache=True):
                     else a for a, v in zip(args, op.invars)]
         expr = op.prim.lower(args, op)
         layout[out] = _result_layout(op, layout)
+        names[out] = f"v{i}"
+        elementwise = op.prim.name in _FUSIBLE
         numpy_expr = _numpy_expression(op, args, expr)
+        if numpy_expr is None and elementwise and uses.get(out, 0) == 1 and \
+                out not in pinned and len(expr) < 400:
+            consumer = consumers[out][0]
+            if consumer.prim.name in _FUSIBLE and id(consumer) not in to_numpy:
+                inlined[out] = op
+                continue
+        looped = (numpy_expr is None and (elementwise or op.prim.name == "where")
+                  and out.ndim >= _LOOP_NDIM)
+        if looped and (not group or group[0][1].outvar.shape == out.shape):
+            group.append((i, op))
+            continue
+        reads = set().union(*[sources(v) for v in op.invars]) if op.invars else set()
+        if group and (looped or reads & {g.outvar for _, g in group}):
+            flush()
+        if looped:
+            group.append((i, op))
+            continue
+        lines = []
         if numpy_expr is not None:
             dims = ", ".join([":"] * (out.ndim - 1) + ["::1"])
             typ = f"{out.dtype.name}[{dims}]" if out.ndim else out.dtype.name
-            names[out] = f"v{i}"
-            body.append(f"    with objmode(v{i}='{typ}'):")
-            body.append(f"        v{i} = {numpy_expr}")
-            continue
-        elementwise = op.prim.name in _FUSIBLE
-        inline = elementwise and uses.get(out, 0) == 1 and out not in pinned and len(expr) < 400
-        if inline:
-            consumer = consumers.get(out)
-            inline = (consumer is not None and consumer.prim.name in _FUSIBLE
-                      and id(consumer) not in to_numpy)
-        names[out] = f"v{i}"
-        if inline:
-            inlined[out] = op
-        elif (elementwise or op.prim.name == "where") and out.ndim >= _LOOP_NDIM:
-            # Numba's compile time for broadcasting array expressions grows steeply with
-            # the number of dimensions: write the loops out instead.
-            body.append(f"    v{i} = np.empty({out.shape!r}, np.{_dtype_name(out.dtype)})")
-            for d, n in enumerate(out.shape):
-                body.append(f"    {'    ' * d}for j{d} in range({n}):")
-            scalar = _lower_scalar_ok(op, [render(v, out.shape) for v in op.invars])
-            idx = ", ".join(f"j{d}" for d in range(out.ndim))
-            body.append(f"    {'    ' * out.ndim}v{i}[{idx}] = {scalar}")
+            lines.append(f"    with objmode(v{i}='{typ}'):")
+            lines.append(f"        v{i} = {numpy_expr}")
         else:
-            body.append(f"    v{i} = {expr}")
+            lines.append(f"    v{i} = {expr}")
+        (hoisted if group else body).extend(lines)
+    flush()
 
     rets = []
     for v in list(ol.outvars) + [g.var for g in ol.guards]:
