@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import jvpvjp
-from jvpvjp import grad, jvp, make_oplist, stop_gradient, value_and_grad, vjp
+from jvpvjp import grad, jvp, make_oplist, value_and_grad, vjp
 from jvpvjp.nn.functional import cross_entropy, logsumexp, relu, sigmoid, softmax
-from jvpvjp.testing import check_grads, numerical_jvp
+from jvpvjp.testing import check_grads
 
 
 def fd_grad(f, x, eps=1e-6):
@@ -409,3 +409,27 @@ def test_high_rank_broadcasting_matches_interpreter(rng):
     got_t = jvp(f, (a, b, c), (b[:1, :, :1] + a, b * 2.0, c))
     for r, g in zip(jvpvjp.tree_flatten((ref, ref_t))[0], jvpvjp.tree_flatten((got, got_t))[0]):
         np.testing.assert_allclose(g, r, rtol=1e-13, atol=1e-14)
+
+
+def test_vjp_has_aux_and_nested_vjp(rng):
+    x = rng.normal(size=3)
+
+    def f(x):
+        return np.sin(x) * x, {"s": np.sum(x)}
+
+    out, pullback, aux = vjp(f, x, has_aux=True)
+    (cx,) = pullback(np.ones(3))
+    np.testing.assert_allclose(cx, np.cos(x) * x + np.sin(x), rtol=1e-12)
+    np.testing.assert_allclose(aux["s"], np.sum(x))
+
+    # gradient of a function that itself calls vjp: d/dx sum(J(x)^T u) with u = 1
+    def g(x):
+        _, pb = vjp(lambda y: np.sin(y) * y, x)
+        return np.sum(pb(np.ones(3))[0])
+
+    expected = 2 * np.cos(x) - x * np.sin(x)
+    np.testing.assert_allclose(grad(g)(x), expected, rtol=1e-12)
+    # and of a function that calls jvp
+    def h(x):
+        return np.sum(jvp(lambda y: np.sin(y) * y, (x,), (np.ones(3),))[1])
+    np.testing.assert_allclose(grad(h)(x), expected, rtol=1e-12)

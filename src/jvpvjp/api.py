@@ -121,7 +121,7 @@ class _Args:
         leaves = list(self.leaves)
         for i, v in zip(self.dyn_idx, dyn_values):
             leaves[i] = v
-        args, pos = [], 0
+        args = []
         for (lo, hi), tr in zip(self.arg_slices, self.trees):
             args.append(tree_unflatten(tr, leaves[lo:hi]))
         kwargs = tree_unflatten(self.trees[-1], leaves[self.arg_slices[-1][1] if
@@ -529,11 +529,9 @@ def vjp(fun, *primals, has_aux=False):
             kernels = [compile_oplist(forward), compile_oplist(backward)]
             cache.stats["compiles"] += 2
             path = _Path(trace, kernels, len(forward.outvars))
-            path.n_fixed = len(forward.outvars)
             cache.add(a.key, path)
             residuals = run(path)
         trace = path.trace
-        n_res = path.n_fixed - trace.n_out - trace.n_aux
         res_vals = list(residuals[trace.n_out + trace.n_aux:path.n_fixed])
         bwd = path.kernels[1]
 
@@ -542,7 +540,6 @@ def vjp(fun, *primals, has_aux=False):
                                     else c for c in cts])
 
     out, aux = _unflatten_outputs(trace, residuals)
-    out_leaves = residuals[:trace.n_out]
     out_avals = trace.out_avals[:trace.n_out]
 
     def pullback(ct):
@@ -570,7 +567,6 @@ def vjp(fun, *primals, has_aux=False):
             k += cnt
         return tuple(per_arg)
 
-    del out_leaves
     return (out, pullback, aux) if has_aux else (out, pullback)
 
 
