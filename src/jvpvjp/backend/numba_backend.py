@@ -253,6 +253,7 @@ def generate_source(ol, name="kernel", cache=True):
 
 _modules = {}
 _lock = threading.Lock()
+_PYTHON_EXACT = {np.dtype(np.int64), np.dtype(np.bool_)}
 
 
 def _atomic_write(path, text):
@@ -314,8 +315,10 @@ class NumbaKernel:
             if fn is None:
                 fn = _modules[digest] = _load(source, digest)
         self.fn = fn
-        outs = list(ol.outvars) + [g.var for g in ol.guards]
-        self._scalar_out = [(i, v.dtype.type) for i, v in enumerate(outs) if v.shape == ()]
+        # Numba returns scalars as Python floats/ints/bools: outputs get their NumPy scalar
+        # type back (guard values need not).
+        self._scalar_out = [(i, v.dtype.type) for i, v in enumerate(ol.outvars)
+                            if v.shape == () and v.dtype not in _PYTHON_EXACT]
 
     def __call__(self, *args):
         try:
