@@ -162,14 +162,18 @@ class TapeKernel:
         self.code = np.asarray(code, np.int32)
         self.a, self.b, self.c = (np.asarray(x, np.int64) for x in (a, b, c))
         self.out = np.asarray(out, np.int64)
-        self.init = np.asarray(init, np.float64)
+        # Every slot but the constants (and the zero slot) is written before it is read.
+        self.n_slots = len(init)
+        self.const_slots = np.asarray([slot[v] for v in ol.consts] + [zero], np.int64)
+        self.const_vals = np.asarray([init[i] for i in self.const_slots], np.float64)
         self.in_slots = [slot[v] for v in ol.invars]
         results = list(ol.outvars) + [g.var for g in ol.guards]
         self.out_slots = np.asarray([slot[v] for v in results], np.int64)
         self.out_types = [v.dtype.type for v in results]
 
     def __call__(self, *args):
-        buf = self.init.copy()
+        buf = np.empty(self.n_slots)
+        buf[self.const_slots] = self.const_vals
         for s, x in zip(self.in_slots, args):
             buf[s] = x
         _run(self.code, self.a, self.b, self.c, self.out, buf)
