@@ -168,18 +168,28 @@ def generate_source(ol, name="kernel", cache=True):
             return
         body.extend(hoisted)
         hoisted.clear()
-        shape = group[0][1].outvar.shape
+        shape = next(op.outvar.shape for _, op in group if op.prim.name != "reduce_sum")
         members = {op.outvar for _, op in group}
-        stored = [(i, op) for i, op in group
-                  if op.outvar in pinned or any(c.outvar not in members
-                                                for c in consumers.get(op.outvar, []))]
+        stored = [(i, op) for i, op in group if op.prim.name != "reduce_sum" and (
+            op.outvar in pinned or any(c.outvar not in members
+                                       for c in consumers.get(op.outvar, [])))]
         for i, op in stored:
             body.append(f"    v{i} = np.empty({shape!r}, np.{_dtype_name(op.outvar.dtype)})")
+        for i, op in group:
+            if op.prim.name == "reduce_sum":     # accumulated inside the loops
+                zero = "0.0" if op.outvar.shape == () else \
+                    f"np.zeros({op.outvar.shape!r}, np.{op.outvar.dtype.name})"
+                body.append(f"    v{i} = {zero}")
         for d, n in enumerate(shape):
             body.append(f"    {'    ' * d}for j{d} in range({n}):")
         pad = "    " * (len(shape) + 1)
         idx = ", ".join(f"j{d}" for d in range(len(shape)))
         for i, op in group:
+            if op.prim.name == "reduce_sum":
+                kept = [f"j{d}" for d in range(len(shape)) if d not in op.params["axes"]]
+                target = f"v{i}[{', '.join(kept)}]" if kept else f"v{i}"
+                body.append(f"{pad}{target} += {render(op.invars[0], shape)}")
+                continue
             expr = _lower_scalar_ok(op, [render(v, shape) for v in op.invars])
             body.append(f"{pad}t{i} = {expr}")
             scalars[op.outvar] = f"t{i}"
@@ -190,13 +200,20 @@ def generate_source(ol, name="kernel", cache=True):
 
     for i, op in enumerate(ol.ops):
         out = op.outvar
+        names[out] = f"v{i}"
+        group_outs = {g.outvar for _, g in group}
+        reductions = {g.outvar for _, g in group if g.prim.name == "reduce_sum"}
+        if (op.prim.name == "reduce_sum" and op.invars[0] in group_outs
+                and op.invars[0] not in reductions and out.dtype.kind == "f"):
+            group.append((i, op))     # a sum of a loop-nest value: accumulate in the loops
+            layout[out] = "C"
+            continue
         args = [render(v) for v in op.invars]
         if op.prim.contiguous_args:
             args = [f"np.ascontiguousarray({a})" if v.shape and layout.get(v, "C") == "A"
                     else a for a, v in zip(args, op.invars)]
         expr = op.prim.lower(args, op)
         layout[out] = _result_layout(op, layout)
-        names[out] = f"v{i}"
         elementwise = op.prim.name in _FUSIBLE
         numpy_expr = _numpy_expression(op, args, expr)
         if numpy_expr is None and elementwise and uses.get(out, 0) == 1 and \
@@ -207,11 +224,12 @@ def generate_source(ol, name="kernel", cache=True):
                 continue
         looped = (numpy_expr is None and (elementwise or op.prim.name == "where")
                   and out.ndim >= _LOOP_NDIM)
-        if looped and (not group or group[0][1].outvar.shape == out.shape):
+        reads = set().union(*[sources(v) for v in op.invars]) if op.invars else set()
+        if looped and group and not reads & reductions and \
+                next(g.outvar.shape for _, g in group if g.prim.name != "reduce_sum") == out.shape:
             group.append((i, op))
             continue
-        reads = set().union(*[sources(v) for v in op.invars]) if op.invars else set()
-        if group and (looped or reads & {g.outvar for _, g in group}):
+        if group and (looped or reads & group_outs):
             flush()
         if looped:
             group.append((i, op))
