@@ -26,3 +26,6 @@ max_paths = 8
 # compiled (Numba's compile time grows with program length).
 tape_threshold = int(os.environ.get("JVPVJP_TAPE_THRESHOLD", 1000))
 numpy_ufunc_threshold = int(os.environ.get("JVPVJP_NUMPY_UFUNC_THRESHOLD", 4096))
+# Elementwise ops on arrays of at least this rank are generated as explicit loop nests
+# (fused with their neighbours and with sums of them) instead of array expressions.
+loop_rank = int(os.environ.get("JVPVJP_LOOP_RANK", 3))

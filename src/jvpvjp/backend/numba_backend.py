@@ -47,7 +47,6 @@ _NUMPY_REDUCTIONS = {"reduce_sum": "np.sum", "reduce_max": "np.max", "reduce_min
 _VIEWS = {"reshape", "broadcast_to", "transpose"}
 
 
-_LOOP_NDIM = 3
 
 
 def _dtype_name(dtype):
@@ -158,7 +157,7 @@ def generate_source(ol, name="kernel", cache=True):
             return {v}
         return set().union(*[sources(a) for a in op.invars]) if op.invars else set()
 
-    # Elementwise ops of rank >= _LOOP_NDIM are written as explicit loops (Numba's compile
+    # Elementwise ops of rank >= config.loop_rank are written as explicit loops (Numba's compile
     # time for broadcasting array expressions grows steeply with rank). Consecutive ones of
     # one shape share a loop nest; ops in between that do not read them are hoisted above.
     body, group, hoisted = [], [], []
@@ -223,7 +222,7 @@ def generate_source(ol, name="kernel", cache=True):
                 inlined[out] = op
                 continue
         looped = (numpy_expr is None and (elementwise or op.prim.name == "where")
-                  and out.ndim >= _LOOP_NDIM)
+                  and out.ndim >= config.loop_rank)
         reads = set().union(*[sources(v) for v in op.invars]) if op.invars else set()
         if looped and group and not reads & reductions and \
                 next(g.outvar.shape for _, g in group if g.prim.name != "reduce_sum") == out.shape:
