@@ -460,3 +460,13 @@ def test_loop_nest_lowering_of_every_elementwise_primitive(rng, monkeypatch):
     got_g = value_and_grad(lambda a, b: np.sum(f(a, b)), argnums=(0, 1))(a, b)
     for r, g in zip(jvpvjp.tree_flatten((ref, ref_g))[0], jvpvjp.tree_flatten((got, got_g))[0]):
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_full_sum_keeps_dtype(dtype, rng, monkeypatch):
+    monkeypatch.setattr(jvpvjp.config, "loop_rank", 1)
+    x = rng.normal(size=(3, 4)).astype(dtype)
+    v, g = value_and_grad(lambda x: np.sum(np.sin(x) * x))(x)
+    assert np.result_type(v) == dtype and g.dtype == dtype
+    np.testing.assert_allclose(v, np.sum(np.sin(x) * x), rtol=1e-5)
+    np.testing.assert_allclose(g, np.cos(x) * x + np.sin(x), rtol=1e-5)

@@ -176,7 +176,7 @@ def generate_source(ol, name="kernel", cache=True):
             body.append(f"    v{i} = np.empty({shape!r}, np.{_dtype_name(op.outvar.dtype)})")
         for i, op in group:
             if op.prim.name == "reduce_sum":     # accumulated inside the loops
-                zero = "0.0" if op.outvar.shape == () else \
+                zero = f"np.{op.outvar.dtype.name}(0.0)" if op.outvar.shape == () else \
                     f"np.zeros({op.outvar.shape!r}, np.{op.outvar.dtype.name})"
                 body.append(f"    v{i} = {zero}")
         for d, n in enumerate(shape):
