@@ -1,15 +1,11 @@
-"""Benchmarks: jvpvjp against a hand-written Numba gradient and, when installed, JAX,
-PyTorch and autograd.
+"""Run the benchmark suite and print Markdown tables.
 
-    python -m bench --quick          # small and medium sizes, about two minutes
-    python -m bench --full           # every size
-    python -m bench --only gmm,mlp   # some workloads
+    python -m bench [--quick | --full] [--only gmm,mlp] [--peers jax,torch] [--threads 1]
+    python bench/run.py --full --update-docs
 
-For each workload and size: the primal (plain NumPy and ``jvpvjp.jit``), jvpvjp's
-value_and_grad, its ratio to the primal, the hand-written ``@njit`` value-and-gradient,
-and each peer. Every tool's value and gradient are checked against jvpvjp's (allclose)
-before anything is timed. Times are medians over repeats (min and max are in the JSON);
-first calls (trace and compile) are reported separately and never timed with the rest.
+Every tool's results are checked equal (allclose) to the hand-written reference before
+it is timed. Results go to bench/results/latest.json (and PNG plots when matplotlib is
+installed); ``--update-docs`` also rewrites the results section of docs/performance.md.
 """
 from __future__ import annotations
 
@@ -17,379 +13,350 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
+import traceback
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for _p in (os.path.join(_ROOT, "src"), _ROOT):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from bench import threads  # noqa: E402  (imports nothing heavy: threads are set first)
+
+RESULTS = os.path.join(_ROOT, "bench", "results")
+DOCS = os.path.join(_ROOT, "docs", "performance.md")
+GRAD_TOOLS = ("njit", "jvpvjp", "numpy")
+JAC_TOOLS = ("njit", "jvpvjp", "numpy", "jax", "torch", "autograd")
+COMPILING = ("jvpvjp", "njit", "jax")
 
 
-def _set_threads(argv):
-    threads = "1"
-    for i, a in enumerate(argv):
-        if a.startswith("--threads"):
-            threads = a.split("=", 1)[1] if "=" in a else argv[i + 1]
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
-        os.environ[var] = threads
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_cpu_multi_thread_eigen=" +
-                               ("false" if threads == "1" else "true")).strip()
-    return int(threads)
+def parse(argv):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                   help="small and medium sizes, short timings (the default; ~2 min)")
+    g.add_argument("--full", dest="mode", action="store_const", const="full",
+                   help="every size, longer timings")
+    p.set_defaults(mode="quick")
+    p.add_argument("--only", default="", help="comma-separated workloads "
+                   "(logsumexp, lstsq, gmm, mlp, scalar_chain, jacobian)")
+    p.add_argument("--peers", default="jax,torch,autograd",
+                   help="peers to include when installed (comma-separated; '' for none)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for every tool: BLAS, Numba, XLA, PyTorch (default 1)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="seconds spent timing one (tool, metric); default 0.2 quick, 0.6 full")
+    p.add_argument("--out", default=os.path.join(RESULTS, "latest.json"))
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--update-docs", action="store_true",
+                   help="rewrite the results section of docs/performance.md")
+    p.add_argument("--malloc-defaults", action="store_true",
+                   help="leave glibc's allocator at its defaults (see bench/threads.py)")
+    p.add_argument("--cold", action="store_true",
+                   help="compile jvpvjp kernels into an empty cache directory, so first-call "
+                        "times include Numba compilation")
+    p.add_argument("--report", metavar="JSON",
+                   help="print the tables (and plots, --update-docs) of a saved run; run nothing")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--child-out", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
 
 
-THREADS = _set_threads(sys.argv)
-
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-import jvpvjp  # noqa: E402
-
-from . import peers as peers_mod  # noqa: E402
-from .timing import first_call, measure  # noqa: E402
-from .workloads import chain, gmm, logsumexp, lstsq, mlp  # noqa: E402
-
-WORKLOADS = [logsumexp, lstsq, gmm, mlp, chain]
-RESULTS = os.path.join(os.path.dirname(__file__), "results")
+class Options:
+    def __init__(self, a):
+        self.mode = a.mode
+        self.budget = a.budget or (0.2 if a.mode == "quick" else 0.6)
+        self.slow = 1.0 if a.mode == "quick" else 5.0  # one call is enough above this
+        self.threads = a.threads
+        self.peers = [s for s in a.peers.split(",") if s]
 
 
-def _allclose(a, b, what, rtol=1e-7, atol=1e-9):
-    la, lb = jvpvjp.tree_flatten(a)[0], jvpvjp.tree_flatten(b)[0]
-    if len(la) != len(lb):
-        raise AssertionError(f"{what}: {len(la)} results against {len(lb)}")
-    for x, y in zip(la, lb):
-        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-        if x.shape != y.shape or not np.allclose(x, y, rtol=rtol, atol=atol):
-            err = np.max(np.abs(x - y)) if x.shape == y.shape else "shape"
-            raise AssertionError(f"{what}: results differ (max abs difference {err})")
+# -- one case --------------------------------------------------------------------------------
+def _record(case_info, tool, metric, status, **kw):
+    r = dict(case_info, tool=tool, metric=metric, status=status)
+    r.update(kw)
+    return r
 
 
-def _progress(items, desc):
-    try:
-        from tqdm import tqdm
-        return tqdm(items, desc=desc, leave=False, file=sys.stderr)
-    except ImportError:
-        return items
+def _time_metric(call, first_s, tool, opts):
+    """Timings after the first call. A tool that compiles nothing and takes longer than
+    ``opts.slow`` per call is timed on one more call only."""
+    from bench.timing import first_call, measure
+    if tool not in COMPILING and first_s > opts.slow:
+        t, _ = first_call(call)
+        if t > opts.slow:
+            return {"median": t, "min": t, "max": t, "number": 1, "repeat": 1}
+    return measure(call, budget=opts.budget)
 
 
-def run_problem(p, peers):
-    """Time one workload at one size; returns a result row."""
-    args = p.params + p.data
-    argnums = tuple(range(len(p.params)))
-    row = {"label": p.label, "notes": list(p.notes)}
-    f = p.fn(np, jvpvjp.stop_gradient)
-    vg, primal = jvpvjp.value_and_grad(f, argnums=argnums), jvpvjp.jit(f)
-    row["jvpvjp_first_call_s"], (value, grads) = first_call(lambda: vg(*args))
-    row["jit_first_call_s"], pv = first_call(lambda: primal(*args))
-    ref = (value, grads)
-    _allclose(pv, value, "jvpvjp primal vs value_and_grad")
-    n_value, n_grads = p.numba_vg(*args)
-    _allclose((n_value, n_grads), ref, "hand-written Numba vs jvpvjp")
+def run_grad_case(wl, size, mods, notes, opts, emit, exclude=()):
+    from bench.timing import first_call
+    from bench.tools import Skip, check_grad, grad_tool
+    import jvpvjp
+    case = wl.make(**size)
+    info = dict(workload=wl.NAME, label=case.label, size=case.size, cls=case.cls,
+                params=case.info)
+    tools = [t for t in list(GRAD_TOOLS) + list(case.peers) if t == "njit" or
+             t not in exclude]
+    ref = None
+    for tool in tools:
+        lib = tool.split(" ")[0]
+        emit({"event": "start", "tool": tool})
+        try:
+            if lib in notes and lib not in mods:
+                raise Skip(notes[lib])
+            impls = grad_tool(case, tool, mods)
+        except Skip as e:
+            for metric in ("primal", "vg"):
+                emit(_record(info, tool, metric, "skipped", note=str(e)))
+            continue
+        for metric in ("vg", "primal"):           # vg first: it gives the reference
+            if metric not in impls:
+                continue
+            call, norm = impls[metric]
+            try:
+                first_s, out = first_call(call)
+                got = norm(out)
+            except Exception as e:      # a tool failing is a result, not a crash
+                emit(_record(info, tool, metric, "error",
+                             note=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
+                continue
+            if ref is None and metric == "vg":
+                ref = got
+                ok, err = True, 0.0
+            else:
+                ok, err = check_grad(metric, got, ref, case.rtol, case.atol)
+            if not ok:
+                emit(_record(info, tool, metric, "mismatch", max_rel_err=err,
+                             note=f"differs from the reference by {err:.2e} (relative)"))
+                continue
+            extra = {}
+            if tool == "jvpvjp" and metric == "vg":
+                t0 = time.perf_counter()
+                jvpvjp.make_oplist(case.fn)(*case.args)
+                extra["trace_s"] = time.perf_counter() - t0
+            stats = _time_metric(call, first_s, tool, opts)
+            emit(_record(info, tool, metric, "ok", first_call_s=first_s, max_rel_err=err,
+                         **stats, **extra))
+
+
+def run_jacobian_case(wl, size, mods, notes, opts, emit):
+    from bench.timing import first_call
+    from bench.tools import Skip, jacobian_tool
+    import numpy as np
+    n, m = size["n"], size["m"]
+    info = dict(workload=wl.NAME, label=f"n={n} m={m}", size=n * m, cls=size["cls"],
+                params=dict(n=n, m=m))
+    W, V, b, x = wl.data(n, m)
+    ref = {"primal": wl.generic(np, W, V, b)(x), "jac": wl.exact(x, W, V, b)}
+    for tool in JAC_TOOLS:
+        emit({"event": "start", "tool": tool})
+        try:
+            if tool in notes and tool not in mods:
+                raise Skip(notes[tool])
+            impls = jacobian_tool(wl, n, m, tool, mods)
+        except Skip as e:
+            emit(_record(info, tool, "jac", "skipped", note=str(e)))
+            continue
+        for metric, (call, norm) in impls.items():
+            try:
+                first_s, out = first_call(call)
+                got = norm(out)
+            except Exception as e:
+                emit(_record(info, tool, metric, "error",
+                             note=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
+                continue
+            want = ref["primal" if metric == "primal" else "jac"]
+            ok = got.shape == want.shape and np.allclose(got, want, rtol=1e-9, atol=1e-12)
+            if not ok:
+                emit(_record(info, tool, metric, "mismatch"))
+                continue
+            emit(_record(info, tool, metric, "ok", first_call_s=first_s,
+                         **_time_metric(call, first_s, tool, opts)))
+
+
+def run_case(wl, size, mods, notes, opts, emit):
+    if getattr(wl, "KIND", "grad") == "jacobian":
+        run_jacobian_case(wl, size, mods, notes, opts, emit)
+    else:
+        run_grad_case(wl, size, mods, notes, opts, emit)
+
+
+def run_in_child(wl, size, opts, argv_common, timeout):
+    """Run one case in fresh processes, each with a time limit: a tool still running at
+    the limit is recorded as skipped and the next process runs the tools after it."""
+    case = wl.make(**{k: v for k, v in size.items() if k != "timeout"})
+    info = dict(workload=wl.NAME, label=case.label, size=case.size, cls=case.cls,
+                params=case.info)
+    tools = list(GRAD_TOOLS) + list(case.peers)
+    records, done, exclude = [], set(), []
+    while True:
+        with tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False) as tmp:
+            path = tmp.name
+        spec = json.dumps({"workload": wl.NAME, "size": size, "exclude": exclude})
+        cmd = [sys.executable, "-m", "bench.run", *argv_common, "--child", spec,
+               "--child-out", path]
+        timed_out = False
+        try:
+            subprocess.run(cmd, cwd=_ROOT, timeout=timeout, check=False,
+                           stdout=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        lines = [json.loads(s) for s in open(path) if s.strip()]
+        os.unlink(path)
+        for r in lines:
+            if "event" not in r and (r["tool"], r["metric"]) not in done:
+                done.add((r["tool"], r["metric"]))
+                records.append(r)
+        started = [r["tool"] for r in lines if r.get("event") == "start"]
+        if not timed_out or not started:
+            break
+        last = started[-1]
+        for metric in ("vg", "primal"):
+            if (last, metric) not in done and not (last == "numpy" and metric == "vg"):
+                done.add((last, metric))
+                records.append(_record(info, last, metric, "skipped",
+                                       note=f"did not finish within {timeout} s"))
+        exclude.append(last)
+        if all(t in exclude or (t, "primal") in done for t in tools):
+            break
+    for tool in tools:
+        for metric in ("vg", "primal"):
+            if (tool, metric) not in done and not (tool == "numpy" and metric == "vg"):
+                records.append(_record(info, tool, metric, "skipped",
+                                       note="the child process failed"))
+    return records
+
+
+def show_saved(a):
+    from bench import report
+    with open(a.report) as f:
+        result = json.load(f)
+    print(report.markdown(result))
+    if not a.no_plots:
+        for p in report.plots(result, os.path.dirname(os.path.abspath(a.report))):
+            print(f"wrote {os.path.relpath(p, os.getcwd())}")
+    if a.update_docs:
+        report.update_docs(DOCS, result)
+        print(f"updated {os.path.relpath(DOCS, os.getcwd())}")
+
+
+# -- main --------------------------------------------------------------------------------------
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    a = parse(argv)
+    if a.report:
+        return show_saved(a)
+    opts = Options(a)
+    thread_settings = threads.configure(a.threads)
+    allocator = "allocator defaults" if a.malloc_defaults else threads.tune_malloc()
+    if a.cold:
+        os.environ["JVPVJP_CACHE_DIR"] = tempfile.mkdtemp(prefix="jvpvjp-cold-")
+
+    import numpy as np
+    import numba
+    import jvpvjp
+    from bench import report, tools
+    from bench.workloads import NAMES, load
+
+    mods, notes = tools.load_peers(opts.peers, a.threads)
+
+    if a.child:                                   # one case, records as JSON lines
+        spec = json.loads(a.child)
+        with open(a.child_out, "a") as out:
+            def emit(r):
+                out.write(json.dumps(r) + "\n")
+                out.flush()
+            size = {k: v for k, v in spec["size"].items() if k != "timeout"}
+            run_grad_case(load(spec["workload"]), size, mods, notes, opts, emit,
+                          exclude=set(spec.get("exclude", ())))
+        return
+
+    names = [s for s in a.only.split(",") if s] or NAMES
+    unknown = set(names) - set(NAMES)
+    if unknown:
+        sys.exit(f"unknown workload(s) {sorted(unknown)}; choose from {NAMES}")
+    workloads = [load(n) for n in names]
+
+    meta = {
+        "mode": a.mode, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "python": platform.python_version(), "budget_s": opts.budget,
+        "versions": {"jvpvjp": jvpvjp.__version__, "numpy": np.__version__,
+                     "numba": numba.__version__,
+                     **{k: tools.version_of(v) for k, v in mods.items()}},
+        "threads": thread_settings, "allocator": allocator, "peer_notes": notes,
+        "jvpvjp_cache": "cold (empty directory)" if a.cold else
+                        (jvpvjp.config.cache_dir or "disabled"),
+    }
+    print(report.header(meta), flush=True)
+    for name, note in notes.items():
+        print(f"note: {name} skipped: {note}", file=sys.stderr)
 
     checks = {}
-    if "jax" in peers:
-        checks["jax"] = _jax_setup(p, peers["jax"], args, ref)
-    if "torch" in peers:
-        checks["torch"] = _torch_setup(p, peers["torch"], args, ref)
-    if "autograd" in peers:
-        checks["autograd"] = _autograd_setup(p, peers["autograd"], args, ref)
+    if "gmm" in names:
+        from bench.workloads import gmm
+        err_j, err_fd = gmm.self_check()
+        checks["gmm_njit_gradient"] = {"vs_jvpvjp": err_j, "vs_central_differences": err_fd}
+        print(f"GMM check (d=3, k=2, n=7, Wishart m=2): hand-written gradient vs jvpvjp "
+              f"{err_j:.1e}, vs central differences {err_fd:.1e} (max relative error)\n",
+              flush=True)
 
-    row["primal_numpy"] = measure(lambda: f(*args))
-    row["primal_jit"] = measure(lambda: primal(*args))
-    row["jvpvjp"] = measure(lambda: vg(*args))
-    row["numba"] = measure(lambda: p.numba_vg(*args))
-    for name, (call, compile_s, error) in checks.items():
-        if error:
-            row["notes"].append(f"{name}: {error}")
-            continue
-        row[f"{name}_first_call_s"] = compile_s
-        row[name] = measure(call)
-    med = row["jvpvjp"]["median"]
-    row["vg_over_primal"] = med / row["primal_jit"]["median"]
-    row["vg_over_numpy_primal"] = med / row["primal_numpy"]["median"]
-    row["vs_numba"] = med / row["numba"]["median"]
-    for name in ("jax", "torch", "autograd"):
-        if name in row:
-            row[f"vs_{name}"] = med / row[name]["median"]
-    return row
-
-
-def _jax_setup(p, jax_info, args, ref):
-    jax, jnp = jax_info["module"], jax_info["xp"]
+    jobs = [(wl, size) for wl in workloads for size in wl.sizes(a.mode)]
     try:
-        f = p.jax_fn(jax) if p.jax_fn else p.fn(jnp, jax_info["stop_gradient"])
-        k = len(p.params)
-        vg = jax.jit(jax.value_and_grad(lambda ps, *d: f(*ps, *d)))
-        ps = tuple(jnp.asarray(a) for a in args[:k])
-        ds = tuple(jnp.asarray(a) if isinstance(a, np.ndarray) else a for a in args[k:])
-
-        def call():
-            return jax.block_until_ready(vg(ps, *ds))
-        compile_s, (v, g) = first_call(call)
-        _allclose((v, g), ref, "JAX vs jvpvjp", rtol=1e-6)
-        return call, compile_s, None
-    except Exception as e:
-        return None, None, f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
-
-
-def _torch_setup(p, torch_info, args, ref):
-    torch = torch_info["module"]
-    try:
-        f = p.torch_fn(torch)
-        k = len(p.params)
-        ps = [torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=True)
-              for a in args[:k]]
-        ds = [torch.tensor(a, dtype=torch.float64) if isinstance(a, np.ndarray) else a
-              for a in args[k:]]
-
-        def call():
-            loss = f(*ps, *ds)
-            return loss.detach(), torch.autograd.grad(loss, ps)
-        v, g = call()
-        _allclose((v.numpy(), tuple(x.numpy() for x in g)), ref, "PyTorch vs jvpvjp",
-                  rtol=1e-6)
-        return call, None, None
-    except Exception as e:
-        return None, None, f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
-
-
-def _autograd_setup(p, ag_info, args, ref):
-    autograd = ag_info["module"]
-    try:
-        f = p.fn(ag_info["xp"], ag_info["stop_gradient"])
-        k = len(p.params)
-        vg = autograd.value_and_grad(lambda ps, *d: f(*ps, *d))
-        ps, ds = tuple(args[:k]), tuple(args[k:])
-
-        def call():
-            return vg(ps, *ds)
-        v, g = call()
-        _allclose((v, g), ref, "autograd vs jvpvjp", rtol=1e-6)
-        return call, None, None
-    except Exception as e:
-        return None, None, f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
-
-
-# -- Jacobians: forward vs reverse -----------------------------------------------------------
-def _jac_problem(n, m):
-    rng = np.random.default_rng(0)
-    W = rng.normal(size=(m, n)) / np.sqrt(n)
-    V = rng.normal(size=(m, n)) / np.sqrt(n)
-    b = rng.normal(size=m)
-    x = rng.normal(size=n)
-    return W, V, b, x
-
-
-def _jac_numba():
-    from numba import njit
-
-    @njit(cache=True)
-    def jac(W, V, b, x):
-        t = np.tanh(W @ x + b)
-        s = V @ np.sin(x)
-        return ((1.0 - t * t) * s)[:, None] * W + t[:, None] * V * np.cos(x)[None, :]
-    return jac
-
-
-def run_jacobians(grid, peers):
-    rows = []
-    jac_numba = _jac_numba()
-    for n in grid:
-        for m in grid:
-            W, V, b, x = _jac_problem(n, m)
-
-            def f(x, W=W, V=V, b=b):
-                return np.tanh(W @ x + b) * (V @ np.sin(x))
-
-            eye_n, eye_m = np.eye(n), np.eye(m)
-
-            def jac_fwd():
-                return np.stack([jvpvjp.jvp(f, (x,), (eye_n[i],))[1] for i in range(n)], 1)
-
-            def jac_rev():
-                out, pullback = jvpvjp.vjp(f, x)
-                return np.stack([pullback(eye_m[j])[0] for j in range(m)], 0)
-
-            row = {"n": n, "m": m, "notes": []}
-            row["jvpvjp_fwd_first_call_s"], J = first_call(jac_fwd)
-            row["jvpvjp_rev_first_call_s"], Jr = first_call(jac_rev)
-            Jn = jac_numba(W, V, b, x)
-            _allclose(J, Jn, "jacobian (forward) vs hand-written")
-            _allclose(Jr, Jn, "jacobian (reverse) vs hand-written")
-            row["jvpvjp_fwd"] = measure(jac_fwd, budget=0.3)
-            row["jvpvjp_rev"] = measure(jac_rev, budget=0.3)
-            row["numba"] = measure(lambda: jac_numba(W, V, b, x))
-            if "jax" in peers:
-                jax, jnp = peers["jax"]["module"], peers["jax"]["xp"]
-                Wj, Vj, bj, xj = (jnp.asarray(a) for a in (W, V, b, x))
-
-                def fj(x):
-                    return jnp.tanh(Wj @ x + bj) * (Vj @ jnp.sin(x))
-                for mode, jac in (("fwd", jax.jacfwd), ("rev", jax.jacrev)):
-                    jf = jax.jit(jac(fj))
-
-                    def call(jf=jf):
-                        return jax.block_until_ready(jf(xj))
-                    row[f"jax_{mode}_first_call_s"], Jj = first_call(call)
-                    _allclose(np.asarray(Jj), Jn, f"JAX jac{mode} vs hand-written")
-                    row[f"jax_{mode}"] = measure(call)
-            best = min(row["jvpvjp_fwd"]["median"], row["jvpvjp_rev"]["median"])
-            row["fwd_over_rev"] = row["jvpvjp_fwd"]["median"] / row["jvpvjp_rev"]["median"]
-            if "jax_fwd" in row:
-                row["vs_jax_best"] = best / min(row["jax_fwd"]["median"],
-                                                row["jax_rev"]["median"])
-            rows.append(row)
-    return rows
-
-
-# -- output --------------------------------------------------------------------------------
-def _us(x):
-    return "" if x is None else f"{x * 1e6:,.1f}"
-
-
-def _r(x):
-    return "" if x is None else f"{x:.2f}"
-
-
-def markdown(rows, jac_rows, info):
-    out = [f"threads: {info['threads']} (BLAS, Numba, PyTorch, XLA); {info['machine']}; "
-           f"numpy {info['numpy']}, numba {info['numba']}, jvpvjp {info['jvpvjp']}; "
-           + ", ".join(f"{k} {v}" for k, v in info["peers"].items()), ""]
-    out.append("| workload | size | NumPy primal (us) | jit primal (us) | jvpvjp vg (us) "
-               "| vg / primal | hand Numba (us) | jvpvjp / Numba | JAX jit (us) "
-               "| jvpvjp / JAX | PyTorch (us) | PyTorch / jvpvjp | autograd (us) "
-               "| autograd / jvpvjp | first call (s) |")
-    out.append("|" + "---|" * 15)
-    for r in rows:
-        def med(k):
-            return r[k]["median"] if k in r else None
-        inv = {k: (med(k) / med("jvpvjp") if med(k) else None) for k in ("torch", "autograd")}
-        out.append(f"| {r['workload']} | {r['label']} | {_us(med('primal_numpy'))} "
-                   f"| {_us(med('primal_jit'))} | {_us(med('jvpvjp'))} "
-                   f"| {_r(r['vg_over_primal'])} | {_us(med('numba'))} | {_r(r['vs_numba'])} "
-                   f"| {_us(med('jax'))} | {_r(r.get('vs_jax'))} | {_us(med('torch'))} "
-                   f"| {_r(inv['torch'])} | {_us(med('autograd'))} | {_r(inv['autograd'])} "
-                   f"| {r['jvpvjp_first_call_s']:.2f} |")
-    for r in rows:
-        for note in r["notes"]:
-            out.append(f"\n- {r['workload']} {r['label']}: {note}")
-    if jac_rows:
-        out += ["", "Jacobian of f: R^n -> R^m, f(x) = tanh(W x + b) * (V sin x). jvpvjp "
-                "builds it from n JVPs (fwd) or m VJPs (rev); JAX uses jit(jacfwd/jacrev).", "",
-                "| n | m | jvpvjp fwd (us) | jvpvjp rev (us) | fwd / rev | hand Numba (us) "
-                "| JAX jacfwd (us) | JAX jacrev (us) | jvpvjp best / JAX best |",
-                "|" + "---|" * 9]
-        for r in jac_rows:
-            def med(k):
-                return r[k]["median"] if k in r else None
-            out.append(f"| {r['n']} | {r['m']} | {_us(med('jvpvjp_fwd'))} "
-                       f"| {_us(med('jvpvjp_rev'))} | {_r(r['fwd_over_rev'])} "
-                       f"| {_us(med('numba'))} | {_us(med('jax_fwd'))} | {_us(med('jax_rev'))} "
-                       f"| {_r(r.get('vs_jax_best'))} |")
-    if info["skipped"]:
-        out += [""] + [f"- {s}" for s in info["skipped"]]
-    return "\n".join(out)
-
-
-def plots(rows, jac_rows):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from tqdm import tqdm
+        bar = tqdm(jobs, desc="bench", unit="case", file=sys.stderr, dynamic_ncols=True)
     except ImportError:
-        return []
-    written = []
-    workloads = sorted({r["workload"] for r in rows})
-    fig, axes = plt.subplots(1, len(workloads), figsize=(4 * len(workloads), 3.5))
-    axes = np.atleast_1d(axes)
-    for ax, w in zip(axes, workloads):
-        rs = [r for r in rows if r["workload"] == w]
-        xs = np.arange(len(rs))
-        for tool in ("jvpvjp", "numba", "jax", "torch", "autograd", "primal_jit"):
-            ys = [r[tool]["median"] * 1e6 if tool in r else np.nan for r in rs]
-            if not np.all(np.isnan(ys)):
-                ax.plot(xs, ys, marker="o", label="primal (jit)" if tool == "primal_jit" else tool)
-        ax.set_xticks(xs, [r["size"] for r in rs])
-        ax.set_yscale("log")
-        ax.set_title(w)
-        ax.set_ylabel("us per value+gradient")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(RESULTS, "times.png")
-    fig.savefig(path, dpi=110)
-    written.append(path)
-    if jac_rows:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for n in sorted({r["n"] for r in jac_rows}):
-            rs = [r for r in jac_rows if r["n"] == n]
-            ax.plot([r["m"] for r in rs], [r["fwd_over_rev"] for r in rs], marker="o",
-                    label=f"n = {n}")
-        ax.axhline(1.0, color="gray", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("m (outputs)")
-        ax.set_ylabel("forward time / reverse time")
-        ax.set_title("Jacobian: forward vs reverse mode")
-        ax.legend()
-        fig.tight_layout()
-        path = os.path.join(RESULTS, "crossover.png")
-        fig.savefig(path, dpi=110)
-        written.append(path)
-    return written
+        bar = None
+    records = []
+    common = ["--" + a.mode, "--threads", str(a.threads), "--peers", a.peers,
+              "--budget", str(opts.budget)] + (["--malloc-defaults"] if a.malloc_defaults
+                                               else [])
+    t_start = time.perf_counter()
+    for i, (wl, size) in enumerate(jobs):
+        desc = f"{wl.NAME} " + " ".join(f"{k}={v}" for k, v in size.items()
+                                          if k not in ("cls", "timeout", "jax_unrolled"))
+        if bar is not None:
+            bar.set_description(desc)
+        else:
+            print(f"[{i + 1}/{len(jobs)}] {desc}", file=sys.stderr, flush=True)
+        try:
+            if "timeout" in size:
+                records += run_in_child(wl, size, opts, common, size["timeout"])
+            else:
+                run_case(wl, size, mods, notes, opts,
+                         lambda r: records.append(r) if "event" not in r else None)
+        except Exception:
+            traceback.print_exc()
+            records.append({"workload": wl.NAME, "label": desc, "status": "error",
+                            "tool": "-", "metric": "-",
+                            "note": traceback.format_exc().splitlines()[-1]})
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    meta["wall_time_s"] = time.perf_counter() - t_start
 
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description="jvpvjp benchmarks")
-    mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="small and medium sizes (default)")
-    mode.add_argument("--full", action="store_true", help="every size")
-    ap.add_argument("--only", default="", help="comma-separated workloads "
-                    f"({', '.join(w.NAME for w in WORKLOADS)}, jacobian)")
-    ap.add_argument("--no-peers", action="store_true", help="skip JAX, PyTorch and autograd")
-    ap.add_argument("--threads", default="1", help="threads for every tool (default 1)")
-    args = ap.parse_args(argv)
-    only = {s.strip() for s in args.only.split(",") if s.strip()}
-    peers = {} if args.no_peers else peers_mod.load()
-    import numba
-    info = {"threads": THREADS, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "numpy": np.__version__, "numba": numba.__version__,
-            "jvpvjp": jvpvjp.__version__, "backend": jvpvjp.config.backend,
-            "peers": {k: v["version"] for k, v in peers.items()},
-            "skipped": list(peers_mod.NOTES), "mode": "full" if args.full else "quick"}
-    rows = []
-    t0 = time.time()
-    for w in WORKLOADS:
-        if only and w.NAME not in only:
-            continue
-        sizes = list(w.SIZES) if args.full else list(w.QUICK)
-        for size in _progress(sizes, w.NAME):
-            p = w.make(**w.SIZES[size])
-            active = dict(peers)
-            if w is chain and size != "small":
-                # Python-loop peers take seconds per call here; keep them to the small size
-                active = {k: v for k, v in peers.items() if k == "jax"}
-                p.notes.append("PyTorch and autograd timed on the small size only")
-            row = run_problem(p, active)
-            row.update(workload=w.NAME, size=size)
-            rows.append(row)
-            print(f"  {w.NAME} {p.label}: vg {row['jvpvjp']['median'] * 1e6:,.1f} us, "
-                  f"vg/primal {row['vg_over_primal']:.2f}, vs Numba {row['vs_numba']:.2f}"
-                  + (f", vs JAX {row['vs_jax']:.2f}" if "vs_jax" in row else ""),
-                  file=sys.stderr, flush=True)
-        if w is chain and not args.full:
-            info["skipped"].append("scalar_chain 1e5 and 1e6 ops: --full only (tracing a "
-                                   "1e6-op Python loop takes tens of seconds)")
-    jac_rows = []
-    if not only or "jacobian" in only:
-        grid = [10, 100, 1000] if args.full else [10, 100]
-        jac_rows = run_jacobians(grid, peers)
-    info["seconds"] = time.time() - t0
-    table = markdown(rows, jac_rows, info)
-    print(table)
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "latest.json"), "w") as fh:
-        json.dump({"info": info, "workloads": rows, "jacobians": jac_rows}, fh, indent=1)
-    with open(os.path.join(RESULTS, "latest.md"), "w") as fh:
-        fh.write(table + "\n")
-    for path in plots(rows, jac_rows):
-        print(f"wrote {path}", file=sys.stderr)
+    result = {"meta": meta, "checks": checks, "records": records}
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(result, f, indent=1, default=float)
+    md = report.markdown(result)
+    print(md)
+    print(f"\nwrote {os.path.relpath(a.out, os.getcwd())}", end="")
+    if not a.no_plots:
+        pngs = report.plots(result, os.path.dirname(os.path.abspath(a.out)))
+        if pngs:
+            print(" and " + ", ".join(os.path.relpath(p, os.getcwd()) for p in pngs), end="")
+        else:
+            print(" (matplotlib not installed: no plots)", end="")
+    print(f"; {meta['wall_time_s']:.0f} s")
+    if a.update_docs:
+        report.update_docs(DOCS, result)
+        print(f"updated {os.path.relpath(DOCS, os.getcwd())}")
 
 
 if __name__ == "__main__":
