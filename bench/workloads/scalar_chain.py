@@ -88,10 +88,10 @@ def make(n_ops, cls, jax_unrolled=True):
     steps = n_ops // OPS_PER_STEP
     skip = {}
     if not jax_unrolled:
-        skip["jax"] = ("XLA compile time of the unrolled program (15-18 s at 1e3 ops) does "
+        skip["jax"] = ("XLA compile time of the unrolled program (11-18 s at 1e3 ops) does "
                        "not fit the quick run; --full measures it")
     elif n_ops > 1000:
-        skip["jax"] = ("XLA compiles the unrolled program in 15-18 s at 1e3 ops and did "
+        skip["jax"] = ("XLA compiles the unrolled program in 11-18 s at 1e3 ops and did "
                        "not finish within 8 min at 1e4 ops")
     case = Case(NAME, f"{fmt_num(n_ops)} ops", n_ops, cls, generic(np, steps), (X0, Y0),
                 (0, 1), lambda x, y: njit_primal(x, y, steps),
