@@ -117,6 +117,16 @@ class _Args:
             diff_leaf.update(range(lo, hi))
         return [i in diff_leaf for i in self.dyn_idx]
 
+    def per_argument(self, nums, flat):
+        """Split values for the dynamic leaves of arguments ``nums`` into their pytrees."""
+        out, k = [], 0
+        for n in nums:
+            lo, hi = self.arg_slices[n]
+            cnt = sum(1 for i in self.dyn_idx if lo <= i < hi)
+            out.append(tree_unflatten(self.trees[n], flat[k:k + cnt]))
+            k += cnt
+        return tuple(out)
+
     def rebuild(self, dyn_values):
         leaves = list(self.leaves)
         for i, v in zip(self.dyn_idx, dyn_values):
@@ -339,13 +349,8 @@ def value_and_grad(fun=None, argnums=0, has_aux=False):
             trace = path.trace
         value, aux = _unflatten_outputs(trace, results)
         grads = list(results[trace.n_out + trace.n_aux:trace.n_out + trace.n_aux + sum(diff)])
-        per_arg, k = [], 0
-        for n in nums:
-            lo, hi = a.arg_slices[n]
-            cnt = sum(1 for i in a.dyn_idx if lo <= i < hi)
-            per_arg.append(tree_unflatten(a.trees[n], grads[k:k + cnt]))
-            k += cnt
-        g = per_arg[0] if single else tuple(per_arg)
+        per_arg = a.per_argument(nums, grads)
+        g = per_arg[0] if single else per_arg
         return ((value, aux), g) if has_aux else (value, g)
 
     value_and_grad_fun.cache_info = cache.info
@@ -558,14 +563,7 @@ def vjp(fun, *primals, has_aux=False):
                         raise TypeError(f"{fname}: cotangent {i} has dtype {c.dtype}")
                     c = c.astype(dtype)
             vals.append(c)
-        flat = list(backward_call(vals))
-        per_arg, k = [], 0
-        for n in nums:
-            lo, hi = a.arg_slices[n]
-            cnt = sum(1 for i in a.dyn_idx if lo <= i < hi)
-            per_arg.append(tree_unflatten(a.trees[n], flat[k:k + cnt]))
-            k += cnt
-        return tuple(per_arg)
+        return a.per_argument(nums, list(backward_call(vals)))
 
     return (out, pullback, aux) if has_aux else (out, pullback)
 
