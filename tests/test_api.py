@@ -470,3 +470,15 @@ def test_fused_full_sum_keeps_dtype(dtype, rng, monkeypatch):
     assert np.result_type(v) == dtype and g.dtype == dtype
     np.testing.assert_allclose(v, np.sum(np.sin(x) * x), rtol=1e-5)
     np.testing.assert_allclose(g, np.cos(x) * x + np.sin(x), rtol=1e-5)
+
+
+def test_cached_vjp_and_jvp_respect_guards():
+    def f(x):
+        return np.sin(x) if np.sum(x) > 0 else x ** 3
+
+    for x in [np.array([0.5, 1.0]), np.array([-0.5, -1.0]), np.array([0.2, 0.3]),
+              np.array([-2.0, 0.5])]:
+        expected = np.cos(x) if np.sum(x) > 0 else 3 * x ** 2
+        _, pullback = vjp(f, x)
+        np.testing.assert_allclose(pullback(np.ones(2))[0], expected)
+        np.testing.assert_allclose(jvp(f, (x,), (np.ones(2),))[1], expected)

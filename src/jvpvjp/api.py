@@ -503,9 +503,15 @@ def vjp(fun, *primals, has_aux=False):
     (3.0, 2.0)
     """
     fname = f"vjp({getattr(fun, '__name__', 'fun')})"
+    cache = _cache_for(_vjp_caches, fun, has_aux)
+    if cache.fast and not has_aux and not _builders:
+        sig = _fast_signature(primals)
+        hit = _replay_fast(cache, sig, primals) if sig is not None else None
+        if hit is not None:     # plain positional arrays: each argument is one leaf
+            path, residuals = hit
+            return _vjp_result(fname, path, residuals, has_aux, tuple)
     nums = tuple(range(len(primals)))
     a = _Args(tuple(primals), {}, nums, fname)
-    cache = _cache_for(_vjp_caches, fun, has_aux)
     diff = a.diff_mask(nums)
 
     def build(trace):
@@ -536,14 +542,27 @@ def vjp(fun, *primals, has_aux=False):
             path = _Path(trace, kernels, len(forward.outvars))
             cache.add(a.key, path)
             residuals = run(path)
-        trace = path.trace
-        res_vals = list(residuals[trace.n_out + trace.n_aux:path.n_fixed])
-        bwd = path.kernels[1]
+            sig = _fast_signature(primals)
+            if sig is not None and not has_aux:
+                cache.fast[sig] = cache.paths[a.key]
+        return _vjp_result(fname, path, residuals, has_aux,
+                           lambda flat: a.per_argument(nums, flat))
+    return _make_pullback(fname, trace, residuals, backward_call, has_aux,
+                          lambda flat: a.per_argument(nums, flat))
 
-        def backward_call(cts):
-            return bwd(*res_vals, *[c[()] if np.ndim(c) == 0 and isinstance(c, np.ndarray)
-                                    else c for c in cts])
 
+def _vjp_result(fname, path, residuals, has_aux, regroup):
+    trace = path.trace
+    res_vals = list(residuals[trace.n_out + trace.n_aux:path.n_fixed])
+    bwd = path.kernels[1]
+
+    def backward_call(cts):
+        return bwd(*res_vals, *[c[()] if type(c) is np.ndarray and c.ndim == 0 else c
+                                for c in cts])
+    return _make_pullback(fname, trace, residuals, backward_call, has_aux, regroup)
+
+
+def _make_pullback(fname, trace, residuals, backward_call, has_aux, regroup):
     out, aux = _unflatten_outputs(trace, residuals)
     out_avals = trace.out_avals[:trace.n_out]
 
@@ -563,7 +582,7 @@ def vjp(fun, *primals, has_aux=False):
                         raise TypeError(f"{fname}: cotangent {i} has dtype {c.dtype}")
                     c = c.astype(dtype)
             vals.append(c)
-        return a.per_argument(nums, list(backward_call(vals)))
+        return regroup(list(backward_call(vals)))
 
     return (out, pullback, aux) if has_aux else (out, pullback)
 
