@@ -6,7 +6,10 @@ Design notes
   from its primitive's ``lower`` rule. Values of shape ``()`` are Numba scalars.
 * Elementwise ops whose result is read once by another elementwise op are inlined into it,
   so a chain like ``tanh(x * w + b)`` is one array expression, which Numba fuses into a
-  single loop. Matmul goes to BLAS; reductions and scatter to small cached helpers.
+  single loop. From rank ``config.loop_rank`` on, elementwise ops become explicit loop
+  nests instead; consecutive ones of one shape share a nest, and sums of their values
+  accumulate inside it. Matmul goes to BLAS; reductions and scatter to small cached
+  helpers; large transcendental ops and reductions to NumPy, from object mode.
 * Array constants are passed as arguments (never printed into the source), scalar constants
   are typed literals (so float32 programs stay float32).
 * The source is written to ``config.cache_dir`` under the hash of its text and imported from
@@ -45,8 +48,6 @@ _NUMPY_REDUCTIONS = {"reduce_sum": "np.sum", "reduce_max": "np.max", "reduce_min
                      "reduce_prod": "np.prod"}
 # Ops whose Numba result may share memory with an input: copied when returned.
 _VIEWS = {"reshape", "broadcast_to", "transpose"}
-
-
 
 
 def _dtype_name(dtype):
