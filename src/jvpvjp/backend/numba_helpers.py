@@ -80,12 +80,37 @@ def _scatter_add(values, positions, size):
 
 
 @njit(**_opts)
-def _batched_matmul(a, b):
+def _batched_matmul_nn(a, b):
     out = np.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
     for i in range(a.shape[0]):
-        out[i] = np.ascontiguousarray(a[i]) @ np.ascontiguousarray(b[i])
+        out[i] = a[i] @ b[i]
+    return out
+
+
+@njit(**_opts)
+def _batched_matmul_tn(a, b):
+    out = np.empty((a.shape[0], a.shape[2], b.shape[2]), a.dtype)
+    for i in range(a.shape[0]):
+        out[i] = a[i].T @ b[i]
+    return out
+
+
+@njit(**_opts)
+def _batched_matmul_nt(a, b):
+    out = np.empty((a.shape[0], a.shape[1], b.shape[1]), a.dtype)
+    for i in range(a.shape[0]):
+        out[i] = a[i] @ b[i].T
+    return out
+
+
+@njit(**_opts)
+def _batched_matmul_tt(a, b):
+    out = np.empty((a.shape[0], a.shape[2], b.shape[1]), a.dtype)
+    for i in range(a.shape[0]):
+        out[i] = a[i].T @ b[i].T
     return out
 
 
 HELPERS = ["_flat", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_scatter_add",
-           "_batched_matmul"]
+           "_batched_matmul_nn", "_batched_matmul_tn", "_batched_matmul_nt",
+           "_batched_matmul_tt"]

@@ -1,6 +1,8 @@
-"""Matrix multiplication: one strict primitive, (..., m, k) @ (..., k, n) with equal batch
-dimensions. `numpy_api.matmul` reduces NumPy's 1-D and broadcasting cases to it, so the
-rules stay four lines. Always lowered to BLAS."""
+"""Matrix multiplication: one strict primitive, op(a) @ op(b) for (..., m, k) @ (..., k, n)
+with equal batch dimensions, where op transposes the last two axes when the flag ``ta`` /
+``tb`` is set (as BLAS's gemm does). `numpy_api.matmul` reduces NumPy's 1-D and
+broadcasting cases to it. The flags let reverse mode multiply by transposes without
+materialising them: a transposed operand costs nothing in BLAS, a transposed copy does."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,48 +10,63 @@ import numpy as np
 from . import Case, Primitive
 
 
-def _abstract(a, b):
+def _core(shape, t):
+    return (shape[-1], shape[-2]) if t else (shape[-2], shape[-1])
+
+
+def _abstract(a, b, ta=False, tb=False):
     (sa, da), (sb, db) = a, b
     if da != db or da.kind != "f":
         raise TypeError(f"matmul needs two floating arrays of one dtype, got {da} and {db}")
-    if len(sa) < 2 or len(sa) != len(sb) or sa[:-2] != sb[:-2] or sa[-1] != sb[-2]:
+    if len(sa) < 2 or len(sa) != len(sb) or sa[:-2] != sb[:-2] or \
+            _core(sa, ta)[1] != _core(sb, tb)[0]:
         raise ValueError(f"matmul: shapes {sa} and {sb} are not aligned")
-    return sa[:-1] + sb[-1:], da
+    return sa[:-2] + (_core(sa, ta)[0], _core(sb, tb)[1]), da
 
 
-def _swap(x):
-    from .shape import transpose
-    perm = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
-    return transpose(x, perm=perm)
+def _swapped(x, t):
+    return np.swapaxes(x, -1, -2) if t else x
 
 
-def _jvp(primals, tangents, out):
-    (a, b), (ta, tb) = primals, tangents
-    terms = ([matmul(ta, b)] if ta is not None else []) + \
-            ([matmul(a, tb)] if tb is not None else [])
+def _impl(a, b, ta=False, tb=False):
+    return np.matmul(_swapped(np.asarray(a), ta), _swapped(np.asarray(b), tb))
+
+
+def _jvp(primals, tangents, out, ta=False, tb=False):
+    (a, b), (da, db) = primals, tangents
+    terms = ([matmul(da, b, ta=ta, tb=tb)] if da is not None else []) + \
+            ([matmul(a, db, ta=ta, tb=tb)] if db is not None else [])
     if not terms:
         return None
     return terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
 
-def _vjp(ct, primals, out, needs):
+def _vjp(ct, primals, out, needs, ta=False, tb=False):
+    # out = A @ B with A = op(a), B = op(b): ct_A = ct @ B^T, ct_B = A^T @ ct, and a
+    # transposed operand takes the transpose of its cotangent.
     a, b = primals
-    return (matmul(ct, _swap(b)) if needs[0] else None,
-            matmul(_swap(a), ct) if needs[1] else None)
+    ca = cb = None
+    if needs[0]:
+        ca = matmul(b, ct, ta=tb, tb=True) if ta else matmul(ct, b, tb=not tb)
+    if needs[1]:
+        cb = matmul(ct, a, ta=True, tb=ta) if tb else matmul(a, ct, ta=not ta)
+    return (ca, cb)
 
 
 def _lower(args, op):
     a, b = args
+    ta, tb = op.params.get("ta", False), op.params.get("tb", False)
     if op.outvar.ndim == 2:
-        return f"({a} @ {b})"
+        return f"({a}{'.T' if ta else ''} @ {b}{'.T' if tb else ''})"
     (sa, _), (sb, _) = op.invars[0].aval, op.invars[1].aval
     batch = int(np.prod(sa[:-2], dtype=np.int64))
-    return (f"_batched_matmul(_flat({a}).reshape(({batch}, {sa[-2]}, {sa[-1]})), "
+    return (f"_batched_matmul_{'t' if ta else 'n'}{'t' if tb else 'n'}("
+            f"_flat({a}).reshape(({batch}, {sa[-2]}, {sa[-1]})), "
             f"_flat({b}).reshape(({batch}, {sb[-2]}, {sb[-1]})))"
             f".reshape({op.outvar.shape!r})")
 
 
-matmul = Primitive("matmul", np.matmul, _abstract, _jvp, _vjp, _lower, contiguous_args=True,
+matmul = Primitive("matmul", _impl, _abstract, _jvp, _vjp, _lower, contiguous_args=True,
                    tests=[Case(np.matmul, ((3, 4), (4, 2)), ((-2, 2), (-2, 2)), name="mm"),
                           Case(np.matmul, ((2, 3, 4), (2, 4, 2)), ((-2, 2), (-2, 2)),
                                name="batched"),
