@@ -106,6 +106,23 @@ def test_argnums_tuple_pytrees_and_constants(rng):
     np.testing.assert_allclose(g_neg[1]["c"], -3.0)
 
 
+def test_argnums_order_is_the_order_asked_for(rng):
+    def f(a, b, c):
+        return np.sum(a * 2.0) + np.sum(b ** 2) + np.sum(c ** 3)
+
+    a, b, c = rng.normal(size=2), rng.normal(size=3), rng.normal(size=(2, 2))
+    vg = value_and_grad(f, argnums=(2, 0, -2))
+    for _ in range(2):          # traced call, then the cached fast path
+        _, (gc, ga, gb) = vg(a, b, c)
+        np.testing.assert_allclose(gc, 3 * c ** 2, rtol=1e-12)
+        np.testing.assert_allclose(ga, np.full(2, 2.0))
+        np.testing.assert_allclose(gb, 2 * b, rtol=1e-12)
+    # pytree arguments go through the general path
+    gq, gp = grad(lambda p, q: np.sum(p["x"] * q[0]), argnums=(1, 0))({"x": a}, [b[:2]])
+    np.testing.assert_allclose(gq[0], a)
+    np.testing.assert_allclose(gp["x"], b[:2])
+
+
 def test_has_aux(rng):
     def f(x):
         y = np.sum(x ** 2)

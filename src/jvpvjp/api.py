@@ -118,13 +118,19 @@ class _Args:
         return [i in diff_leaf for i in self.dyn_idx]
 
     def per_argument(self, nums, flat):
-        """Split values for the dynamic leaves of arguments ``nums`` into their pytrees."""
-        out, k = [], 0
+        """Split values for the dynamic leaves of arguments ``nums`` (given in leaf order,
+        as derivative programs produce them) into one pytree per entry of ``nums``, in the
+        order of ``nums``."""
+        wanted = set()
         for n in nums:
             lo, hi = self.arg_slices[n]
-            cnt = sum(1 for i in self.dyn_idx if lo <= i < hi)
-            out.append(tree_unflatten(self.trees[n], flat[k:k + cnt]))
-            k += cnt
+            wanted.update(range(lo, hi))
+        value_of = dict(zip([i for i in self.dyn_idx if i in wanted], flat))
+        out = []
+        for n in nums:
+            lo, hi = self.arg_slices[n]
+            out.append(tree_unflatten(self.trees[n], [value_of[i] for i in self.dyn_idx
+                                                      if lo <= i < hi]))
         return tuple(out)
 
     def rebuild(self, dyn_values):
@@ -295,6 +301,7 @@ def value_and_grad(fun=None, argnums=0, has_aux=False):
         return functools.partial(value_and_grad, argnums=argnums, has_aux=has_aux)
     cache = _Cached()
     fname = f"value_and_grad({getattr(fun, '__name__', 'fun')})"
+    fast_order = {}
 
     def build(trace, args, diff):
         if trace.n_out != 1 or trace.out_avals[0][0] != ():
@@ -317,7 +324,11 @@ def value_and_grad(fun=None, argnums=0, has_aux=False):
                 results = hit[1]
                 if isinstance(argnums, int):
                     return results[0], results[1]
-                return results[0], tuple(results[1:1 + len(argnums)])
+                order = fast_order.get(len(args))
+                if order is None:     # gradients come in argument order, not argnums order
+                    _, nums = _normalize_argnums(argnums, len(args), fname)
+                    order = fast_order[len(args)] = [sorted(set(nums)).index(n) for n in nums]
+                return results[0], tuple(results[1 + i] for i in order)
         single, nums = _normalize_argnums(argnums, len(args), fname)
         a = _Args(args, kwargs, nums, fname)
         diff = a.diff_mask(nums)
