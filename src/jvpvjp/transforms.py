@@ -159,3 +159,39 @@ def vjp_oplist(ol, wrt, n_seeded=None):
     if any(op.outvar in fwd_outvars for op in new.ops[n_fwd:]):
         raise AssertionError("internal error: forward ops after backward ops")
     return VJPProgram(new, len(ol.invars), len(ol.outvars), len(wrt_vars), n_fwd)
+
+
+def partial_eval(ol, known, n_known_outs):
+    """Split ``ol`` by what its inputs depend on, as JAX's partial evaluation does.
+
+    ``known[i]`` says whether input i is available first (primals) or later (tangents,
+    cotangents). Returns ``(first, second)``: ``first`` maps the known inputs to the first
+    ``n_known_outs`` outputs followed by the residuals (known values the rest reads), and
+    keeps the guards; ``second`` maps ``(residuals..., unknown inputs...)`` to the remaining
+    outputs. An op runs in ``first`` exactly when all its inputs are known, so running
+    ``second`` many times (one seed per Jacobian column) repeats no work that is the same
+    for every seed."""
+    unknown = {v for v, k in zip(ol.invars, known) if not k}
+    first_ops, second_ops = [], []
+    for op in ol.ops:
+        if any(v in unknown for v in op.invars):
+            unknown.add(op.outvar)
+            second_ops.append(op)
+        else:
+            first_ops.append(op)
+    known_outs, later_outs = ol.outvars[:n_known_outs], ol.outvars[n_known_outs:]
+    for v in known_outs:
+        if v in unknown:
+            raise ValueError("partial_eval: a known output depends on an unknown input")
+    residuals, seen = [], set()
+    for v in [v for op in second_ops for v in op.invars] + list(later_outs):
+        if v not in unknown and v not in ol.consts and v not in seen:
+            seen.add(v)
+            residuals.append(v)
+    first = dead_code_elimination(OpList(
+        [v for v, k in zip(ol.invars, known) if k], list(known_outs) + residuals,
+        first_ops, dict(ol.consts), list(ol.guards)))
+    second = dead_code_elimination(OpList(
+        residuals + [v for v, k in zip(ol.invars, known) if not k], list(later_outs),
+        second_ops, dict(ol.consts), []))
+    return first, second

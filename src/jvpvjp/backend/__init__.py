@@ -5,6 +5,11 @@ compiles it with Numba (and caches it on disk); long scalar op lists go instead 
 ``"tape"``, one precompiled interpreter loop (no compile time per program); ``"numpy"``
 interprets the op list with the primitives' NumPy implementations (no compile time; also
 the reference in tests).
+
+Jacobians have a second entry point, `compile_jacobian`: a first kernel computes what every
+column (or row) shares, then a loop runs the linear part once per basis vector. Every
+backend gets the generic loop, which calls two compiled kernels from Python; the Numba
+backend compiles the loop itself, so a column costs its arithmetic and no dispatch.
 """
 from __future__ import annotations
 
@@ -47,6 +52,93 @@ def compile_oplist(ol, backend=None):
 
 
 register_backend("numpy", InterpreterKernel)
+
+
+class JacobianSpec:
+    """How a Jacobian kernel seeds and collects its linear part.
+
+    ``first`` returns ``n_known`` outputs (values and aux), then ``n_res`` residuals, then
+    guard values. ``second`` takes the residuals and one seed per entry of ``seeds`` and
+    returns one array per entry of ``results`` (``(shape, dtype)`` pairs). In forward mode
+    the seeds are input tangents and the results output tangents: output k's Jacobian is
+    ``(results[k].size, sum of seed sizes)``, one column per seed element. In reverse mode
+    the seeds are output cotangents and the results input cotangents: output k's Jacobian
+    is ``(seeds[k].size, sum of result sizes)``, one row per seed element.
+    """
+
+    def __init__(self, mode, n_known, n_res, seeds, results):
+        if mode not in ("fwd", "rev"):
+            raise ValueError(f"mode must be 'fwd' or 'rev', got {mode!r}")
+        self.mode, self.n_known, self.n_res = mode, n_known, n_res
+        self.seeds = [(tuple(s), np.dtype(d)) for s, d in seeds]
+        self.results = [(tuple(s), np.dtype(d)) for s, d in results]
+
+    @property
+    def outputs(self):
+        """(shape, dtype) of the outputs whose Jacobians are built, and the column count."""
+        rows = self.results if self.mode == "fwd" else self.seeds
+        cols = self.seeds if self.mode == "fwd" else self.results
+        return rows, sum(int(np.prod(s, dtype=np.int64)) for s, _ in cols)
+
+    def key(self):
+        return (self.mode, self.n_known, self.n_res, tuple(self.seeds), tuple(self.results))
+
+
+class JacobianLoop:
+    """The generic Jacobian kernel: the linear part called from Python once per seed.
+    Returns ``(jacobians..., known outputs..., guard values...)``."""
+
+    def __init__(self, first, second, spec):
+        self.first, self.second, self.spec = first, second, spec
+
+    def __call__(self, *args):
+        spec = self.spec
+        r = self.first(*args)
+        known = list(r[:spec.n_known])
+        res = list(r[spec.n_known:spec.n_known + spec.n_res])
+        guards = list(r[spec.n_known + spec.n_res:])
+        rows, ncols = spec.outputs
+        jacs = [np.zeros((int(np.prod(s, dtype=np.int64)), ncols), d) for s, d in rows]
+        seeds = [np.zeros(s, d) for s, d in spec.seeds]
+
+        def call():
+            return self.second(*res, *[as_kernel_arg(x, x.shape) for x in seeds])
+
+        for k, seed in enumerate(seeds):
+            flat = seed.reshape(-1)
+            for j in range(flat.size):
+                flat[j] = 1
+                outs = call()       # may return the seed itself (f(x) = x): read it first
+                if spec.mode == "fwd":
+                    col = sum(s.size for s in seeds[:k]) + j
+                    for J, o in zip(jacs, outs):
+                        J[:, col] = np.ravel(o)
+                else:
+                    jacs[k][j, :] = np.concatenate([np.ravel(o) for o in outs]) if outs \
+                        else np.zeros(0)
+                flat[j] = 0
+        return tuple(jacs) + tuple(known) + tuple(guards)
+
+
+_JACOBIAN_BACKENDS = {}
+
+
+def register_jacobian_backend(name, compile_fn):
+    _JACOBIAN_BACKENDS[name] = compile_fn
+
+
+def compile_jacobian(first, second, spec, backend=None):
+    """A kernel for a Jacobian: ``kernel(*known inputs of first) -> (jacobians..., known
+    outputs..., guard values...)``, one ``(rows, columns)`` matrix per output."""
+    name = backend or config.backend
+    if name == "numba":
+        from . import numba_backend  # noqa: F401  (registers itself)
+    fn = _JACOBIAN_BACKENDS.get(name)
+    if fn is not None:
+        kernel = fn(first, second, spec)
+        if kernel is not None:
+            return kernel
+    return JacobianLoop(compile_oplist(first, backend), compile_oplist(second, backend), spec)
 
 
 def as_kernel_arg(x, shape):

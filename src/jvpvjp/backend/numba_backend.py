@@ -32,7 +32,7 @@ import numpy as np
 from numba.core.errors import NumbaError
 
 from .. import config
-from . import InterpreterKernel, register_backend
+from . import InterpreterKernel, register_backend, register_jacobian_backend
 from .numba_helpers import HELPERS
 
 _FUSIBLE = {"neg", "exp", "log", "log1p", "expm1", "sqrt", "square", "sin", "cos", "tan",
@@ -320,19 +320,23 @@ def _load(source, digest):
     return namespace["kernel"]
 
 
+def _compiled(source):
+    """The ``kernel`` of a generated module, loaded once per process per source text."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+    with _lock:
+        fn = _modules.get(digest)
+        if fn is None:
+            fn = _modules[digest] = _load(source, digest)
+    return fn
+
+
 class NumbaKernel:
     """Calls a generated, compiled function; scalar outputs get their exact dtype back."""
 
     def __init__(self, ol):
         self.oplist = ol
-        source, self.consts = generate_source(ol, cache=bool(config.cache_dir))
-        self.source = source
-        digest = hashlib.sha256(source.encode()).hexdigest()[:24]
-        with _lock:
-            fn = _modules.get(digest)
-            if fn is None:
-                fn = _modules[digest] = _load(source, digest)
-        self.fn = fn
+        self.source, self.consts = generate_source(ol, cache=bool(config.cache_dir))
+        self.fn = _compiled(self.source)
         # Numba returns scalars as Python floats/ints/bools: outputs get their NumPy scalar
         # type back (guard values need not).
         self._scalar_out = [(i, v.dtype.type) for i, v in enumerate(ol.outvars)
@@ -361,3 +365,107 @@ class NumbaKernel:
 
 
 register_backend("numba", NumbaKernel)
+
+
+def generate_jacobian_source(first, second, spec, cache=True):
+    """Source of a module whose ``kernel`` runs ``first`` once and ``second`` once per seed
+    element in a compiled loop (see `JacobianSpec`), and the array constants it takes."""
+    src1, consts1 = generate_source(first, name="first", cache=cache)
+    src2, consts2 = generate_source(second, name="second", cache=cache)
+    header, body1 = src1.split("\n\n\n", 1)
+    body2 = src2.split("\n\n\n", 1)[1]
+    xs = [f"x{i}" for i in range(len(first.invars))]
+    a_s = [f"a{i}" for i in range(len(consts1))]
+    b_s = [f"b{i}" for i in range(len(consts2))]
+    res = [f"r[{spec.n_known + i}]" for i in range(spec.n_res)]
+    rows, ncols = spec.outputs
+    lines = [f"@njit(cache={bool(cache)}, error_model='numpy')",
+             f"def kernel({', '.join(xs + a_s + b_s)}):",
+             f"    r = first({''.join(x + ', ' for x in xs + a_s)})"]
+    for k, (shape, dtype) in enumerate(rows):
+        size = int(np.prod(shape, dtype=np.int64))
+        lines.append(f"    J{k} = np.zeros(({size}, {ncols}), np.{dtype.name})")
+    for s, (shape, dtype) in enumerate(spec.seeds):
+        if shape == ():
+            lines.append(f"    s{s} = np.{dtype.name}(0.0)")
+        else:
+            size = int(np.prod(shape, dtype=np.int64))
+            lines.append(f"    s{s}f = np.zeros({size}, np.{dtype.name})")
+            lines.append(f"    s{s} = s{s}f.reshape({shape!r})")
+    call = f"second({''.join(x + ', ' for x in res + [f's{s}' for s in range(len(spec.seeds))] + b_s)})"
+    cols = spec.seeds if spec.mode == "fwd" else spec.results
+    offsets = np.cumsum([0] + [int(np.prod(c, dtype=np.int64)) for c, _ in cols]).tolist()
+
+    def store(target, value, shape, pad):
+        if shape == ():
+            return f"{pad}{target} = {value}"
+        return f"{pad}{target} = np.ascontiguousarray({value}).ravel()"
+
+    for s, (shape, dtype) in enumerate(spec.seeds):
+        one, zero = f"np.{dtype.name}(1.0)", f"np.{dtype.name}(0.0)"
+        scalar = shape == ()
+        pad = "    " if scalar else "        "
+        if scalar:
+            lines.append(f"    s{s} = {one}")
+        else:
+            lines.append(f"    for j in range({int(np.prod(shape, dtype=np.int64))}):")
+            lines.append(f"{pad}s{s}f[j] = {one}")
+        lines.append(f"{pad}o = {call}")
+        j = "0" if scalar else "j"
+        if spec.mode == "fwd":
+            for k, (oshape, _) in enumerate(spec.results):
+                target = f"J{k}[0, {offsets[s]} + {j}]" if oshape == () else \
+                    f"J{k}[:, {offsets[s]} + {j}]"
+                lines.append(store(target, f"o[{k}]", oshape, pad))
+        else:
+            for g, (gshape, _) in enumerate(spec.results):
+                lo, hi = offsets[g], offsets[g + 1]
+                target = f"J{s}[{j}, {lo}]" if gshape == () else f"J{s}[{j}, {lo}:{hi}]"
+                lines.append(store(target, f"o[{g}]", gshape, pad))
+        # reset after reading: an output may be the seed itself (f(x) = x)
+        lines.append(f"{pad}s{s} = {zero}" if scalar else f"{pad}s{s}f[j] = {zero}")
+    n_first = spec.n_known + spec.n_res
+    n_guards = len(first.guards)
+    rets = [f"J{k}" for k in range(len(rows))] + \
+        [f"r[{i}]" for i in range(spec.n_known)] + \
+        [f"r[{n_first + g}]" for g in range(n_guards)]
+    lines.append(f"    return ({''.join(r + ', ' for r in rets)})")
+    source = "\n\n\n".join([header, body1.rstrip("\n"), body2.rstrip("\n"),
+                             "\n".join(lines)]) + "\n"
+    return source, consts1 + consts2
+
+
+class NumbaJacobianKernel(NumbaKernel):
+    """A Jacobian whose seed loop is compiled with the two programs it calls."""
+
+    def __init__(self, first, second, spec):
+        self.first, self.second, self.spec = first, second, spec
+        self.oplist = first
+        self.source, self.consts = generate_jacobian_source(first, second, spec,
+                                                            cache=bool(config.cache_dir))
+        self.fn = _compiled(self.source)
+        known = first.outvars[:spec.n_known]
+        self._scalar_out = [(len(spec.outputs[0]) + i, v.dtype.type)
+                            for i, v in enumerate(known)
+                            if v.shape == () and v.dtype not in _PYTHON_EXACT]
+
+    def _fall_back(self, error, args):
+        from . import JacobianLoop
+        warnings.warn(f"jvpvjp: Numba could not compile this Jacobian ({type(error).__name__}:"
+                      f" {str(error).splitlines()[0] if str(error) else ''}); running it on "
+                      f"the NumPy interpreter instead", RuntimeWarning, stacklevel=3)
+        loop = JacobianLoop(InterpreterKernel(self.first), InterpreterKernel(self.second),
+                            self.spec)
+        self.fn = lambda *a: loop(*a[:len(self.first.invars)])
+        return self.fn(*args)
+
+
+def _compile_jacobian(first, second, spec):
+    from . import tape
+    for ol in (first, second):    # long scalar programs run on the tape: generic loop
+        if len(ol.ops) >= config.tape_threshold and tape.supports(ol):
+            return None
+    return NumbaJacobianKernel(first, second, spec)
+
+
+register_jacobian_backend("numba", _compile_jacobian)

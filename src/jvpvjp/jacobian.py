@@ -1,0 +1,213 @@
+"""Whole Jacobians: jacfwd, jacrev, hessian.
+
+Design notes
+------------
+* A Jacobian is the linear part of a derivative program run once per basis vector. The JVP
+  (or VJP) op list is split by `partial_eval` into what does not depend on the seed (the
+  primal and every factor derived from it, computed once) and the linear part (run per
+  column in forward mode, per row in reverse mode). `compile_jacobian` compiles both and, on
+  the Numba backend, the loop over seeds too: one call, no per-column dispatch.
+* Inside another transform the loop is unrolled into the enclosing trace, so Jacobians
+  nest: ``hessian(f) = jacfwd(jacrev(f))`` traces the inner reverse sweep (one row for a
+  scalar ``f``) and compiles the outer forward loop over it.
+* Results follow JAX: output k's Jacobian with respect to input leaf l has shape
+  ``out_shape + in_shape``, arranged as the output pytree of (per-argnum) input pytrees.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .api import (_Args, _Cached, _fast_signature, _normalize_argnums, _Path,
+                  _replay_fast, _Trace, _unflatten_outputs)
+from .backend import JacobianSpec, compile_jacobian
+from .oplist import OpList
+from .pytree import tree_unflatten
+from .tracing import _builders
+from .transforms import inline, jvp_oplist, partial_eval, vjp_oplist
+
+
+class _JacobianPath(_Path):
+    __slots__ = ("unpack",)
+
+
+def _programs(trace, diff, mode):
+    """(first, second, spec) for the Jacobian of ``trace`` in ``mode``."""
+    n_out, n_aux = trace.n_out, trace.n_aux
+    n_in = len(trace.oplist.invars)
+    wrt = diff + [False] * (n_in - len(diff))
+    diff_vars = [v for v, w in zip(trace.oplist.invars, wrt) if w]
+    outs = trace.oplist.outvars[:n_out]
+    if mode == "fwd":
+        ol = jvp_oplist(trace.oplist, wrt)
+        # keep the tangents of the outputs, not of aux
+        ol = OpList(ol.invars, ol.outvars[:n_out + n_aux] +
+                    ol.outvars[n_out + n_aux:n_out + n_aux + n_out], ol.ops, ol.consts,
+                    ol.guards)
+        seeds = [(v.shape, v.dtype) for v in diff_vars]
+        results = [(v.shape, v.dtype) for v in outs]
+    else:
+        ol = vjp_oplist(trace.oplist, wrt, n_seeded=n_out).oplist
+        seeds = [(v.shape, v.dtype) for v in outs]
+        results = [(v.shape, v.dtype) for v in diff_vars]
+    known = [True] * n_in + [False] * len(seeds)
+    first, second = partial_eval(ol, known, n_out + n_aux)
+    spec = JacobianSpec(mode, n_out + n_aux, len(first.outvars) - n_out - n_aux,
+                        seeds, results)
+    return first, second, spec
+
+
+def _check_outputs(trace, fname):
+    for i, (shape, dtype) in enumerate(trace.out_avals[:trace.n_out]):
+        if np.dtype(dtype).kind != "f":
+            raise TypeError(f"{fname}: output {i} has dtype {np.dtype(dtype)}; Jacobians need "
+                            f"real floating-point outputs")
+
+
+def _unpacker(trace, a, nums, single, diff):
+    """A function from the per-output (rows, columns) matrices to JAX's pytree layout."""
+    in_shapes = [np.shape(v) for v, d in zip(a.dyn, diff) if d]
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in in_shapes]
+    offsets = np.cumsum([0] + sizes).tolist()
+    out_shapes = [tuple(s) for s, _ in trace.out_avals[:trace.n_out]]
+    one_leaf = len(in_shapes) == 1
+
+    def unpack(jacs):
+        entries = []
+        for J, oshape in zip(jacs, out_shapes):
+            if one_leaf:
+                blocks = [J.reshape(oshape + in_shapes[0])]
+            else:
+                blocks = [J[:, lo:hi].reshape(oshape + s)
+                          for lo, hi, s in zip(offsets[:-1], offsets[1:], in_shapes)]
+            per_arg = a.per_argument(nums, blocks)
+            entries.append(per_arg[0] if single else per_arg)
+        return tree_unflatten(trace.out_tree, entries)
+    return unpack
+
+
+def _nested(trace, a, diff, mode):
+    """The Jacobian recorded into the enclosing trace: the seed loop unrolled."""
+    first, second, spec = _programs(trace, diff, mode)
+    r = inline(first, list(a.dyn) + trace.captured)
+    known, res = r[:spec.n_known], r[spec.n_known:spec.n_known + spec.n_res]
+    seeds = [np.zeros(s, d) for s, d in spec.seeds]
+    lines = []      # per seed element: the second program's outputs
+    for seed in seeds:
+        flat = seed.reshape(-1)
+        for j in range(flat.size):
+            flat[j] = 1
+            lines.append(inline(second, res + [s.copy() for s in seeds]))
+            flat[j] = 0
+    rows, ncols = spec.outputs
+    jacs = []
+    if mode == "fwd":
+        for k, (shape, dtype) in enumerate(rows):
+            cols = [np.reshape(line[k], (-1,)) for line in lines]
+            jacs.append(np.stack(cols, axis=1) if cols else
+                        np.zeros((int(np.prod(shape, dtype=np.int64)), 0), dtype))
+    else:
+        start = 0
+        for k, (shape, dtype) in enumerate(rows):
+            size = int(np.prod(shape, dtype=np.int64))
+            mine = lines[start:start + size]
+            start += size
+            rows_k = [np.concatenate([np.reshape(g, (-1,)) for g in line]) if line else
+                      np.zeros(0, dtype) for line in mine]
+            jacs.append(np.stack(rows_k, axis=0) if rows_k else np.zeros((0, ncols), dtype))
+    return jacs, known
+
+
+def _jacobian_transform(fun, argnums, has_aux, mode, fname):
+    cache = _Cached()
+
+    @functools.wraps(fun)
+    def jac_fun(*args, **kwargs):
+        if cache.fast and not kwargs and not has_aux and not _builders:
+            hit = _replay_fast(cache, _fast_signature(args), args)
+            if hit is not None:
+                path, results = hit
+                return path.unpack(results[:path.trace.n_out])
+        single, nums = _normalize_argnums(argnums, len(args), fname)
+        a = _Args(args, kwargs, nums, fname)
+        diff = a.diff_mask(nums)
+
+        def run(path):
+            return path.kernels[0](*[x[()] if x.ndim == 0 else x for x in a.dyn])
+
+        if a.nested:
+            trace = _Trace(fun, a, has_aux, fname)
+            _check_outputs(trace, fname)
+            jacs, known = _nested(trace, a, diff, mode)
+            unpack = _unpacker(trace, a, nums, single, diff)
+        else:
+            cache.stats["calls"] += 1
+            path, results = cache.lookup(a.key, run)
+            if path is None:
+                cache.stats["traces"] += 1
+                trace = _Trace(fun, a, has_aux, fname)
+                _check_outputs(trace, fname)
+                first, second, spec = _programs(trace, diff, mode)
+                kernel = compile_jacobian(first, second, spec)
+                cache.stats["compiles"] += 1
+                path = _JacobianPath(trace, [kernel], trace.n_out + spec.n_known)
+                path.unpack = _unpacker(trace, a, nums, single, diff)
+                cache.add(a.key, path)
+                results = run(path)
+                sig = _fast_signature(args)
+                if sig is not None and not kwargs and not has_aux:
+                    cache.fast[sig] = cache.paths[a.key]
+            trace, unpack = path.trace, path.unpack
+            jacs, known = results[:trace.n_out], results[trace.n_out:]
+        jac = unpack(jacs)
+        if has_aux:
+            return jac, _unflatten_outputs(trace, list(known))[1]
+        return jac
+
+    jac_fun.cache_info = cache.info
+    return jac_fun
+
+
+def jacfwd(fun, argnums=0, has_aux=False):
+    """The Jacobian of ``fun`` in forward mode: one JVP column per input element.
+
+    Cheaper than `jacrev` when there are fewer inputs than outputs. Output k's Jacobian
+    with respect to an input leaf of shape ``s`` has shape ``out_shape + s``; with a tuple
+    ``argnums`` each output gets a tuple, one entry per argument (JAX's layout). With
+    ``has_aux=True`` ``fun`` returns ``(out, aux)`` and the result is ``(jacobian, aux)``.
+
+    >>> import numpy as np
+    >>> jacfwd(lambda x: np.sin(x) * x[0])(np.array([1.0, 2.0]))    # doctest: +SKIP
+    array([[ 1.38177329,  0.        ],
+           [ 0.90929743, -0.41614684]])
+    """
+    fname = f"jacfwd({getattr(fun, '__name__', 'fun')})"
+    return _jacobian_transform(fun, argnums, has_aux, "fwd", fname)
+
+
+def jacrev(fun, argnums=0, has_aux=False):
+    """The Jacobian of ``fun`` in reverse mode: one forward pass, then one VJP row per
+    output element (cheaper than `jacfwd` when there are fewer outputs than inputs).
+    Same arguments and layout as `jacfwd`.
+
+    >>> import numpy as np
+    >>> jacrev(lambda x: np.sum(x ** 2))(np.array([1.0, 2.0]))
+    array([2., 4.])
+    """
+    fname = f"jacrev({getattr(fun, '__name__', 'fun')})"
+    return _jacobian_transform(fun, argnums, has_aux, "rev", fname)
+
+
+def hessian(fun, argnums=0, has_aux=False):
+    """The Hessian of scalar ``fun``: forward over reverse, ``jacfwd(jacrev(fun))``.
+
+    The reverse sweep is traced once into the forward-mode Jacobian program, which is
+    compiled with its loop over input directions. Shape ``in_shape + in_shape``.
+
+    >>> import numpy as np
+    >>> hessian(lambda x: x[0] ** 2 * x[1])(np.array([1.0, 3.0]))
+    array([[6., 2.],
+           [2., 0.]])
+    """
+    return jacfwd(jacrev(fun, argnums, has_aux), argnums, has_aux)

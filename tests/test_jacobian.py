@@ -1,0 +1,252 @@
+"""jacfwd, jacrev and hessian: layouts, both backends, nesting, guards and errors."""
+import numpy as np
+import pytest
+
+import jvpvjp
+from jvpvjp import grad, hessian, jacfwd, jacrev, jvp
+from jvpvjp.backend import JacobianLoop, compile_jacobian, compile_oplist
+from jvpvjp.jacobian import _programs
+from jvpvjp.api import _Args, _Trace
+from jvpvjp.primitives import REGISTRY, load_all
+from jvpvjp.testing import use_backend
+
+load_all()
+
+
+def bench_function(rng, n, m):
+    W, V, b = rng.normal(size=(m, n)), rng.normal(size=(m, n)), rng.normal(size=m)
+
+    def f(x):
+        return np.tanh(W @ x + b) * (V @ np.sin(x))
+
+    def exact(x):
+        t = np.tanh(W @ x + b)
+        return ((1 - t ** 2) * (V @ np.sin(x)))[:, None] * W + t[:, None] * V * np.cos(x)
+    return f, exact
+
+
+def jacobian_by_jvp(f, args, argnum):
+    """Column by column from jvp: the reference for the layout and the values."""
+    x = np.asarray(args[argnum], np.float64)
+    cols = []
+    for i in range(x.size):
+        e = np.zeros(x.size)
+        e[i] = 1.0
+        tangents = tuple(e.reshape(x.shape) if k == argnum else np.zeros(np.shape(a))
+                         for k, a in enumerate(args))
+        cols.append(np.asarray(jvp(f, tuple(args), tangents)[1]))
+    out_shape = cols[0].shape
+    return np.stack([c.reshape(-1) for c in cols], axis=1).reshape(out_shape + x.shape)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("n,m", [(1, 1), (3, 5), (6, 2)])
+def test_both_modes_match_the_closed_form(backend, n, m, rng):
+    f, exact = bench_function(rng, n, m)
+    x = rng.normal(size=n)
+    with use_backend(backend):
+        jf, jr = jacfwd(f), jacrev(f)
+        for _ in range(2):      # traced, then replayed at new values
+            for J in (jf(x), jr(x)):
+                assert J.shape == (m, n) and J.dtype == np.float64
+                np.testing.assert_allclose(J, exact(x), rtol=1e-12, atol=1e-14)
+            x = rng.normal(size=n)
+        assert jf.cache_info()["traces"] == 1 and jr.cache_info()["traces"] == 1
+
+
+def test_layout_follows_jax(rng):
+    def f(a, y):
+        return {"u": a * y, "v": np.sum(y) * a ** 2, "w": np.outer(y, y)}
+
+    a, y = 1.5, rng.normal(size=3)
+    for jac in (jacfwd, jacrev):
+        r = jac(f, argnums=(1, 0))(a, y)
+        assert [np.shape(e) for e in r["u"]] == [(3, 3), (3,)]
+        assert [np.shape(e) for e in r["v"]] == [(3,), ()]
+        assert [np.shape(e) for e in r["w"]] == [(3, 3, 3), (3, 3)]
+        np.testing.assert_allclose(r["u"][0], a * np.eye(3))
+        np.testing.assert_allclose(r["u"][1], y)
+        np.testing.assert_allclose(r["v"][0], np.full(3, a ** 2))
+        np.testing.assert_allclose(r["v"][1], 2 * a * np.sum(y))
+        np.testing.assert_allclose(r["w"][0], jacobian_by_jvp(f_w, (y,), 0))
+        assert np.all(r["w"][1] == 0)
+        single = jac(f, argnums=1)(a, y)
+        np.testing.assert_allclose(single["u"], r["u"][0])
+
+
+def f_w(y):
+    return np.outer(y, y)
+
+
+def test_matrix_arguments_and_pytree_inputs(rng):
+    A = rng.normal(size=(2, 3))
+    p = {"w": rng.normal(size=(3, 4)), "b": rng.normal(size=4)}
+
+    def f(p, A):
+        return np.tanh(A @ p["w"] + p["b"])
+
+    for jac in (jacfwd, jacrev):
+        J = jac(f)(p, A)
+        assert J["w"].shape == (2, 4, 3, 4) and J["b"].shape == (2, 4, 4)
+        np.testing.assert_allclose(J["w"], jacobian_by_jvp(lambda w: f({"w": w, "b": p["b"]},
+                                                                      A), (p["w"],), 0),
+                                   rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(J["b"], jacobian_by_jvp(lambda b: f({"w": p["w"], "b": b},
+                                                                      A), (p["b"],), 0),
+                                   rtol=1e-12, atol=1e-14)
+
+
+def test_has_aux(rng):
+    def f(x):
+        return np.sin(x) * 2.0, {"norm": np.sum(x ** 2)}
+
+    x = rng.normal(size=3)
+    for jac in (jacfwd, jacrev):
+        for _ in range(2):
+            J, aux = jac(f, has_aux=True)(x)
+            np.testing.assert_allclose(J, np.diag(2 * np.cos(x)), rtol=1e-12)
+            np.testing.assert_allclose(aux["norm"], np.sum(x ** 2))
+
+
+def test_float32_stays_float32(rng):
+    x = rng.normal(size=3).astype(np.float32)
+    for jac in (jacfwd, jacrev):
+        J = jac(lambda x: np.exp(x) * x[0])(x)
+        assert J.dtype == np.float32
+        np.testing.assert_allclose(J, np.diag(np.exp(x) * x[0]) +
+                                   np.outer(np.exp(x), [1, 0, 0]), rtol=1e-5)
+
+
+def test_hessian(rng):
+    A = rng.normal(size=(4, 4))
+
+    def quad(x):
+        return x @ A @ x + np.sum(np.sin(x))
+
+    x = rng.normal(size=4)
+    H = hessian(quad)(x)
+    np.testing.assert_allclose(H, A + A.T - np.diag(np.sin(x)), rtol=1e-12, atol=1e-12)
+
+    def rosen(x):
+        return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+    x = rng.normal(size=5)
+    eps = 1e-6
+    g = grad(rosen)
+    fd = np.stack([(g(x + eps * e) - g(x - eps * e)) / (2 * eps) for e in np.eye(5)], axis=1)
+    H = hessian(rosen)(x)
+    np.testing.assert_allclose(H, H.T, rtol=1e-12)
+    np.testing.assert_allclose(H, fd, rtol=1e-6, atol=1e-4)
+    # nested the other ways round agree
+    np.testing.assert_allclose(jacrev(jacrev(rosen))(x), H, rtol=1e-12)
+    np.testing.assert_allclose(jacfwd(jacfwd(rosen))(x), H, rtol=1e-12)
+    np.testing.assert_allclose(jacrev(jacfwd(rosen))(x), H, rtol=1e-12)
+
+
+def test_grad_through_a_jacobian(rng):
+    f, exact = bench_function(rng, 3, 2)
+
+    def frob(x):
+        return np.sum(jacrev(f)(x) ** 2)
+
+    x = rng.normal(size=3)
+    eps = 1e-6
+    fd = np.array([(np.sum(exact(x + eps * e) ** 2) - np.sum(exact(x - eps * e) ** 2))
+                   / (2 * eps) for e in np.eye(3)])
+    np.testing.assert_allclose(grad(frob)(x), fd, rtol=1e-6, atol=1e-8)
+
+
+def test_cached_jacobian_respects_guards(rng):
+    def f(x):
+        if x[0] > 0:
+            return np.sin(x)
+        return x ** 3
+
+    for jac in (jacfwd, jacrev):
+        jf = jac(f)
+        for x0 in [1.0, -1.0, 2.0, -2.0, 0.5]:
+            x = np.array([x0, 0.3, -0.2])
+            expected = np.diag(np.cos(x)) if x0 > 0 else np.diag(3 * x ** 2)
+            np.testing.assert_allclose(jf(x), expected, rtol=1e-12)
+        assert jf.cache_info()["traces"] == 2
+
+
+def test_errors():
+    with pytest.raises(TypeError, match="dtype int64"):
+        jacfwd(lambda x: x)(np.arange(3))
+    with pytest.raises(TypeError, match="floating-point outputs"):
+        jacrev(lambda x: x > 0)(np.ones(3))
+    with pytest.raises(ValueError, match="argnums"):
+        jacfwd(lambda x: x, argnums=2)(np.ones(3))
+
+
+def _spec_cases(rng):
+    def several(a, x, B):            # scalar and array inputs and outputs, a matrix input
+        y = np.tanh(B @ x) * a
+        return y, np.sum(y * x[:2]), np.exp(B) * a
+    return [(several, (0.7, rng.normal(size=3), rng.normal(size=(2, 3))))]
+
+
+@pytest.mark.parametrize("mode", ["fwd", "rev"])
+def test_compiled_loop_equals_the_generic_loop(mode, rng):
+    for fn, args in _spec_cases(rng):
+        nums = tuple(range(len(args)))
+        a = _Args(args, {}, nums, "test")
+        trace = _Trace(fn, a, False, "test")
+        first, second, spec = _programs(trace, a.diff_mask(nums), mode)
+        dyn = [x[()] if x.ndim == 0 else x for x in a.dyn]
+        fused = compile_jacobian(first, second, spec, backend="numba")
+        assert type(fused).__name__ == "NumbaJacobianKernel"
+        generic = JacobianLoop(compile_oplist(first, "numpy"), compile_oplist(second, "numpy"),
+                               spec)
+        for x, y in zip(fused(*dyn), generic(*dyn)):
+            np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15)
+
+
+def test_long_scalar_programs_use_the_generic_loop(monkeypatch):
+    monkeypatch.setattr(jvpvjp.config, "tape_threshold", 50)
+
+    def chain(x):
+        a, b = x[0], x[1]
+        for _ in range(20):
+            a, b = a + 0.1 * b, b - 0.1 * np.sin(a)
+        return np.stack([a, b])
+
+    x = np.array([0.3, -0.4])
+    J_tape = jacrev(chain)(x)
+    with use_backend("numpy"):
+        J_ref = jacrev(chain)(x)
+    np.testing.assert_allclose(J_tape, J_ref, rtol=1e-12)
+    np.testing.assert_allclose(jacfwd(chain)(x), J_ref, rtol=1e-12)
+
+
+DIFF = [(p, c) for p in REGISTRY.values() for c in p.tests
+        if p.differentiable and p.name != "stop_gradient"]
+
+
+@pytest.mark.parametrize("prim,case", DIFF, ids=[f"{p.name}-{c.name}" for p, c in DIFF])
+def test_every_primitive_jacobian_equals_jvp_columns(prim, case, rng):
+    """Generated from the registry: both Jacobian modes against columns of jvp."""
+    from test_registry import _fixed_args
+    args = _fixed_args(case, rng)
+    with use_backend("numpy"):
+        for argnum in range(len(args)):
+            ref = jacobian_by_jvp(case.fn, args, argnum)
+            for jac in (jacfwd, jacrev):
+                J = jac(case.fn, argnums=argnum)(*args)
+                np.testing.assert_allclose(J, ref, rtol=1e-12, atol=1e-13,
+                                           err_msg=f"{jac.__name__} argnum {argnum}")
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_outputs_that_are_the_seed_itself(backend, rng):
+    x = rng.normal(size=3)
+    with use_backend(backend):
+        for jac in (jacfwd, jacrev):
+            np.testing.assert_array_equal(jac(lambda x: x)(x), np.eye(3))
+            np.testing.assert_array_equal(jac(lambda a: a)(1.5), 1.0)
+            J0, J1 = jac(lambda x: (x, 2.0 * x))(x)
+            np.testing.assert_array_equal(J0, np.eye(3))
+            np.testing.assert_array_equal(J1, 2 * np.eye(3))
+            np.testing.assert_array_equal(jac(lambda x, y: x + y, argnums=(0, 1))(x, x)[1],
+                                          np.eye(3))
