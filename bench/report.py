@@ -101,8 +101,8 @@ def grad_table(workload, cases):
 
 def jacobian_table(cases):
     cols = [("jvpvjp", "primal", "primal (jvpvjp.jit)"),
-            ("jvpvjp", "jacfwd", "jvpvjp fwd (n × jvp)"),
-            ("jvpvjp", "jacrev", "jvpvjp rev (vjp + m pullbacks)"),
+            ("jvpvjp", "jacfwd", "jvpvjp jacfwd"),
+            ("jvpvjp", "jacrev", "jvpvjp jacrev"),
             ("njit", "jac", "hand-written closed form"),
             ("jax", "jacfwd", "JAX jacfwd"), ("jax", "jacrev", "JAX jacrev"),
             ("torch", "jacfwd", "torch.func jacfwd"), ("torch", "jacrev", "torch.func jacrev"),

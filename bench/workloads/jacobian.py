@@ -5,8 +5,8 @@
 (the function of bench/modes.py). Forward mode needs one JVP per input direction, reverse
 mode one forward pass and one pullback per output, so reverse wins when m < n.
 
-jvpvjp has no jacfwd/jacrev yet: its Jacobians here are built from the public API, n calls
-of ``jvp`` (one per basis vector of the input) or one ``vjp`` and m calls of its pullback.
+jvpvjp uses ``jacfwd(f)`` / ``jacrev(f)``: the seed-independent part once, then the linear
+part once per basis vector in a compiled loop (a matrix-vector product per column or row).
 JAX uses ``jax.jit(jax.jacfwd(f))`` / ``jax.jit(jax.jacrev(f))`` (vectorised over the basis
 with vmap), PyTorch ``torch.func.jacfwd`` / ``jacrev`` (eager, vmapped), autograd
 ``autograd.jacobian`` (reverse mode). The hand-written Numba row is the closed form
@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from jvpvjp import jvp, vjp
 
 NAME = "jacobian"
 TITLE = "Jacobian of f: R^n -> R^m, forward vs reverse"
@@ -71,15 +70,3 @@ def njit_jac(x, W, V, b):
 def exact(x, W, V, b):
     t = np.tanh(W @ x + b)
     return ((1 - t ** 2) * (V @ np.sin(x)))[:, None] * W + t[:, None] * V * np.cos(x)
-
-
-def jvpvjp_jacfwd(f, x, eye):
-    """n JVPs, one per input basis vector."""
-    return np.stack([jvp(f, (x,), (eye[i],))[1] for i in range(x.size)], axis=1)
-
-
-def jvpvjp_jacrev(f, x, eye_out):
-    """One VJP (forward pass) and m pullbacks, one per output basis vector."""
-    _, pullback = vjp(f, x)
-    return np.stack([pullback(eye_out[j])[0] for j in range(eye_out.shape[0])], axis=0)
-
