@@ -23,7 +23,7 @@ from .api import (_Args, _Cached, _fast_signature, _normalize_argnums, _Path,
                   _replay_fast, _Trace, _unflatten_outputs)
 from .backend import JacobianSpec, compile_jacobian
 from .oplist import OpList
-from .pytree import tree_unflatten
+from .pytree import _LEAF, tree_unflatten
 from .tracing import _builders
 from .transforms import inline, jvp_oplist, partial_eval, vjp_oplist
 
@@ -72,6 +72,10 @@ def _unpacker(trace, a, nums, single, diff):
     offsets = np.cumsum([0] + sizes).tolist()
     out_shapes = [tuple(s) for s, _ in trace.out_avals[:trace.n_out]]
     one_leaf = len(in_shapes) == 1
+    if one_leaf and single and len(out_shapes) == 1 and trace.out_tree == _LEAF and \
+            a.trees[nums[0]] == _LEAF:
+        shape = out_shapes[0] + in_shapes[0]      # one array in, one array out
+        return lambda jacs: jacs[0].reshape(shape)
 
     def unpack(jacs):
         entries = []
