@@ -32,6 +32,7 @@ import numpy as np
 from numba.core.errors import NumbaError
 
 from .. import config
+from ..simplify import simplify
 from . import InterpreterKernel, register_backend, register_jacobian_backend
 from .numba_helpers import HELPERS
 
@@ -335,7 +336,7 @@ class NumbaKernel:
 
     def __init__(self, ol):
         self.oplist = ol
-        self.source, self.consts = generate_source(ol, cache=bool(config.cache_dir))
+        self.source, self.consts = generate_source(simplify(ol), cache=bool(config.cache_dir))
         self.fn = _compiled(self.source)
         # Numba returns scalars as Python floats/ints/bools: outputs get their NumPy scalar
         # type back (guard values need not).
@@ -441,8 +442,8 @@ class NumbaJacobianKernel(NumbaKernel):
     def __init__(self, first, second, spec):
         self.first, self.second, self.spec = first, second, spec
         self.oplist = first
-        self.source, self.consts = generate_jacobian_source(first, second, spec,
-                                                            cache=bool(config.cache_dir))
+        self.source, self.consts = generate_jacobian_source(
+            simplify(first), simplify(second), spec, cache=bool(config.cache_dir))
         self.fn = _compiled(self.source)
         known = first.outvars[:spec.n_known]
         self._scalar_out = [(len(spec.outputs[0]) + i, v.dtype.type)

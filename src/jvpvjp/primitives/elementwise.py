@@ -94,8 +94,11 @@ def binary(name, ufunc, derivs, lower, domain=((-2.0, 2.0), (-2.0, 2.0)), **case
                 cts.append(None)
                 continue
             d = derivs[i](a, b, out)
-            c = ct if d is _ONE else (-ct if d is _MINUS_ONE else ct * d)
-            cts.append(unbroadcast(c, x.shape))
+            if d is _ONE or d is _MINUS_ONE:    # negate after summing: fewer elements
+                c = unbroadcast(ct, x.shape)
+                cts.append(c if d is _ONE else -c)
+            else:
+                cts.append(unbroadcast(ct * d, x.shape))
         return tuple(cts)
 
     return Primitive(name, ufunc, _abstract(ufunc), jvp_rule, vjp_rule, _ufunc_lower(lower),
