@@ -198,13 +198,17 @@ def _unflatten_outputs(trace, values):
 
 
 def _fast_signature(args):
+    """A key for plain positional arguments (contiguous arrays, floats), or None.
+
+    Only a call that went through the general path registers its key (`_Cached.add_fast`),
+    so a key found here has passed that path's argument checks."""
     sig = [config.backend]
     for x in args:
         t = type(x)
         if t is np.ndarray:
-            if not x.flags.c_contiguous or x.dtype.kind != "f":
+            if not x.flags.c_contiguous:
                 return None
-            sig.append((x.shape, x.dtype.char))
+            sig.append((x.shape, x.dtype))
         elif t is float or t is np.float64 or t is np.float32:
             sig.append(t)
         else:
@@ -214,10 +218,12 @@ def _fast_signature(args):
 
 def _replay_fast(cache, sig, call_args):
     """Replay a cached path for plain positional arrays: (path, results) or None."""
-    paths = cache.fast.get(sig) if sig is not None else None
-    if paths is None:
+    entry = cache.fast.get(sig) if sig is not None else None
+    if entry is None:
         return None
-    dyn = [x[()] if type(x) is np.ndarray and x.ndim == 0 else x for x in call_args]
+    paths, has_0d = entry
+    dyn = [x[()] if type(x) is np.ndarray and x.ndim == 0 else x for x in call_args] \
+        if has_0d else call_args
     for path in reversed(paths):
         results = path.kernels[0](*dyn, *path.extra)
         if not path.guards or path.guards_hold(results):
@@ -262,6 +268,12 @@ class _Cached:
                     return path, results
             self.stats["guard_misses"] += 1
         return None, None
+
+    def add_fast(self, sig, key):
+        """Serve calls with fast signature ``sig`` from the paths of ``key``."""
+        if sig is not None:
+            has_0d = any(type(e) is tuple and e[0] == () for e in sig[1:])
+            self.fast[sig] = (self.paths[key], has_0d)
 
     def add(self, key, path):
         paths = self.paths.setdefault(key, [])
@@ -356,7 +368,7 @@ def value_and_grad(fun=None, argnums=0, has_aux=False):
                 results = run(path)
                 sig = _fast_signature(args)
                 if sig is not None and not kwargs and not has_aux:
-                    cache.fast[sig] = cache.paths[a.key]
+                    cache.add_fast(sig, a.key)
             trace = path.trace
         value, aux = _unflatten_outputs(trace, results)
         grads = list(results[trace.n_out + trace.n_aux:trace.n_out + trace.n_aux + sum(diff)])
@@ -485,7 +497,7 @@ def jvp(fun, primals=None, tangents=None, *, has_aux=False):
             results = run(path)
             sig = _fast_signature(primals)
             if sig is not None and _fast_signature(tangents) == sig:
-                cache.fast[sig] = cache.paths[a.key]
+                cache.add_fast(sig, a.key)
         trace = path.trace
     return _jvp_result(trace, results, has_aux)
 
@@ -555,7 +567,7 @@ def vjp(fun, *primals, has_aux=False):
             residuals = run(path)
             sig = _fast_signature(primals)
             if sig is not None and not has_aux:
-                cache.fast[sig] = cache.paths[a.key]
+                cache.add_fast(sig, a.key)
         return _vjp_result(fname, path, residuals, has_aux,
                            lambda flat: a.per_argument(nums, flat))
     return _make_pullback(fname, trace, residuals, backward_call, has_aux,
@@ -651,7 +663,7 @@ def jit(fun):
             results = run(path)
             sig = _fast_signature(args)
             if sig is not None and not kwargs:
-                cache.fast[sig] = cache.paths[a.key]
+                cache.add_fast(sig, a.key)
         return _unflatten_outputs(path.trace, results)[0]
 
     jitted.cache_info = cache.info

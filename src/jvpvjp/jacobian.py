@@ -161,7 +161,7 @@ def _jacobian_transform(fun, argnums, has_aux, mode, fname):
                 results = run(path)
                 sig = _fast_signature(args)
                 if sig is not None and not kwargs and not has_aux:
-                    cache.fast[sig] = cache.paths[a.key]
+                    cache.add_fast(sig, a.key)
             trace, unpack = path.trace, path.unpack
             jacs, known = results[:trace.n_out], results[trace.n_out:]
         jac = unpack(jacs)
