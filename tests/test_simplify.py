@@ -58,3 +58,56 @@ def test_broadcast_operand_gradient_matches_interpreter(rng):
     np.testing.assert_allclose(v, v_ref, rtol=1e-12)
     np.testing.assert_allclose(gQ, gQ_ref, rtol=1e-11)
     np.testing.assert_allclose(gmu, gmu_ref, rtol=1e-11, atol=1e-12)
+
+
+def _count(ol, name):
+    return sum(op.prim.name == name for op in ol.ops)
+
+
+def test_exact_identities_and_common_subexpressions():
+    def f(x, y):
+        a = x * 1.0 + y / 1.0            # x * 1 = x, y / 1 = y
+        b = -(-x) * 3.0 + (-y) * 2.0     # -(-x) = x, (-y) * 2 = y * -2
+        c = np.sin(x) * np.sin(x) + (x * -1.0)   # one sin; x * -1 = -x
+        return a + b + c + (x + y) * (y + x)     # x + y and y + x: one add
+
+    ol = make_oplist(f)(0.5, 0.25)
+    new = simplify(ol)
+    assert _count(new, "sin") == 1 and _count(new, "div") == 0
+    assert len(new.ops) < len(ol.ops) - 5, str(new)
+    special = [0.0, -0.0, 1.5, -2.5, np.inf, -np.inf, np.nan, 1e-310]
+    for x in special:
+        for y in special:
+            with np.errstate(all="ignore"):
+                want = f(np.float64(x), np.float64(y))
+            got = jit(f)(x, y)
+            assert np.array_equal(got, want, equal_nan=True) and \
+                np.signbit(got) == np.signbit(want), (x, y, got, want)
+
+
+def test_identities_keep_float32():
+    def f(x):
+        return (-x) * np.float32(3.0) + x * np.float32(1.0)
+
+    x = np.linspace(-2, 2, 7, dtype=np.float32)
+    got = jit(f)(x)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, f(x))
+
+
+def test_reverse_mode_of_a_scalar_chain_loses_ops():
+    def chain(x, y):
+        for _ in range(10):
+            x = x + 0.01 * y
+            y = y - 0.01 * np.sin(x)
+        return 0.5 * y * y - np.cos(x)
+
+    ol = make_oplist(value_and_grad(chain, argnums=(0, 1)))(0.3, 0.5)
+    new = simplify(ol)
+    assert _count(new, "neg") == 0 and len(new.ops) <= 0.9 * len(ol.ops)
+    # the cosines the rules need for the last step are the primal's
+    assert _count(new, "cos") == _count(ol, "cos") - 1
+    v, g = value_and_grad(chain, argnums=(0, 1))(0.3, 0.5)
+    with use_backend("numpy"):
+        v_ref, g_ref = value_and_grad(chain, argnums=(0, 1))(0.3, 0.5)
+    assert v == v_ref and g == g_ref          # same bits: the rewrites are exact

@@ -16,6 +16,7 @@ import numpy as np
 from . import config
 from .backend import compile_oplist
 from .primitives import elementwise as _ew
+from .oplist import gc_paused
 from .pytree import tree_flatten, tree_unflatten
 from .tracing import Builder, Tracer, _builders
 from .transforms import inline, jvp_oplist, vjp_oplist
@@ -162,6 +163,7 @@ def _as_output(x, what):
 class _Trace:
     """The result of tracing a function once on concrete arguments."""
 
+    @gc_paused
     def __init__(self, fun, args, has_aux, fname):
         with Builder(concrete=True) as b, np.errstate(all="ignore"):
             inputs = [b.new_input(value=(v.value if isinstance(v, Tracer) else v))

@@ -6,12 +6,35 @@ of one op. Derivative programs are op lists too, so transforms compose.
 """
 from __future__ import annotations
 
+import functools
+import gc
 import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 _ids = itertools.count()
+
+
+def gc_paused(fn):
+    """Run ``fn`` with Python's cyclic garbage collector off (restored afterwards).
+
+    Tracing and transforming allocate millions of small objects that live until the op
+    list is done; each allocation burst would otherwise trigger collections that walk
+    them all again (a 240,000-op program traced and transformed in 7.7 s with the
+    collector on, 4.7 s with it off). Nothing here relies on collecting cycles early."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not gc.isenabled():
+            return fn(*args, **kwargs)
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.enable()
+    return wrapper
+
+
 _DTYPE_TYPE = {np.dtype(t): type(np.dtype(t)) for t in (np.float64, np.float32, np.int64,
                                                           np.int32, np.bool_)}
 

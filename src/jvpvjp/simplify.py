@@ -1,6 +1,12 @@
 """Algebraic rewrites of an op list that save work before it is compiled.
 
-The one rewrite so far moves a sum over a free axis of a matrix product inside it:
+Exact scalar identities first, the kind reverse mode leaves behind (``sub``'s cotangent is
+negated and then scaled; seeds multiply by 1): ``x * 1 = x``, ``x / 1 = x``,
+``x * -1 = -x``, ``-(-x) = x`` and ``(-x) * c = x * (-c)``; and common subexpressions
+(derivative rules recompute ``cos(x)`` or ``tanh(x)`` the primal already has). Each gives
+the same bits as the original, so no result changes.
+
+Then a sum over a free axis of a matrix product moves inside it:
 ``sum(A @ B, axis=-1) = A @ sum(B, axis=-1)`` and ``sum(A @ B, axis=-2) = sum(A, axis=-2)
 @ B``. Reverse mode produces this shape whenever a broadcast operand of a product gets its
 cotangent (``A @ (X - mu[:, None])`` summed back to ``mu``'s shape): rewritten, the O(d p n)
@@ -11,7 +17,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .oplist import dead_code_elimination
+import numpy as np
+
+from .oplist import Guard, Op, OpList, Var, dead_code_elimination, gc_paused
 from .tracing import Builder, bind
 
 
@@ -48,8 +56,95 @@ def _rewrite(a, b, ta, tb, last):
     return reshape(p, shape=p.shape[:-2] + p.shape[-1:])
 
 
+def _scalar_const(ol_consts, v):
+    """The value of a float scalar constant as a Python float, else None."""
+    if v.shape != () or v.dtype.kind != "f":
+        return None
+    c = ol_consts.get(v)
+    return None if c is None else float(c)
+
+
+def _peephole(ol):
+    """The exact scalar identities, applied by renaming values: no tracing."""
+    consts = dict(ol.consts)
+    alias, producer, computed, ops, changed = {}, {}, {}, [], False
+    for op in ol.ops:
+        ins = tuple(alias.get(v, v) for v in op.invars)
+        out, name = op.outvar, op.prim.name
+        new = None
+        if name in ("mul", "div") and out.dtype.kind == "f":
+            for i in ((0, 1) if name == "mul" else (1,)):
+                c, other = _scalar_const(consts, ins[i]), ins[1 - i]
+                if c is None or other.shape != out.shape or other.dtype != out.dtype:
+                    continue
+                if c == 1.0:
+                    alias[out] = other
+                    break
+                if name == "div":
+                    break
+                p = producer.get(other)
+                if p is not None and p.prim.name == "neg":
+                    if c == -1.0:
+                        alias[out] = p.invars[0]
+                    else:
+                        k = Var((), ins[i].dtype)
+                        consts[k] = np.asarray(-c, k.dtype)
+                        new = Op(op.prim, (p.invars[0], k), out, {}, op.where)
+                    break
+                if c == -1.0:
+                    new = Op(_prim("neg"), (other,), out, {}, op.where)
+                    break
+        elif name == "neg":
+            p = producer.get(ins[0])
+            if p is not None and p.prim.name == "neg":
+                alias[out] = p.invars[0]
+        if out in alias:
+            changed = True
+            continue
+        if new is None:
+            new = op if ins == tuple(op.invars) else Op(op.prim, ins, out, op.params, op.where)
+        key = _cse_key(new)
+        if key is not None:             # the same op on the same values: computed once
+            seen = computed.get(key)
+            if seen is not None:
+                alias[out] = seen
+                changed = True
+                continue
+            computed[key] = out
+        changed = changed or new is not op
+        producer[out] = new
+        ops.append(new)
+    if not changed:
+        return ol
+    guards = [Guard(alias.get(g.var, g.var), g.value, g.kind, g.where) for g in ol.guards]
+    return dead_code_elimination(OpList(list(ol.invars), [alias.get(v, v) for v in ol.outvars],
+                                        ops, consts, guards))
+
+
+_COMMUTATIVE = {"add", "mul"}
+
+
+def _cse_key(op):
+    ins = op.invars
+    if op.prim.name in _COMMUTATIVE:
+        ins = tuple(sorted(ins, key=lambda v: v.id))
+    try:
+        key = (op.prim, ins, tuple(sorted(op.params.items())))
+        hash(key)
+    except TypeError:     # an array-valued parameter: not worth comparing
+        return None
+    return key
+
+
+def _prim(name):
+    from .primitives import REGISTRY
+    return REGISTRY[name]
+
+
+@gc_paused
 def simplify(ol):
     """``ol`` with the rewrites above applied (the same op list when none applies)."""
+    ol = _peephole(ol)
     found = _sum_of_products(ol)
     if not found:
         return ol

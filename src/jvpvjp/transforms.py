@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .oplist import Guard, OpList, dead_code_elimination
+from .oplist import Guard, OpList, dead_code_elimination, gc_paused
 from .primitives import zeros
 from .tracing import Builder, Tracer, bind
 
@@ -51,6 +51,7 @@ def _zeros_for(v):
     return zeros(v.shape, v.dtype)
 
 
+@gc_paused
 def jvp_oplist(ol, has_tangent):
     """Op list ``(primals..., tangents...) -> (outputs..., output tangents...)``.
 
@@ -115,6 +116,7 @@ class VJPProgram:
         return forward, backward
 
 
+@gc_paused
 def vjp_oplist(ol, wrt, n_seeded=None):
     """Reverse mode: op list ``(primals..., output cotangents...) -> (outputs..., input
     cotangents for each i with wrt[i]...)``, as a `VJPProgram`. Only the first
@@ -161,6 +163,7 @@ def vjp_oplist(ol, wrt, n_seeded=None):
     return VJPProgram(new, len(ol.invars), len(ol.outvars), len(wrt_vars), n_fwd)
 
 
+@gc_paused
 def partial_eval(ol, known, n_known_outs):
     """Split ``ol`` by what its inputs depend on, as JAX's partial evaluation does.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import config
+from ..oplist import gc_paused
 
 
 class InterpreterKernel:
@@ -35,9 +36,13 @@ def register_backend(name, compile_fn):
     _BACKENDS[name] = compile_fn
 
 
+@gc_paused
 def compile_oplist(ol, backend=None):
     """Compile ``ol``; the kernel returns its outputs followed by its guard values."""
     name = backend or config.backend
+    if name in ("numba", "tape"):     # the NumPy interpreter stays the unrewritten reference
+        from ..simplify import simplify
+        ol = simplify(ol)
     if name == "numba" and len(ol.ops) >= config.tape_threshold:
         from . import tape
         if tape.supports(ol):      # long scalar program: interpreter loop, no compile
@@ -127,6 +132,7 @@ def register_jacobian_backend(name, compile_fn):
     _JACOBIAN_BACKENDS[name] = compile_fn
 
 
+@gc_paused
 def compile_jacobian(first, second, spec, backend=None):
     """A kernel for a Jacobian: ``kernel(*known inputs of first) -> (jacobians..., known
     outputs..., guard values...)``, one ``(rows, columns)`` matrix per output."""

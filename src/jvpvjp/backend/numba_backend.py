@@ -336,7 +336,7 @@ class NumbaKernel:
 
     def __init__(self, ol):
         self.oplist = ol
-        self.source, self.consts = generate_source(simplify(ol), cache=bool(config.cache_dir))
+        self.source, self.consts = generate_source(ol, cache=bool(config.cache_dir))
         self.fn = _compiled(self.source)
         # Numba returns scalars as Python floats/ints/bools: outputs get their NumPy scalar
         # type back (guard values need not).
