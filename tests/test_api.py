@@ -409,6 +409,29 @@ def test_long_scalar_programs_run_on_the_tape(monkeypatch):
         np.testing.assert_allclose(got[1], ref[1], rtol=1e-12)
 
 
+def test_tape_fused_multiply_adds_round_like_the_separate_ops(monkeypatch):
+    from jvpvjp.backend import compile_oplist, tape
+    monkeypatch.setattr(jvpvjp.config, "tape_threshold", 50)
+
+    def chain(x, y):
+        for _ in range(30):
+            x = x + 0.1 * y             # muladd
+            y = y - x * np.sin(x)       # mulsub
+            x = (y * 0.3) + x           # muladd, product on the left
+        return x * y
+
+    ol = make_oplist(value_and_grad(chain, argnums=(0, 1)))(0.3, 0.5)
+    kernel = compile_oplist(ol)
+    assert isinstance(kernel, tape.TapeKernel)
+    assert (kernel.code >= tape.OPCODE["muladd"]).sum() > 60
+    for x0, y0 in [(0.3, 0.5), (1.7, -0.2), (np.nan, 1.0), (np.inf, 0.0)]:
+        with np.errstate(all="ignore"):
+            got = kernel(x0, y0)
+            want = compile_oplist(ol, "numpy")(np.float64(x0), np.float64(y0))
+        for g, w in zip(got, want):     # bit for bit: no fused multiply-add rounding
+            assert np.array_equal(g, w, equal_nan=True), (x0, y0, got, want)
+
+
 def test_high_rank_broadcasting_matches_interpreter(rng):
     from jvpvjp.testing import use_backend
     a, b = rng.normal(size=(1, 4, 3, 2)), rng.normal(size=(5, 4, 1, 2))

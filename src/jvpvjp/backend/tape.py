@@ -19,7 +19,7 @@ _OPS = ["add", "mul", "sub", "div", "neg", "sin", "cos", "exp", "log", "tanh", "
         "sqrt", "pow", "copy", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "abs",
         "sign", "log1p", "expm1", "arctan2", "maximum", "minimum", "lt", "le", "gt", "ge",
         "eq", "ne", "logical_and", "logical_or", "logical_xor", "logical_not", "where",
-        "to_bool"]
+        "to_bool", "muladd", "mulsub"]
 OPCODE = {name: i for i, name in enumerate(_OPS)}
 _IDENTITY = {"stop_gradient", "reshape", "broadcast_to", "transpose"}
 
@@ -106,9 +106,44 @@ def _run(code, a, b, c, out, buf):
             r = 1.0 if x == 0.0 else 0.0
         elif op == 37:
             r = y if x != 0.0 else buf[c[i]]
-        else:
+        elif op == 38:
             r = 1.0 if x != 0.0 else 0.0
+        elif op == 39:
+            r = x + y * buf[c[i]]
+        else:
+            r = x - y * buf[c[i]]
         buf[out[i]] = r
+
+
+class _Fusion:
+    def __init__(self):
+        self.skip, self.into = set(), {}
+
+
+def _fusable_products(ol):
+    """Products read only by one add (either side) or as the subtrahend of one sub: the
+    pair becomes one muladd / mulsub instruction (rounded as the two ops are: no FMA)."""
+    uses = {}
+    for op in ol.ops:
+        for v in op.invars:
+            uses[v] = uses.get(v, 0) + 1
+    for v in list(ol.outvars) + [g.var for g in ol.guards]:
+        uses[v] = uses.get(v, 0) + 2
+    product = {op.outvar: op for op in ol.ops
+               if op.prim.name == "mul" and op.outvar.dtype == np.float64}
+    f = _Fusion()
+    for op in ol.ops:
+        if op.prim.name not in ("add", "sub") or op.outvar.dtype != np.float64:
+            continue
+        sides = (1, 0) if op.prim.name == "add" else (1,)
+        for i in sides:
+            m = product.get(op.invars[i])
+            if m is not None and uses.get(m.outvar) == 1 and id(m) not in f.skip and \
+                    all(v.dtype == np.float64 for v in tuple(m.invars) + (op.invars[1 - i],)):
+                f.skip.add(id(m))
+                f.into[id(op)] = (op.invars[1 - i], tuple(m.invars))
+                break
+    return f
 
 
 def supports(ol):
@@ -143,8 +178,22 @@ class TapeKernel:
         zero = len(init)
         init.append(0.0)
         code, a, b, c, out = [], [], [], [], []
+        fused = _fusable_products(ol)
         for op in ol.ops:
+            if id(op) in fused.skip:
+                continue
             name = op.prim.name
+            product = fused.into.get(id(op))
+            if product is not None:     # x + y * z or x - y * z as one instruction
+                other, (y, z) = product
+                slot[op.outvar] = len(init)
+                init.append(0.0)
+                code.append(OPCODE["muladd" if name == "add" else "mulsub"])
+                a.append(slot[other])
+                b.append(slot[y])
+                c.append(slot[z])
+                out.append(slot[op.outvar])
+                continue
             if name in _IDENTITY or name == "convert":
                 if name == "convert" and op.outvar.dtype == np.bool_ and \
                         op.invars[0].dtype != np.bool_:
