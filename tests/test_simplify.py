@@ -111,3 +111,21 @@ def test_reverse_mode_of_a_scalar_chain_loses_ops():
     with use_backend("numpy"):
         v_ref, g_ref = value_and_grad(chain, argnums=(0, 1))(0.3, 0.5)
     assert v == v_ref and g == g_ref          # same bits: the rewrites are exact
+
+
+@pytest.mark.parametrize("shapes", [((1,), (4,)), ((1, 1), (4,)), ((4, 1), (1,)),
+                                    ((1, 1, 1), (2, 3)), ((), (1,)), ((1,), (1, 1)),
+                                    ((3, 1), (1, 4))])
+def test_one_element_operands_become_scalars(shapes, rng):
+    a, b = rng.normal(size=shapes[0]), rng.normal(size=shapes[1])
+
+    def f(a, b):
+        m = np.max(a, keepdims=True) if a.ndim else a
+        return (b - m) * np.exp(m), np.where(b > m, m, b), np.maximum(m + 0.5, b)
+
+    with use_backend("numpy"):
+        ref = jit(f)(a, b)
+    got = jit(f)(a, b)
+    for g, r in zip(got, ref):
+        assert g.shape == r.shape and g.dtype == r.dtype
+        np.testing.assert_allclose(g, r, rtol=1e-13)

@@ -20,6 +20,7 @@ from collections import Counter
 import numpy as np
 
 from .oplist import Guard, Op, OpList, Var, dead_code_elimination, gc_paused
+from .primitives import broadcast_shapes
 from .tracing import Builder, bind
 
 
@@ -68,10 +69,46 @@ def _peephole(ol):
     """The exact scalar identities, applied by renaming values: no tracing."""
     consts = dict(ol.consts)
     alias, producer, computed, ops, changed = {}, {}, {}, [], False
+    scalar_of = {}
+
+    def one_element(v):
+        """The 0-d value that ``v`` only repeats (v is a size-1 array or a broadcast of
+        one), appending a reshape to () when needed; else None."""
+        src = v
+        while True:
+            p = producer.get(src)
+            if p is None or p.prim.name not in ("reshape", "broadcast_to", "stop_gradient") or \
+                    p.invars[0].size != 1:
+                break
+            src = p.invars[0]
+        if src.size != 1 or src is v and v.shape == ():
+            return None
+        if src.shape == ():
+            return src
+        if src not in scalar_of:
+            scalar = Var((), src.dtype)
+            scalar_op = Op(_prim("reshape"), (src,), scalar, {"shape": ()}, None)
+            ops.append(scalar_op)
+            producer[scalar] = scalar_op
+            scalar_of[src] = scalar
+        return scalar_of[src]
+
     for op in ol.ops:
         ins = tuple(alias.get(v, v) for v in op.invars)
         out, name = op.outvar, op.prim.name
         new = None
+        if name in _BROADCASTING and out.size > 1:
+            # x + broadcast(c) with c one element: x + c, a scalar operand (no array
+            # broadcast), when the other operands alone give the output's shape
+            for k, v in enumerate(ins):
+                if v.shape == () or v.size != 1 and producer.get(v) is None:
+                    continue
+                rest = [u.shape for j, u in enumerate(ins) if j != k]
+                if not rest or broadcast_shapes(*rest) != out.shape:
+                    continue
+                scalar = one_element(v)
+                if scalar is not None:
+                    ins = ins[:k] + (scalar,) + ins[k + 1:]
         if name in ("mul", "div") and out.dtype.kind == "f":
             for i in ((0, 1) if name == "mul" else (1,)):
                 c, other = _scalar_const(consts, ins[i]), ins[1 - i]
@@ -122,6 +159,10 @@ def _peephole(ol):
 
 
 _COMMUTATIVE = {"add", "mul"}
+# Elementwise primitives of several operands, which broadcast them against each other.
+_BROADCASTING = {"add", "sub", "mul", "div", "pow", "arctan2", "maximum", "minimum", "lt",
+                 "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_xor",
+                 "where"}
 
 
 def _cse_key(op):
