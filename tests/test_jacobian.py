@@ -13,6 +13,14 @@ from jvpvjp.testing import use_backend
 load_all()
 
 
+@pytest.fixture(params=["blocks", "one_by_one"])
+def blocks(request, monkeypatch):
+    """Jacobians with the linear part batched over blocks of seeds, and one seed at a time."""
+    if request.param == "one_by_one":
+        monkeypatch.setattr(jvpvjp.config, "jacobian_block_elements", 0)
+    return request.param
+
+
 def bench_function(rng, n, m):
     W, V, b = rng.normal(size=(m, n)), rng.normal(size=(m, n)), rng.normal(size=m)
 
@@ -41,7 +49,7 @@ def jacobian_by_jvp(f, args, argnum):
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("n,m", [(1, 1), (3, 5), (6, 2)])
-def test_both_modes_match_the_closed_form(backend, n, m, rng):
+def test_both_modes_match_the_closed_form(backend, n, m, rng, blocks):
     f, exact = bench_function(rng, n, m)
     x = rng.normal(size=n)
     with use_backend(backend):
@@ -54,7 +62,7 @@ def test_both_modes_match_the_closed_form(backend, n, m, rng):
         assert jf.cache_info()["traces"] == 1 and jr.cache_info()["traces"] == 1
 
 
-def test_layout_follows_jax(rng):
+def test_layout_follows_jax(rng, blocks):
     def f(a, y):
         return {"u": a * y, "v": np.sum(y) * a ** 2, "w": np.outer(y, y)}
 
@@ -78,7 +86,7 @@ def f_w(y):
     return np.outer(y, y)
 
 
-def test_matrix_arguments_and_pytree_inputs(rng):
+def test_matrix_arguments_and_pytree_inputs(rng, blocks):
     A = rng.normal(size=(2, 3))
     p = {"w": rng.normal(size=(3, 4)), "b": rng.normal(size=4)}
 
@@ -188,17 +196,20 @@ def _spec_cases(rng):
 
 
 @pytest.mark.parametrize("mode", ["fwd", "rev"])
-def test_compiled_loop_equals_the_generic_loop(mode, rng):
+def test_compiled_loop_equals_the_generic_loop(mode, rng, blocks):
     for fn, args in _spec_cases(rng):
         nums = tuple(range(len(args)))
         a = _Args(args, {}, nums, "test")
         trace = _Trace(fn, a, False, "test")
         first, second, spec = _programs(trace, a.diff_mask(nums), mode)
         dyn = [x[()] if x.ndim == 0 else x for x in a.dyn]
+        assert (spec.block > 1) == (blocks == "blocks")
         fused = compile_jacobian(first, second, spec, backend="numba")
         assert type(fused).__name__ == "NumbaJacobianKernel"
-        generic = JacobianLoop(compile_oplist(first, "numpy"), compile_oplist(second, "numpy"),
-                               spec)
+        # the reference: interpreted, one seed at a time
+        first1, second1, spec1 = _programs(trace, a.diff_mask(nums), mode, batch=False)
+        generic = JacobianLoop(compile_oplist(first1, "numpy"),
+                               compile_oplist(second1, "numpy"), spec1)
         for x, y in zip(fused(*dyn), generic(*dyn)):
             np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15)
 
@@ -225,7 +236,7 @@ DIFF = [(p, c) for p in REGISTRY.values() for c in p.tests
 
 
 @pytest.mark.parametrize("prim,case", DIFF, ids=[f"{p.name}-{c.name}" for p, c in DIFF])
-def test_every_primitive_jacobian_equals_jvp_columns(prim, case, rng):
+def test_every_primitive_jacobian_equals_jvp_columns(prim, case, rng, blocks):
     """Generated from the registry: both Jacobian modes against columns of jvp."""
     from test_registry import _fixed_args
     args = _fixed_args(case, rng)
@@ -239,7 +250,7 @@ def test_every_primitive_jacobian_equals_jvp_columns(prim, case, rng):
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
-def test_outputs_that_are_the_seed_itself(backend, rng):
+def test_outputs_that_are_the_seed_itself(backend, rng, blocks):
     x = rng.normal(size=3)
     with use_backend(backend):
         for jac in (jacfwd, jacrev):
@@ -250,3 +261,22 @@ def test_outputs_that_are_the_seed_itself(backend, rng):
             np.testing.assert_array_equal(J1, 2 * np.eye(3))
             np.testing.assert_array_equal(jac(lambda x, y: x + y, argnums=(0, 1))(x, x)[1],
                                           np.eye(3))
+
+
+FIRST_CASES = [(p, p.tests[0]) for p in REGISTRY.values()
+               if p.differentiable and p.name != "stop_gradient"]
+
+
+@pytest.mark.parametrize("prim,case", FIRST_CASES, ids=[p.name for p, _ in FIRST_CASES])
+def test_batched_linear_parts_compile(prim, case, rng):
+    """Each primitive's batched derivative through the Numba backend, against jvp columns
+    on the interpreter."""
+    from test_registry import _fixed_args
+    args = _fixed_args(case, rng)
+    for argnum in range(len(args)):
+        with use_backend("numpy"):
+            ref = jacobian_by_jvp(case.fn, args, argnum)
+        for jac in (jacfwd, jacrev):
+            J = jac(case.fn, argnums=argnum)(*args)
+            np.testing.assert_allclose(J, ref, rtol=1e-12, atol=1e-13,
+                                       err_msg=f"{jac.__name__} argnum {argnum}")

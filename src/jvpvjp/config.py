@@ -29,3 +29,7 @@ numpy_ufunc_threshold = int(os.environ.get("JVPVJP_NUMPY_UFUNC_THRESHOLD", 4096)
 # Elementwise ops on arrays of at least this rank are generated as explicit loop nests
 # (fused with their neighbours and with sums of them) instead of array expressions.
 loop_rank = int(os.environ.get("JVPVJP_LOOP_RANK", 3))
+# Jacobians push blocks of basis vectors through the linear part at once; a block is as
+# large as keeps the linear part's largest value under this many elements (0: one at a
+# time).
+jacobian_block_elements = int(os.environ.get("JVPVJP_JACOBIAN_BLOCK_ELEMENTS", 1 << 20))

@@ -7,6 +7,8 @@ Design notes
   primal and every factor derived from it, computed once) and the linear part (run per
   column in forward mode, per row in reverse mode). `compile_jacobian` compiles both and, on
   the Numba backend, the loop over seeds too: one call, no per-column dispatch.
+* The linear part is batched (`batching`) over a block of seeds, so a block of columns costs
+  one pass: a matrix-vector product per column becomes a matrix-matrix product per block.
 * Inside another transform the loop is unrolled into the enclosing trace, so Jacobians
   nest: ``hessian(f) = jacfwd(jacrev(f))`` traces the inner reverse sweep (one row for a
   scalar ``f``) and compiles the outer forward loop over it.
@@ -21,7 +23,9 @@ import numpy as np
 
 from .api import (_Args, _Cached, _fast_signature, _normalize_argnums, _Path,
                   _replay_fast, _Trace, _unflatten_outputs)
+from . import config
 from .backend import JacobianSpec, compile_jacobian
+from .batching import NotBatchable, batch_oplist
 from .oplist import OpList
 from .pytree import _LEAF, tree_unflatten
 from .tracing import _builders
@@ -32,8 +36,9 @@ class _JacobianPath(_Path):
     __slots__ = ("unpack",)
 
 
-def _programs(trace, diff, mode):
-    """(first, second, spec) for the Jacobian of ``trace`` in ``mode``."""
+def _programs(trace, diff, mode, batch=True):
+    """(first, second, spec) for the Jacobian of ``trace`` in ``mode``; ``second`` batched
+    over blocks of seeds when ``batch`` and its ops allow."""
     n_out, n_aux = trace.n_out, trace.n_aux
     n_in = len(trace.oplist.invars)
     wrt = diff + [False] * (n_in - len(diff))
@@ -55,7 +60,25 @@ def _programs(trace, diff, mode):
     first, second = partial_eval(ol, known, n_out + n_aux)
     spec = JacobianSpec(mode, n_out + n_aux, len(first.outvars) - n_out - n_aux,
                         seeds, results)
+    block = _block_size(second, spec) if batch else 1
+    if block > 1:
+        n_res = spec.n_res
+        try:
+            second = batch_oplist(second, [False] * n_res + [True] * len(seeds), block)
+            spec.block = block
+        except NotBatchable:
+            pass
     return first, second, spec
+
+
+def _block_size(second, spec):
+    """Seed elements per call of the linear part: as many as keep its largest value under
+    `config.jacobian_block_elements` elements (at most 256), or 1 (one call per seed)."""
+    total = spec.n_seed_elements
+    if total < 4 or not second.ops:
+        return 1
+    largest = max([v.size for op in second.ops for v in (op.outvar,)] + [1])
+    return int(min(total, 256, max(1, config.jacobian_block_elements // largest)))
 
 
 def _check_outputs(trace, fname):
@@ -93,7 +116,7 @@ def _unpacker(trace, a, nums, single, diff):
 
 def _nested(trace, a, diff, mode):
     """The Jacobian recorded into the enclosing trace: the seed loop unrolled."""
-    first, second, spec = _programs(trace, diff, mode)
+    first, second, spec = _programs(trace, diff, mode, batch=False)
     r = inline(first, list(a.dyn) + trace.captured)
     known, res = r[:spec.n_known], r[spec.n_known:spec.n_known + spec.n_res]
     seeds = [np.zeros(s, d) for s, d in spec.seeds]

@@ -69,14 +69,22 @@ class JacobianSpec:
     ``(results[k].size, sum of seed sizes)``, one column per seed element. In reverse mode
     the seeds are output cotangents and the results input cotangents: output k's Jacobian
     is ``(seeds[k].size, sum of result sizes)``, one row per seed element.
+
+    With ``block`` > 1, ``second`` is batched (`batching.batch_oplist`): every seed and
+    result has a leading axis of ``block``, and one call handles ``block`` seed elements
+    (the last block padded with zero seeds).
     """
 
-    def __init__(self, mode, n_known, n_res, seeds, results):
+    def __init__(self, mode, n_known, n_res, seeds, results, block=1):
         if mode not in ("fwd", "rev"):
             raise ValueError(f"mode must be 'fwd' or 'rev', got {mode!r}")
-        self.mode, self.n_known, self.n_res = mode, n_known, n_res
+        self.mode, self.n_known, self.n_res, self.block = mode, n_known, n_res, block
         self.seeds = [(tuple(s), np.dtype(d)) for s, d in seeds]
         self.results = [(tuple(s), np.dtype(d)) for s, d in results]
+
+    @property
+    def n_seed_elements(self):
+        return sum(int(np.prod(s, dtype=np.int64)) for s, _ in self.seeds)
 
     @property
     def outputs(self):
@@ -85,8 +93,6 @@ class JacobianSpec:
         cols = self.seeds if self.mode == "fwd" else self.results
         return rows, sum(int(np.prod(s, dtype=np.int64)) for s, _ in cols)
 
-    def key(self):
-        return (self.mode, self.n_known, self.n_res, tuple(self.seeds), tuple(self.results))
 
 
 class JacobianLoop:
@@ -104,6 +110,38 @@ class JacobianLoop:
         guards = list(r[spec.n_known + spec.n_res:])
         rows, ncols = spec.outputs
         jacs = [np.zeros((int(np.prod(s, dtype=np.int64)), ncols), d) for s, d in rows]
+        if spec.block > 1:
+            self._blocks(res, jacs)
+        else:
+            self._one_by_one(res, jacs)
+        return tuple(jacs) + tuple(known) + tuple(guards)
+
+    def _blocks(self, res, jacs):
+        spec, bk = self.spec, self.spec.block
+        seeds = [np.zeros((bk,) + s, d) for s, d in spec.seeds]
+        flats = [x.reshape(bk, -1) for x in seeds]
+        owner = np.repeat(np.arange(len(seeds)), [f.shape[1] for f in flats])
+        start = np.concatenate([[0], np.cumsum([f.shape[1] for f in flats])])
+        total = spec.n_seed_elements
+        for c0 in range(0, total, bk):
+            n = min(bk, total - c0)
+            for cl in range(n):
+                s = owner[c0 + cl]
+                flats[s][cl, c0 + cl - start[s]] = 1
+            outs = [np.reshape(o, (bk, -1)) for o in self.second(*res, *seeds)]
+            if spec.mode == "fwd":
+                for J, o in zip(jacs, outs):
+                    J[:, c0:c0 + n] = o[:n].T
+            else:
+                block = np.concatenate(outs, axis=1) if outs else np.zeros((bk, 0))
+                for cl in range(n):
+                    k = owner[c0 + cl]
+                    jacs[k][c0 + cl - start[k], :] = block[cl]
+            for x in seeds:
+                x[...] = 0
+
+    def _one_by_one(self, res, jacs):
+        spec = self.spec
         seeds = [np.zeros(s, d) for s, d in spec.seeds]
 
         def call():
@@ -122,7 +160,6 @@ class JacobianLoop:
                     jacs[k][j, :] = np.concatenate([np.ravel(o) for o in outs]) if outs \
                         else np.zeros(0)
                 flat[j] = 0
-        return tuple(jacs) + tuple(known) + tuple(guards)
 
 
 _JACOBIAN_BACKENDS = {}

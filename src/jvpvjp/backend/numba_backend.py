@@ -386,6 +386,72 @@ def generate_jacobian_source(first, second, spec, cache=True):
     for k, (shape, dtype) in enumerate(rows):
         size = int(np.prod(shape, dtype=np.int64))
         lines.append(f"    J{k} = np.zeros(({size}, {ncols}), np.{dtype.name})")
+    if spec.block > 1:
+        lines += _block_loop(spec, res, b_s)
+    else:
+        lines += _seed_loop(spec, res, b_s)
+    n_first = spec.n_known + spec.n_res
+    rets = [f"J{k}" for k in range(len(rows))] + \
+        [f"r[{i}]" for i in range(spec.n_known)] + \
+        [f"r[{n_first + g}]" for g in range(len(first.guards))]
+    lines.append(f"    return ({''.join(r + ', ' for r in rets)})")
+    source = "\n\n\n".join([header, body1.rstrip("\n"), body2.rstrip("\n"),
+                             "\n".join(lines)]) + "\n"
+    return source, consts1 + consts2
+
+
+def _sizes(avals):
+    return [int(np.prod(s, dtype=np.int64)) for s, _ in avals]
+
+
+def _block_loop(spec, res, b_s):
+    """Driver lines for a batched ``second``: ``block`` seed elements per call."""
+    bk, lines = spec.block, []
+    sizes = _sizes(spec.seeds)
+    starts = np.cumsum([0] + sizes).tolist()
+    total = starts[-1]
+    for s, (shape, dtype) in enumerate(spec.seeds):
+        lines.append(f"    S{s} = np.zeros({(bk,) + shape!r}, np.{dtype.name})")
+        lines.append(f"    S{s}f = S{s}.reshape({bk * sizes[s]})")
+    call = f"second({''.join(x + ', ' for x in res + [f'S{s}' for s in range(len(sizes))] + b_s)})"
+
+    def set_seeds(value, pad):
+        out = []
+        for s in range(len(sizes)):
+            cond = "if" if s == 0 else "elif"
+            out.append(f"{pad}{cond} c < {starts[s + 1]}:")
+            out.append(f"{pad}    S{s}f[cl * {sizes[s]} + c - {starts[s]}] = {value(s)}")
+        return out
+
+    lines.append(f"    for c0 in range(0, {total}, {bk}):")
+    lines.append(f"        n = min({bk}, {total} - c0)")
+    lines.append("        for cl in range(n):")
+    lines.append("            c = c0 + cl")
+    lines += set_seeds(lambda s: f"np.{spec.seeds[s][1].name}(1.0)", "            ")
+    lines.append(f"        o = {call}")
+    rsizes = _sizes(spec.results)
+    if spec.mode == "fwd":
+        for k, size in enumerate(rsizes):
+            lines.append(f"        J{k}[:, c0:c0 + n] = "
+                         f"np.ascontiguousarray(o[{k}]).reshape(({bk}, {size}))[:n, :].T")
+    else:
+        lo = np.cumsum([0] + rsizes).tolist()
+        lines.append("        for cl in range(n):")
+        lines.append("            c = c0 + cl")
+        for k in range(len(sizes)):
+            lines.append(f"            {'if' if k == 0 else 'elif'} c < {starts[k + 1]}:")
+            for g, size in enumerate(rsizes):
+                lines.append(f"                J{k}[c - {starts[k]}, {lo[g]}:{lo[g + 1]}] = "
+                             f"np.ascontiguousarray(o[{g}]).reshape(({bk}, {size}))[cl, :]")
+    lines.append("        for cl in range(n):")
+    lines.append("            c = c0 + cl")
+    lines += set_seeds(lambda s: f"np.{spec.seeds[s][1].name}(0.0)", "            ")
+    return lines
+
+
+def _seed_loop(spec, res, b_s):
+    """Driver lines for an unbatched ``second``: one call per seed element."""
+    lines = []
     for s, (shape, dtype) in enumerate(spec.seeds):
         if shape == ():
             lines.append(f"    s{s} = np.{dtype.name}(0.0)")
@@ -425,15 +491,7 @@ def generate_jacobian_source(first, second, spec, cache=True):
                 lines.append(store(target, f"o[{g}]", gshape, pad))
         # reset after reading: an output may be the seed itself (f(x) = x)
         lines.append(f"{pad}s{s} = {zero}" if scalar else f"{pad}s{s}f[j] = {zero}")
-    n_first = spec.n_known + spec.n_res
-    n_guards = len(first.guards)
-    rets = [f"J{k}" for k in range(len(rows))] + \
-        [f"r[{i}]" for i in range(spec.n_known)] + \
-        [f"r[{n_first + g}]" for g in range(n_guards)]
-    lines.append(f"    return ({''.join(r + ', ' for r in rets)})")
-    source = "\n\n\n".join([header, body1.rstrip("\n"), body2.rstrip("\n"),
-                             "\n".join(lines)]) + "\n"
-    return source, consts1 + consts2
+    return lines
 
 
 class NumbaJacobianKernel(NumbaKernel):
