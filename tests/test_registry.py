@@ -27,6 +27,7 @@ def test_every_primitive_is_complete():
         assert callable(prim.abstract_eval), name
         assert callable(prim.lower), f"{name} has no Numba lowering"
         assert prim.tests, f"{name} has no test case"
+        assert callable(prim.batch_rule), f"{name} has no batching rule"
         if prim.differentiable:
             assert callable(prim.jvp_rule), f"{name} has no JVP rule"
             assert callable(prim.vjp_rule), f"{name} has no VJP rule"

@@ -60,8 +60,13 @@ class Primitive:
     tests: list = field(default_factory=list)
     # the Numba lowering needs its array arguments C- or F-contiguous (BLAS)
     contiguous_args: bool = False
+    # batch_rule(args, batched, size, **params): the op on arguments of which those with
+    # batched[i] carry a leading axis of ``size``; returns the batched result
+    batch_rule: object = None
 
     def __post_init__(self):
+        if self.batch_rule == "elementwise":
+            self.batch_rule = elementwise_batching(self)
         if self.name in REGISTRY:
             raise ValueError(f"primitive {self.name!r} registered twice")
         REGISTRY[self.name] = self
@@ -98,6 +103,40 @@ def unbroadcast(ct, shape):
     if ct.shape != tuple(shape):
         ct = reshape(ct, shape=tuple(shape))
     return ct
+
+
+class NotBatchable(Exception):
+    """An op whose batching rule does not cover its operands (the caller falls back)."""
+
+
+def item_shape(x, batched):
+    """The shape of one slice of ``x`` (without the batch axis when ``batched``)."""
+    return tuple(x.shape[1:]) if batched else tuple(np.shape(x))
+
+
+def with_item_rank(x, batched, rank):
+    """A batched ``x`` as ``(size, 1, ..., 1, *item)`` with ``rank`` item axes, so that it
+    broadcasts against unbatched operands by NumPy's right-aligned rule."""
+    from .shape import reshape
+    item = item_shape(x, batched)
+    if not batched or len(item) == rank:
+        return x
+    return reshape(x, shape=(x.shape[0],) + (1,) * (rank - len(item)) + item)
+
+
+def batch_all(x, batched, size):
+    """``x`` with the batch axis, broadcast when it has none."""
+    from .shape import broadcast_to
+    return x if batched else broadcast_to(x, shape=(size,) + tuple(np.shape(x)))
+
+
+def elementwise_batching(prim):
+    """The batching rule of an elementwise primitive: align ranks, broadcasting does it."""
+    def rule(args, batched, size, **params):
+        rank = len(broadcast_shapes(*[item_shape(x, b) for x, b in zip(args, batched)]))
+        return bind(prim, *[with_item_rank(x, b, rank) for x, b in zip(args, batched)],
+                    **params)
+    return rule
 
 
 def zeros(shape, dtype):

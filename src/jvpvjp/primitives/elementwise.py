@@ -63,7 +63,7 @@ def unary(name, ufunc, deriv, lower, domain=(-2.0, 2.0), avoid=None, linear=Fals
             return (ct * deriv(primals[0], out),)
 
     prim = Primitive(name, ufunc, _abstract(ufunc), jvp_rule, vjp_rule,
-                     _ufunc_lower(lower),
+                     _ufunc_lower(lower), batch_rule="elementwise",
                      tests=[Case(ufunc, "broadcast", (domain,), avoid=avoid, name=name, **tol)])
     return prim
 
@@ -102,12 +102,14 @@ def binary(name, ufunc, derivs, lower, domain=((-2.0, 2.0), (-2.0, 2.0)), **case
         return tuple(cts)
 
     return Primitive(name, ufunc, _abstract(ufunc), jvp_rule, vjp_rule, _ufunc_lower(lower),
+                     batch_rule="elementwise",
                      tests=[Case(ufunc, "broadcast", domain, name=name, **case)])
 
 
 def comparison(name, ufunc, lower):
     dom = ((-2.0, 2.0), (-2.0, 2.0))
     return Primitive(name, ufunc, _abstract(ufunc), lower=_ufunc_lower(lower),
+                     batch_rule="elementwise",
                      differentiable=False,
                      tests=[Case(ufunc, "broadcast", dom if ufunc.nin == 2 else dom[:1],
                                  name=name)])
@@ -223,6 +225,7 @@ def _where_fn(c, a, b):
 
 
 where = Primitive("where", np.where, _where_abstract, _where_jvp, _where_vjp, _where_lower,
+                  batch_rule="elementwise",
                   tests=[Case(_where_fn, "broadcast", ((-1.0, 1.0), (-2.0, 2.0), (-2.0, 2.0)),
                               avoid=0.0, name="where")])
 
@@ -236,6 +239,6 @@ stop_gradient = Primitive(
     "stop_gradient", _identity, lambda x: x,
     lambda primals, tangents, out: None,
     lambda ct, primals, out, needs: (None,),
-    lambda args, op: args[0])
+    lambda args, op: args[0], batch_rule="elementwise")
 # Finite differences cannot see a stop_gradient: its test is written out in test_registry.
 stop_gradient.tests = [Case(lambda x: x * stop_gradient(x), ((3,),), name="stop_gradient")]

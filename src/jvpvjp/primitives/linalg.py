@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Case, Primitive
+from . import Case, Primitive, batch_all, item_shape
 
 
 def _core(shape, t):
@@ -66,7 +66,35 @@ def _lower(args, op):
             f".reshape({op.outvar.shape!r})")
 
 
+def _batching(args, batched, size, ta=False, tb=False):
+    from .shape import reshape, transpose
+    a, b = args
+    ba, bb = batched
+    if ba and bb:      # equal batch dimensions, as the primitive needs
+        return matmul(a, b, ta=ta, tb=tb)
+    item_a, item_b = item_shape(a, ba), item_shape(b, bb)
+    if ba and len(item_a) == 2 and not ta:
+        # stack the slices' rows: one (size * m, k) @ (k, n) product
+        m, k = item_a
+        p = matmul(reshape(a, shape=(size * m, k)), b, tb=tb)
+        return reshape(p, shape=(size, m, p.shape[-1]))
+    if bb and len(item_b) == 2:
+        n = item_b[0] if tb else item_b[1]
+        m = item_a[1] if ta else item_a[0]
+        if n == 1:
+            # matrix-vector products side by side: one (m, k) @ (k, size) product
+            vecs = reshape(b, shape=(size, item_b[0] * item_b[1]))
+            p = matmul(a, vecs, ta=ta, tb=True)                  # (m, size)
+            return reshape(transpose(p, perm=(1, 0)), shape=(size, m, 1))
+        cols = transpose(b, perm=(2, 0, 1) if tb else (1, 0, 2))     # (k, size, n)
+        k = cols.shape[0]
+        p = matmul(a, reshape(cols, shape=(k, size * n)), ta=ta)       # (m, size * n)
+        return transpose(reshape(p, shape=(m, size, n)), perm=(1, 0, 2))
+    return matmul(batch_all(a, ba, size), batch_all(b, bb, size), ta=ta, tb=tb)
+
+
 matmul = Primitive("matmul", _impl, _abstract, _jvp, _vjp, _lower, contiguous_args=True,
+                   batch_rule=_batching,
                    tests=[Case(np.matmul, ((3, 4), (4, 2)), ((-2, 2), (-2, 2)), name="mm"),
                           Case(np.matmul, ((2, 3, 4), (2, 4, 2)), ((-2, 2), (-2, 2)),
                                name="batched"),

@@ -117,3 +117,13 @@ def _prod_vjp(ct, primals, out, needs, axes):
 reduce_prod = Primitive("reduce_prod", lambda x, axes: np.prod(x, axis=axes), _abstract,
                         _prod_jvp, _prod_vjp, _lower("np.prod", "_prod_rows"),
                         tests=_cases("prod", domain=(0.5, 1.5)))
+
+
+def _reduction_batching(prim):
+    def rule(args, batched, size, axes):
+        return prim(args[0], axes=tuple(a + 1 for a in axes))
+    return rule
+
+
+for _prim in (reduce_sum, reduce_max, reduce_min, reduce_prod):
+    _prim.batch_rule = _reduction_batching(_prim)

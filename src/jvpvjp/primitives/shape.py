@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Case, Primitive, broadcast_shapes, unbroadcast, zeros
+from . import (Case, NotBatchable, Primitive, batch_all, broadcast_shapes, unbroadcast,
+               with_item_rank, zeros)
 
 
 def _dtype_name(dtype):
@@ -46,7 +47,7 @@ def _convert_lower(args, op):
 
 convert = Primitive(
     "convert", _convert_impl, lambda x, dtype: (x[0], np.dtype(dtype)),
-    _convert_jvp, _convert_vjp, _convert_lower,
+    _convert_jvp, _convert_vjp, _convert_lower, batch_rule="elementwise",
     tests=[Case(lambda x: x.astype(np.float32).astype(np.float64), ((3, 2),), rtol=1e-3,
                 atol=1e-4, eps=1e-2, name="convert")])
 
@@ -72,6 +73,7 @@ reshape = Primitive(
     lambda p, t, out, shape: None if t[0] is None else reshape(t[0], shape=shape),
     lambda ct, p, out, needs, shape: (reshape(ct, shape=p[0].shape),),
     _reshape_lower,
+    batch_rule=lambda args, batched, size, shape: reshape(args[0], shape=(size,) + tuple(shape)),
     tests=[Case(lambda x: np.reshape(x, (2, 6)), ((3, 4),), name="reshape"),
            Case(lambda x: np.reshape(x, (1, 1)), ((),), name="reshape_scalar"),
            Case(lambda x: np.reshape(x.T, (12,)), ((3, 4),), name="reshape_transposed")])
@@ -96,6 +98,8 @@ broadcast_to = Primitive(
     lambda p, t, out, shape: None if t[0] is None else broadcast_to(t[0], shape=shape),
     lambda ct, p, out, needs, shape: (unbroadcast(ct, p[0].shape),),
     _broadcast_lower,
+    batch_rule=lambda args, batched, size, shape: broadcast_to(
+        with_item_rank(args[0], True, len(shape)), shape=(size,) + tuple(shape)),
     tests=[Case(lambda x: np.broadcast_to(x, (2, 3, 4)), ((3, 1),), name="broadcast_to"),
            Case(lambda x: np.broadcast_to(x, (3,)), ((),), name="broadcast_scalar")])
 
@@ -117,6 +121,8 @@ transpose = Primitive(
     lambda ct, p, out, needs, perm: (transpose(ct, perm=_inverse(perm)),),
     lambda args, op: (f"{args[0]}.T" if op.params["perm"] == (1, 0) else
                       f"{args[0]}.transpose({op.params['perm']!r})"),
+    batch_rule=lambda args, batched, size, perm: transpose(
+        args[0], perm=(0,) + tuple(p + 1 for p in perm)),
     tests=[Case(lambda x: np.transpose(x, (1, 2, 0)), ((2, 3, 4),), name="transpose")])
 
 
@@ -162,6 +168,8 @@ concatenate = Primitive(
     "concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_abstract,
     _concat_jvp, _concat_vjp,
     lambda args, op: f"np.concatenate(({', '.join(args)},), axis={op.params['axis']})",
+    batch_rule=lambda args, batched, size, axis: concatenate(
+        *[batch_all(x, b, size) for x, b in zip(args, batched)], axis=axis + 1),
     tests=[Case(lambda a, b: np.concatenate([a, b], axis=1), ((2, 3), (2, 2)),
                 domain=((-2, 2), (-2, 2)), name="concatenate")])
 
@@ -196,6 +204,24 @@ gather = Primitive(
            Case(lambda x: x[1, 2], ((3, 4),), name="scalar_index")])
 
 
+def _positions(idx, item_size, size):
+    """Flat positions ``idx`` of one slice, repeated for every slice of a batch."""
+    if not isinstance(idx, np.ndarray):
+        raise NotBatchable("gather/scatter_add at traced positions")
+    offsets = np.arange(size, dtype=idx.dtype) * item_size
+    return idx[None] + offsets.reshape((size,) + (1,) * idx.ndim)
+
+
+def _gather_batching(args, batched, size):
+    x, idx = args
+    if batched[1]:
+        raise NotBatchable("gather at batched positions")
+    return gather(x, _positions(idx, int(np.prod(x.shape[1:], dtype=np.int64)), size))
+
+
+gather.batch_rule = _gather_batching
+
+
 def _scatter_impl(ct, idx, shape):
     ct = np.asarray(ct)
     size = int(np.prod(shape, dtype=np.int64))
@@ -228,3 +254,15 @@ scatter_add = Primitive(
     lambda ct, p, out, needs, shape: (gather(ct, p[1]), None),
     _scatter_lower,
     tests=[Case(_scatter_fn, ((2, 2),), name="scatter_add")])
+
+
+def _scatter_batching(args, batched, size, shape):
+    ct, idx = args
+    if batched[1]:
+        raise NotBatchable("scatter_add at batched positions")
+    return scatter_add(batch_all(ct, batched[0], size),
+                       _positions(idx, int(np.prod(shape, dtype=np.int64)), size),
+                       shape=(size,) + tuple(shape))
+
+
+scatter_add.batch_rule = _scatter_batching
