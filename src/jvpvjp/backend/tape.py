@@ -15,11 +15,11 @@ import numpy as np
 from numba import njit
 
 # Opcodes: frequent ones first, since the dispatch is a chain of comparisons.
-_OPS = ["add", "mul", "sub", "div", "neg", "sin", "cos", "exp", "log", "tanh", "square",
-        "sqrt", "pow", "copy", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "abs",
-        "sign", "log1p", "expm1", "arctan2", "maximum", "minimum", "lt", "le", "gt", "ge",
-        "eq", "ne", "logical_and", "logical_or", "logical_xor", "logical_not", "where",
-        "to_bool", "muladd", "mulsub"]
+_OPS = ["add", "mul", "sub", "div", "muladd", "mulsub", "neg", "sin", "cos", "exp", "log",
+        "tanh", "square", "sqrt", "pow", "copy", "tan", "arcsin", "arccos", "arctan", "sinh",
+        "cosh", "abs", "sign", "log1p", "expm1", "arctan2", "maximum", "minimum", "lt", "le",
+        "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_xor", "logical_not",
+        "where", "to_bool"]
 OPCODE = {name: i for i, name in enumerate(_OPS)}
 _IDENTITY = {"stop_gradient", "reshape", "broadcast_to", "transpose"}
 
@@ -39,79 +39,79 @@ def _run(code, a, b, c, out, buf):
         elif op == 3:
             r = x / y
         elif op == 4:
-            r = -x
-        elif op == 5:
-            r = np.sin(x)
-        elif op == 6:
-            r = np.cos(x)
-        elif op == 7:
-            r = np.exp(x)
-        elif op == 8:
-            r = np.log(x)
-        elif op == 9:
-            r = np.tanh(x)
-        elif op == 10:
-            r = x * x
-        elif op == 11:
-            r = np.sqrt(x)
-        elif op == 12:
-            r = x ** y
-        elif op == 13:
-            r = x
-        elif op == 14:
-            r = np.tan(x)
-        elif op == 15:
-            r = np.arcsin(x)
-        elif op == 16:
-            r = np.arccos(x)
-        elif op == 17:
-            r = np.arctan(x)
-        elif op == 18:
-            r = np.sinh(x)
-        elif op == 19:
-            r = np.cosh(x)
-        elif op == 20:
-            r = abs(x)
-        elif op == 21:
-            r = np.sign(x)
-        elif op == 22:
-            r = np.log1p(x)
-        elif op == 23:
-            r = np.expm1(x)
-        elif op == 24:
-            r = np.arctan2(x, y)
-        elif op == 25:
-            r = max(x, y) if x == x and y == y else x + y
-        elif op == 26:
-            r = min(x, y) if x == x and y == y else x + y
-        elif op == 27:
-            r = 1.0 if x < y else 0.0
-        elif op == 28:
-            r = 1.0 if x <= y else 0.0
-        elif op == 29:
-            r = 1.0 if x > y else 0.0
-        elif op == 30:
-            r = 1.0 if x >= y else 0.0
-        elif op == 31:
-            r = 1.0 if x == y else 0.0
-        elif op == 32:
-            r = 1.0 if x != y else 0.0
-        elif op == 33:
-            r = 1.0 if (x != 0.0 and y != 0.0) else 0.0
-        elif op == 34:
-            r = 1.0 if (x != 0.0 or y != 0.0) else 0.0
-        elif op == 35:
-            r = 1.0 if ((x != 0.0) != (y != 0.0)) else 0.0
-        elif op == 36:
-            r = 1.0 if x == 0.0 else 0.0
-        elif op == 37:
-            r = y if x != 0.0 else buf[c[i]]
-        elif op == 38:
-            r = 1.0 if x != 0.0 else 0.0
-        elif op == 39:
             r = x + y * buf[c[i]]
-        else:
+        elif op == 5:
             r = x - y * buf[c[i]]
+        elif op == 6:
+            r = -x
+        elif op == 7:
+            r = np.sin(x)
+        elif op == 8:
+            r = np.cos(x)
+        elif op == 9:
+            r = np.exp(x)
+        elif op == 10:
+            r = np.log(x)
+        elif op == 11:
+            r = np.tanh(x)
+        elif op == 12:
+            r = x * x
+        elif op == 13:
+            r = np.sqrt(x)
+        elif op == 14:
+            r = x ** y
+        elif op == 15:
+            r = x
+        elif op == 16:
+            r = np.tan(x)
+        elif op == 17:
+            r = np.arcsin(x)
+        elif op == 18:
+            r = np.arccos(x)
+        elif op == 19:
+            r = np.arctan(x)
+        elif op == 20:
+            r = np.sinh(x)
+        elif op == 21:
+            r = np.cosh(x)
+        elif op == 22:
+            r = abs(x)
+        elif op == 23:
+            r = np.sign(x)
+        elif op == 24:
+            r = np.log1p(x)
+        elif op == 25:
+            r = np.expm1(x)
+        elif op == 26:
+            r = np.arctan2(x, y)
+        elif op == 27:
+            r = max(x, y) if x == x and y == y else x + y
+        elif op == 28:
+            r = min(x, y) if x == x and y == y else x + y
+        elif op == 29:
+            r = 1.0 if x < y else 0.0
+        elif op == 30:
+            r = 1.0 if x <= y else 0.0
+        elif op == 31:
+            r = 1.0 if x > y else 0.0
+        elif op == 32:
+            r = 1.0 if x >= y else 0.0
+        elif op == 33:
+            r = 1.0 if x == y else 0.0
+        elif op == 34:
+            r = 1.0 if x != y else 0.0
+        elif op == 35:
+            r = 1.0 if (x != 0.0 and y != 0.0) else 0.0
+        elif op == 36:
+            r = 1.0 if (x != 0.0 or y != 0.0) else 0.0
+        elif op == 37:
+            r = 1.0 if ((x != 0.0) != (y != 0.0)) else 0.0
+        elif op == 38:
+            r = 1.0 if x == 0.0 else 0.0
+        elif op == 39:
+            r = y if x != 0.0 else buf[c[i]]
+        else:
+            r = 1.0 if x != 0.0 else 0.0
         buf[out[i]] = r
 
 
