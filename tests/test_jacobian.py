@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import jvpvjp
+import jvpvjp.jacobian
 from jvpvjp import grad, hessian, jacfwd, jacrev, jvp
 from jvpvjp.backend import JacobianLoop, compile_jacobian, compile_oplist
 from jvpvjp.jacobian import _programs
@@ -13,11 +14,14 @@ from jvpvjp.testing import use_backend
 load_all()
 
 
-@pytest.fixture(params=["blocks", "one_by_one"])
+@pytest.fixture(params=["blocks", "blocks_of_3", "one_by_one"])
 def blocks(request, monkeypatch):
-    """Jacobians with the linear part batched over blocks of seeds, and one seed at a time."""
+    """Jacobians with the linear part batched over blocks of seeds (all seeds in one block,
+    or blocks of 3 with a partial last block), and one seed at a time."""
     if request.param == "one_by_one":
         monkeypatch.setattr(jvpvjp.config, "jacobian_block_elements", 0)
+    if request.param == "blocks_of_3":
+        monkeypatch.setattr(jvpvjp.jacobian, "MAX_BLOCK", 3)
     return request.param
 
 
@@ -203,7 +207,7 @@ def test_compiled_loop_equals_the_generic_loop(mode, rng, blocks):
         trace = _Trace(fn, a, False, "test")
         first, second, spec = _programs(trace, a.diff_mask(nums), mode)
         dyn = [x[()] if x.ndim == 0 else x for x in a.dyn]
-        assert (spec.block > 1) == (blocks == "blocks")
+        assert (spec.block > 1) == (blocks != "one_by_one")
         fused = compile_jacobian(first, second, spec, backend="numba")
         assert type(fused).__name__ == "NumbaJacobianKernel"
         # the reference: interpreted, one seed at a time

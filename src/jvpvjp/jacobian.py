@@ -73,12 +73,16 @@ def _programs(trace, diff, mode, batch=True):
 
 def _block_size(second, spec):
     """Seed elements per call of the linear part: as many as keep its largest value under
-    `config.jacobian_block_elements` elements (at most 256), or 1 (one call per seed)."""
+    `config.jacobian_block_elements` elements (at most `MAX_BLOCK`), or 1 (one call per
+    seed)."""
     total = spec.n_seed_elements
     if total < 4 or not second.ops:
         return 1
     largest = max([v.size for op in second.ops for v in (op.outvar,)] + [1])
-    return int(min(total, 256, max(1, config.jacobian_block_elements // largest)))
+    return int(min(total, MAX_BLOCK, max(1, config.jacobian_block_elements // largest)))
+
+
+MAX_BLOCK = 256
 
 
 def _check_outputs(trace, fname):

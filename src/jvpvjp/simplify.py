@@ -97,7 +97,8 @@ def _peephole(ol):
         ins = tuple(alias.get(v, v) for v in op.invars)
         out, name = op.outvar, op.prim.name
         new = None
-        if name in _BROADCASTING and out.size > 1:
+        if name in _BROADCASTING and out.size > 1 and len({v.dtype for v in ins}) == 1:
+            # (one operand dtype: Numba would type a mixed scalar operand by value rules)
             # x + broadcast(c) with c one element: x + c, a scalar operand (no array
             # broadcast), when the other operands alone give the output's shape
             for k, v in enumerate(ins):
