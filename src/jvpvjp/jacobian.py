@@ -78,8 +78,10 @@ def _block_size(second, spec):
     total = spec.n_seed_elements
     if total < 4 or not second.ops:
         return 1
-    largest = max([v.size for op in second.ops for v in (op.outvar,)] + [1])
-    return int(min(total, MAX_BLOCK, max(1, config.jacobian_block_elements // largest)))
+    largest = max([op.outvar.size for op in second.ops] + [1])
+    cap = int(min(total, MAX_BLOCK, max(1, config.jacobian_block_elements // largest)))
+    n_blocks = -(-total // cap)
+    return -(-total // n_blocks)     # equal blocks: the last one is (nearly) full
 
 
 MAX_BLOCK = 256

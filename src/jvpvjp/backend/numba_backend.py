@@ -436,13 +436,15 @@ def _block_loop(spec, res, b_s):
                          f"np.ascontiguousarray(o[{k}]).reshape(({bk}, {size}))[:n, :].T")
     else:
         lo = np.cumsum([0] + rsizes).tolist()
+        for g, size in enumerate(rsizes):     # once per block, not per row
+            lines.append(f"        G{g} = np.ascontiguousarray(o[{g}]).reshape(({bk}, {size}))")
         lines.append("        for cl in range(n):")
         lines.append("            c = c0 + cl")
         for k in range(len(sizes)):
             lines.append(f"            {'if' if k == 0 else 'elif'} c < {starts[k + 1]}:")
             for g, size in enumerate(rsizes):
                 lines.append(f"                J{k}[c - {starts[k]}, {lo[g]}:{lo[g + 1]}] = "
-                             f"np.ascontiguousarray(o[{g}]).reshape(({bk}, {size}))[cl, :]")
+                             f"G{g}[cl, :]")
     lines.append("        for cl in range(n):")
     lines.append("            c = c0 + cl")
     lines += set_seeds(lambda s: f"np.{spec.seeds[s][1].name}(0.0)", "            ")
