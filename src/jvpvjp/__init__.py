@@ -14,10 +14,11 @@ from .oplist import OpList
 from .primitives import load_all as _load_all
 from .pytree import tree_flatten, tree_map, tree_unflatten
 from .tracing import TracingError
+from .vectorize import vmap
 
 _load_all()
 
 __version__ = "0.1.0"
-__all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian", "jit", "make_oplist", "stop_gradient",
+__all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian", "vmap", "jit", "make_oplist", "stop_gradient",
            "cache_info", "OpList", "TracingError", "config", "tree_flatten",
            "tree_unflatten", "tree_map"]
