@@ -21,3 +21,21 @@ def test_newton_example():
     from jvpvjp import grad
     assert grad(newton.root_of)(5.0) == pytest.approx(1 / (3 * x ** 2 - 2), rel=1e-10)
     assert np.isfinite(newton.df(1.0))
+
+
+def test_per_example_gradients_example():
+    import per_example
+    from jvpvjp import grad
+    rng = np.random.default_rng(1)
+    X, Y = per_example.make_data(rng, n=32)
+    params = (rng.normal(size=X.shape[1]), 0.3)
+    gw, gb = per_example.per_example_grads(params, X, Y)
+    for i in (0, 7, 31):
+        gwi, gbi = grad(per_example.loss_one)(params, X[i], Y[i])
+        np.testing.assert_allclose(gw[i], gwi, rtol=1e-12)
+        assert gb[i] == pytest.approx(gbi, rel=1e-12)
+    # their mean is the gradient of the mean loss
+    mw, mb = grad(per_example.mean_loss)(params, X, Y)
+    np.testing.assert_allclose(gw.mean(axis=0), mw, rtol=1e-12)
+    start, end, accuracy = per_example.main(steps=100)
+    assert end < 0.6 * start and accuracy > 0.8
