@@ -3,7 +3,7 @@
 >>> import numpy as np
 >>> from jvpvjp import grad
 >>> grad(lambda w: np.sum(np.tanh(w) ** 2))(np.array([0.5, -1.0]))   # doctest: +ELLIPSIS
-array([ 0.7...,  -0.4...])
+array([ 0.7268..., -0.6397...])
 """
 from . import numpy_api as _numpy_api  # noqa: F401  (installs NumPy protocol handlers)
 from . import config

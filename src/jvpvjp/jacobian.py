@@ -211,7 +211,7 @@ def jacfwd(fun, argnums=0, has_aux=False):
     ``has_aux=True`` ``fun`` returns ``(out, aux)`` and the result is ``(jacobian, aux)``.
 
     >>> import numpy as np
-    >>> jacfwd(lambda x: np.sin(x) * x[0])(np.array([1.0, 2.0]))    # doctest: +SKIP
+    >>> jacfwd(lambda x: np.sin(x) * x[0])(np.array([1.0, 2.0]))
     array([[ 1.38177329,  0.        ],
            [ 0.90929743, -0.41614684]])
     """
