@@ -39,3 +39,12 @@ def test_per_example_gradients_example():
     np.testing.assert_allclose(gw.mean(axis=0), mw, rtol=1e-12)
     start, end, accuracy = per_example.main(steps=100)
     assert end < 0.6 * start and accuracy > 0.8
+
+
+def test_demo_runs(capsys):
+    from jvpvjp.__main__ import main
+    main()
+    out = capsys.readouterr().out
+    assert "max |gradient - finite difference|" in out and "jacfwd" in out
+    worst = float(out.split("finite difference| over 3 entries: ")[1].split()[0])
+    assert worst < 1e-6
