@@ -284,3 +284,19 @@ def test_batched_linear_parts_compile(prim, case, rng):
             J = jac(case.fn, argnums=argnum)(*args)
             np.testing.assert_allclose(J, ref, rtol=1e-12, atol=1e-13,
                                        err_msg=f"{jac.__name__} argnum {argnum}")
+
+
+def test_hvp_equals_hessian_times_vector(rng):
+    from jvpvjp import hvp
+
+    def f(x, y):
+        return np.sum(np.sin(x) * y ** 2) + np.sum(x ** 2) * y[0]
+
+    x, y, u, v = (rng.normal(size=3) for _ in range(4))
+    H = hessian(f, argnums=(0, 1))(x, y)
+    for _ in range(2):
+        hx, hy = hvp(f, (x, y), (u, v))
+        np.testing.assert_allclose(hx, H[0][0] @ u + H[0][1] @ v, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(hy, H[1][0] @ u + H[1][1] @ v, rtol=1e-12, atol=1e-14)
+    with pytest.raises(TypeError, match="tuples"):
+        hvp(f, x, u)

@@ -9,7 +9,7 @@ from . import numpy_api as _numpy_api  # noqa: F401  (installs NumPy protocol ha
 from . import config
 from .api import (cache_info, grad, jit, jvp, make_oplist, stop_gradient, value_and_grad,
                   vjp)
-from .jacobian import hessian, jacfwd, jacrev
+from .jacobian import hessian, hvp, jacfwd, jacrev
 from .oplist import OpList
 from .primitives import load_all as _load_all
 from .pytree import tree_flatten, tree_map, tree_unflatten
@@ -19,6 +19,6 @@ from .vectorize import vmap
 _load_all()
 
 __version__ = "0.1.0"
-__all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian", "vmap", "jit", "make_oplist", "stop_gradient",
+__all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian", "hvp", "vmap", "jit", "make_oplist", "stop_gradient",
            "cache_info", "OpList", "TracingError", "config", "tree_flatten",
            "tree_unflatten", "tree_map"]

@@ -244,3 +244,22 @@ def hessian(fun, argnums=0, has_aux=False):
            [2., 0.]])
     """
     return jacfwd(jacrev(fun, argnums, has_aux), argnums, has_aux)
+
+
+def hvp(fun, primals, tangents):
+    """Hessian-vector product of scalar ``fun``: ``H(primals) @ tangents`` without forming
+    H, as forward mode over the reverse-mode gradient (one sweep of each).
+
+    ``primals`` and ``tangents`` are tuples with one entry per positional argument (pytrees
+    of float arrays), as for `jvp`; all arguments are differentiated, and the result is a
+    tuple with one entry per argument.
+
+    >>> import numpy as np
+    >>> hvp(lambda x: np.sum(x ** 3), (np.array([1.0, 2.0]),), (np.array([1.0, 0.0]),))
+    (array([6., 0.]),)
+    """
+    from .api import grad, jvp
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError("hvp: primals and tangents must be tuples of arguments")
+    gradient = grad(fun, argnums=tuple(range(len(primals))))
+    return jvp(gradient, tuple(primals), tuple(tangents))[1]
