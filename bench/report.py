@@ -70,8 +70,8 @@ def _tools_of(rows):
 
 
 def grad_table(workload, cases):
-    lines = [f"| size | tool | primal: median (min–max) | value_and_grad: median (min–max) "
-             f"| vg / primal | vg ÷ jvpvjp's vg | first call of vg |",
+    lines = ["| size | tool | primal: median (min–max) | value_and_grad: median (min–max) "
+             "| vg / primal | vg ÷ jvpvjp's vg | first call of vg |",
              "|---|---|---|---|---|---|---|"]
     notes = []
     for (wl, label), rows in cases.items():

@@ -109,12 +109,12 @@ def grad_tool(case, tool, mods):
             with torch.no_grad():
                 return f(*targs)
 
-        def vg():
+        def value_and_grad():
             out = f(*leaves)
             return out, torch.autograd.grad(out, diff)
 
         return {"primal": (primal, lambda r: float(r)),
-                "vg": (vg, lambda r: (float(r[0].detach()),
+                "vg": (value_and_grad, lambda r: (float(r[0].detach()),
                                       [g.numpy() for g in r[1]]))}
     if lib == "autograd":
         vga = mod.value_and_grad(f, argnum=nums)
