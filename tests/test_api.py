@@ -522,3 +522,36 @@ def test_cached_vjp_and_jvp_respect_guards():
         _, pullback = vjp(f, x)
         np.testing.assert_allclose(pullback(np.ones(2))[0], expected)
         np.testing.assert_allclose(jvp(f, (x,), (np.ones(2),))[1], expected)
+
+
+@pytest.mark.parametrize("blas", [False, True])
+def test_matrix_products_with_and_without_scipy(blas, monkeypatch, rng):
+    """Numba's @ needs SciPy; without it kernels call NumPy's matmul from object mode."""
+    import importlib.util
+    import warnings
+    from jvpvjp import jacfwd, jit
+    from jvpvjp.primitives import REGISTRY
+    from test_registry import _fixed_args
+    if blas and importlib.util.find_spec("scipy") is None:
+        pytest.skip("SciPy is not installed")
+    monkeypatch.setattr(jvpvjp.config, "numba_blas", blas)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no fallback to the interpreter
+        for case in REGISTRY["matmul"].tests:
+            args = _fixed_args(case, rng)
+            nums = tuple(range(len(args)))
+
+            def scalar(*a):
+                return np.sum(np.sin(case.fn(*a)))
+
+            with jvpvjp.testing.use_backend("numpy"):
+                v_ref, g_ref = value_and_grad(scalar, argnums=nums)(*args)
+            np.testing.assert_allclose(jit(case.fn)(*args), case.fn(*args), rtol=1e-12)
+            v, g = value_and_grad(scalar, argnums=nums)(*args)
+            np.testing.assert_allclose(v, v_ref, rtol=1e-12)
+            for a, b in zip(g, g_ref):
+                np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+        W = rng.normal(size=(4, 3))
+        x = rng.normal(size=3)
+        np.testing.assert_allclose(jacfwd(lambda x: np.tanh(W @ x))(x),
+                                   (1 - np.tanh(W @ x) ** 2)[:, None] * W, rtol=1e-12)

@@ -74,9 +74,21 @@ def _result_layout(op, layout):
     return "C"
 
 
+def _blas():
+    """Whether Numba's ``@`` may be used: it calls BLAS through SciPy, and raises an
+    ImportError at compile time without it."""
+    if config.numba_blas is not None:
+        return config.numba_blas
+    return importlib.util.find_spec("scipy") is not None
+
+
 def _numpy_expression(op, args, expr):
     """The NumPy call for a large op better left to NumPy (run from object mode), or None."""
     out, name = op.outvar, op.prim.name
+    if name == "matmul" and not _blas():
+        ops = [f"np.swapaxes({a}, -1, -2)" if op.params.get(t, False) else a
+               for a, t in zip(args, ("ta", "tb"))]
+        return f"np.ascontiguousarray(np.matmul({ops[0]}, {ops[1]}), dtype=np.{out.dtype.name})"
     if out.dtype.kind != "f" or op.invars[0].size < config.numpy_ufunc_threshold:
         return None
     cast = f"dtype=np.{out.dtype.name}"
@@ -346,7 +358,7 @@ class NumbaKernel:
     def __call__(self, *args):
         try:
             res = self.fn(*args, *self.consts)
-        except NumbaError as e:
+        except (NumbaError, ImportError) as e:   # ImportError: a library Numba needs
             return self._fall_back(e, args)
         if self._scalar_out:
             res = list(res)
