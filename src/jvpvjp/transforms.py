@@ -87,33 +87,16 @@ def _differentiable_vars(ol, wrt):
 class VJPProgram:
     """A reverse-mode program and how to split it into forward and backward kernels."""
 
-    def __init__(self, oplist, n_primals, n_outs, n_grads, n_forward_ops):
+    def __init__(self, oplist, n_primals, n_outs, n_grads):
         self.oplist = oplist
         self.n_primals, self.n_outs, self.n_grads = n_primals, n_outs, n_grads
-        self.n_forward_ops = n_forward_ops
 
     def split(self):
         """(forward, backward): forward maps primals to (outputs, residuals); backward maps
-        (residuals, output cotangents) to input cotangents. Guards go with forward."""
-        ol = self.oplist
-        fwd_ops, bwd_ops = ol.ops[:self.n_forward_ops], ol.ops[self.n_forward_ops:]
-        primal_in = ol.invars[:self.n_primals]
-        ct_in = ol.invars[self.n_primals:]
-        outs = ol.outvars[:self.n_outs]
-        grads = ol.outvars[self.n_outs:self.n_outs + self.n_grads]
-        defined_fwd = set(primal_in) | {op.outvar for op in fwd_ops}
-        bwd_defined = set(ct_in) | {op.outvar for op in bwd_ops} | set(ol.consts)
-        residuals, seen = [], set()
-        for v in [v for op in bwd_ops for v in op.invars] + grads:
-            if v in defined_fwd and v not in bwd_defined and v not in seen:
-                seen.add(v)
-                residuals.append(v)
-        forward = dead_code_elimination(
-            OpList(list(primal_in), list(outs) + residuals, list(fwd_ops), dict(ol.consts),
-                   list(ol.guards)))
-        backward = dead_code_elimination(
-            OpList(residuals + list(ct_in), list(grads), list(bwd_ops), dict(ol.consts), []))
-        return forward, backward
+        (residuals, output cotangents) to input cotangents. Guards go with forward, and so
+        does every op that does not depend on the cotangents (`partial_eval`)."""
+        known = [True] * self.n_primals + [False] * (len(self.oplist.invars) - self.n_primals)
+        return partial_eval(self.oplist, known, self.n_outs)
 
 
 @gc_paused
@@ -129,7 +112,6 @@ def vjp_oplist(ol, wrt, n_seeded=None):
         env.update(zip(ol.invars, primals))
         for op in ol.ops:
             env[op.outvar] = bind(op.prim, *[env[v] for v in op.invars], **op.params)
-        n_forward_ops = len(b.ops)
         cts_in = [b.new_input(aval=v.aval) for v in ol.outvars[:n_seeded]]
         ct_env = {}
 
@@ -153,14 +135,7 @@ def vjp_oplist(ol, wrt, n_seeded=None):
         grads = [ct_env[v] if v in ct_env else _zeros_for(v) for v in wrt_vars]
         outs = [env[v] for v in ol.outvars]
         new = _finish(b, ol, env, outs + grads)
-    # DCE may have dropped forward ops: recount where the backward part starts.
-    fwd_outvars = set()
-    for op in b.ops[:n_forward_ops]:
-        fwd_outvars.add(op.outvar)
-    n_fwd = sum(1 for op in new.ops if op.outvar in fwd_outvars)
-    if any(op.outvar in fwd_outvars for op in new.ops[n_fwd:]):
-        raise AssertionError("internal error: forward ops after backward ops")
-    return VJPProgram(new, len(ol.invars), len(ol.outvars), len(wrt_vars), n_fwd)
+    return VJPProgram(new, len(ol.invars), len(ol.outvars), len(wrt_vars))
 
 
 @gc_paused
