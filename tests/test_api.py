@@ -10,6 +10,7 @@ import pytest
 
 import jvpvjp
 from jvpvjp import grad, jvp, make_oplist, value_and_grad, vjp
+from jvpvjp.testing import use_backend
 from jvpvjp.nn.functional import cross_entropy, logsumexp, relu, sigmoid, softmax
 from jvpvjp.testing import check_grads
 
@@ -337,7 +338,7 @@ def test_disk_cache_serves_a_fresh_process(tmp_path):
         print(repr(g.tolist()))
         print(len(glob.glob(os.path.join(jvpvjp.config.cache_dir, "kernels", "k_*.py"))))
     """)
-    env = dict(os.environ, JVPVJP_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, JVPVJP_CACHE_DIR=str(tmp_path), JVPVJP_BACKEND="numba")
     runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                            text=True, check=True).stdout.split("\n") for _ in range(2)]
     assert runs[0][0] == runs[1][0]
@@ -375,7 +376,7 @@ def test_large_transcendentals_through_numpy_match_interpreter(dtype, rng, monke
 def test_program_numba_cannot_compile_falls_back_with_a_warning(monkeypatch):
     from jvpvjp.primitives import elementwise as ew
     monkeypatch.setattr(ew.cosh, "lower", lambda args, op: f"np.cosh({args[0]}, 1, 2, 3)")
-    with pytest.warns(RuntimeWarning, match="could not compile"):
+    with pytest.warns(RuntimeWarning, match="could not compile"), use_backend("numba"):
         g = grad(lambda x: np.sum(np.cosh(x) * 3.0))(np.array([0.5, 1.0]))
     np.testing.assert_allclose(g, 3 * np.sinh([0.5, 1.0]))
 

@@ -7,7 +7,7 @@ import jvpvjp.jacobian
 from jvpvjp import grad, hessian, jacfwd, jacrev, jvp
 from jvpvjp.backend import JacobianLoop, compile_jacobian, compile_oplist
 from jvpvjp.jacobian import _programs
-from jvpvjp.api import _Args, _Trace
+from jvpvjp.dispatch import Args as _Args, Trace as _Trace
 from jvpvjp.primitives import REGISTRY, load_all
 from jvpvjp.testing import use_backend
 

@@ -98,8 +98,9 @@ def test_numba_backend_matches_interpreter(prim, case, rng):
     # replay from the cache at new values: no new trace
     args2 = _fixed_args(case, np.random.default_rng(1))
     with use_backend("numba"):
+        traces = vg.cache_info()["traces"]
         vg(*args2)
-        assert vg.cache_info()["traces"] == 1
+        assert vg.cache_info()["traces"] == traces
     with use_backend("numpy"):
         ref = value_and_grad(lambda *a: np.sum(case.fn(*a) * 1.0),
                              argnums=tuple(range(len(args))))(*args2)

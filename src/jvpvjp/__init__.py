@@ -9,6 +9,8 @@ from . import numpy_api as _numpy_api  # noqa: F401  (installs NumPy protocol ha
 from . import config
 from .api import (cache_info, grad, jit, jvp, make_oplist, stop_gradient, value_and_grad,
                   vjp)
+from .backend.tiers import wait_for_compiles
+from .dispatch import clear_caches, explain_cache
 from .jacobian import hessian, hvp, jacfwd, jacrev
 from .oplist import OpList
 from .primitives import load_all as _load_all
@@ -20,5 +22,5 @@ _load_all()
 
 __version__ = "0.1.0"
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian", "hvp", "vmap", "jit", "make_oplist", "stop_gradient",
-           "cache_info", "OpList", "TracingError", "config", "tree_flatten",
+           "cache_info", "explain_cache", "wait_for_compiles", "clear_caches", "OpList", "TracingError", "config", "tree_flatten",
            "tree_unflatten", "tree_map"]

@@ -1,27 +1,57 @@
-"""The public transforms: grad, value_and_grad, jvp, vjp, make_oplist, stop_gradient.
+"""The public transforms: grad, value_and_grad, jvp, vjp, jit, make_oplist, stop_gradient.
 
-Each transformed function keeps a cache: (argument structure, shapes, dtypes, static
-values) -> a list of traced *paths*. A path holds the compiled kernels and the guards seen
-while tracing; a call replays the newest path whose guards hold and traces a new path when
-none does. Called on traced values (inside another transform), the derivative program is
-inlined into the enclosing trace instead of compiled, so transforms nest.
+Each transform is a thin wrapper over the function's `dispatch.Dispatcher` (one per
+function and transform, shared by every wrapper): a call replays the newest path whose
+environment and guards hold, else traces a new one, builds the transform's program and
+wraps it in tiered kernels (`backend.tiers`). Called on traced values (inside another
+transform), the derivative program is inlined into the enclosing trace instead, so
+transforms nest.
 """
 from __future__ import annotations
 
 import functools
-import weakref
 
 import numpy as np
 
-from . import config
 from .backend import compile_oplist
+from .backend.tiers import Tiered
+from .dispatch import (Args, Path, Trace, dispatcher_for, fast_signature, normalize_argnums,
+                       unflatten_outputs)
 from .primitives import elementwise as _ew
-from .oplist import gc_paused
 from .pytree import tree_flatten, tree_unflatten
-from .tracing import Builder, Tracer, _builders
+from .tracing import Tracer, tracing_active
 from .transforms import inline, jvp_oplist, vjp_oplist
 
-_STATIC = (bool, int, str, bytes, type(None))
+_COMPILE_MODES = ("auto", "eager", "never")
+
+
+def _check_compile(compile, fname):
+    if compile not in _COMPILE_MODES:
+        raise ValueError(f"{fname}: compile must be one of {_COMPILE_MODES}, got {compile!r}")
+    return compile
+
+
+def tiered(ol, dispatcher, label, compile="auto"):
+    """A `Tiered` kernel for op list ``ol``: interpreted at once, compiled when hot."""
+    if compile == "never":
+        return Tiered(lambda backend: compile_oplist(ol, "numpy"), [], label,
+                      dispatcher.note, pinned="numpy")
+    return Tiered(lambda backend: compile_oplist(ol, backend), [ol], label, dispatcher.note)
+
+
+def _finish_call(d, path, a, inputs, compile, sig, fast_ok):
+    """After a path was traced: compile it now if asked, register the fast signature."""
+    if compile == "eager":
+        path.compile_now(inputs)
+    if sig is not None and fast_ok:
+        d.add_fast(sig, a.key, a.leaves)
+
+
+def _mark(wrapper, d):
+    wrapper.cache_info = d.info
+    wrapper._dispatcher = lambda: d
+    wrapper._jvpvjp_key = ("transformed", id(d)) if d.key is None else d.key
+    return wrapper
 
 
 def stop_gradient(x):
@@ -35,276 +65,15 @@ def stop_gradient(x):
                                  for v in leaves])
 
 
-# -- arguments --------------------------------------------------------------------------------
-def _leaf_value(leaf):
-    """A dynamic leaf as an array (or tracer), or None when the leaf is a static value."""
-    if isinstance(leaf, np.ndarray):
-        if leaf.dtype.kind not in "fiub":
-            raise TypeError(f"arrays of dtype {leaf.dtype} are not supported")
-        return leaf if leaf.flags.c_contiguous else np.ascontiguousarray(leaf)
-    if isinstance(leaf, Tracer):
-        return leaf
-    if isinstance(leaf, float):
-        return np.asarray(leaf, np.float64)
-    if isinstance(leaf, np.generic):
-        return np.asarray(leaf)
-    if isinstance(leaf, _STATIC):
-        return None
-    if isinstance(leaf, complex):
-        raise TypeError("complex values are not supported")
-    if hasattr(leaf, "__array__") and not callable(leaf):
-        return np.ascontiguousarray(leaf)
-    try:
-        hash(leaf)
-    except TypeError:
-        raise TypeError(f"argument leaf of type {type(leaf).__name__} is neither an array nor "
-                        f"a hashable static value") from None
-    return None
-
-
-def _float_check(value, where):
-    dt = value.dtype
-    if dt.kind != "f":
-        raise TypeError(f"{where} has dtype {dt}; differentiation needs real floating-point "
-                        f"inputs (use x.astype(float))")
-
-
-class _Args:
-    """Flattened arguments: dynamic leaves (arrays) and the cache key."""
-
-    __slots__ = ("trees", "leaves", "dyn", "dyn_idx", "key", "nested", "arg_slices")
-
-    def __init__(self, args, kwargs, diff_argnums, fname):
-        trees, leaves, slices = [], [], []
-        for a in args:
-            lv, tr = tree_flatten(a)
-            slices.append((len(leaves), len(leaves) + len(lv)))
-            leaves.extend(lv)
-            trees.append(tr)
-        kw_leaves, kw_tree = tree_flatten(kwargs)
-        leaves.extend(kw_leaves)
-        trees.append(kw_tree)
-        self.trees, self.leaves, self.arg_slices = trees, leaves, slices
-        dyn, dyn_idx, sig = [], [], []
-        nested = False
-        diff_leaf = set()
-        for i in diff_argnums:
-            lo, hi = slices[i]
-            diff_leaf.update(range(lo, hi))
-        for i, leaf in enumerate(leaves):
-            v = _leaf_value(leaf)
-            if v is None:
-                if i in diff_leaf:
-                    raise TypeError(
-                        f"{fname}: argument {_argnum_of(i, slices)} holds a {type(leaf).__name__}"
-                        f" ({leaf!r}); differentiation needs real floating-point arrays or "
-                        f"floats")
-                sig.append(("static", type(leaf), leaf))
-                continue
-            if i in diff_leaf and v.dtype.kind != "f":
-                _float_check(v, f"{fname}: argument {_argnum_of(i, slices)}")
-            nested = nested or isinstance(v, Tracer)
-            dyn.append(v)
-            dyn_idx.append(i)
-            sig.append((v.shape, v.dtype.char, i in diff_leaf))
-        # Inside another trace, derivative programs are inlined rather than compiled.
-        self.dyn, self.dyn_idx, self.nested = dyn, dyn_idx, nested or bool(_builders)
-        self.key = (config.backend, tuple(trees), tuple(sig))
-
-    def diff_mask(self, diff_argnums):
-        diff_leaf = set()
-        for i in diff_argnums:
-            lo, hi = self.arg_slices[i]
-            diff_leaf.update(range(lo, hi))
-        return [i in diff_leaf for i in self.dyn_idx]
-
-    def per_argument(self, nums, flat):
-        """Split values for the dynamic leaves of arguments ``nums`` (given in leaf order,
-        as derivative programs produce them) into one pytree per entry of ``nums``, in the
-        order of ``nums``."""
-        wanted = set()
-        for n in nums:
-            lo, hi = self.arg_slices[n]
-            wanted.update(range(lo, hi))
-        value_of = dict(zip([i for i in self.dyn_idx if i in wanted], flat))
-        out = []
-        for n in nums:
-            lo, hi = self.arg_slices[n]
-            out.append(tree_unflatten(self.trees[n], [value_of[i] for i in self.dyn_idx
-                                                      if lo <= i < hi]))
-        return tuple(out)
-
-    def rebuild(self, dyn_values):
-        leaves = list(self.leaves)
-        for i, v in zip(self.dyn_idx, dyn_values):
-            leaves[i] = v
-        args = []
-        for (lo, hi), tr in zip(self.arg_slices, self.trees):
-            args.append(tree_unflatten(tr, leaves[lo:hi]))
-        kwargs = tree_unflatten(self.trees[-1], leaves[self.arg_slices[-1][1] if
-                                                       self.arg_slices else 0:])
-        return args, kwargs
-
-
-def _argnum_of(leaf_index, slices):
-    for n, (lo, hi) in enumerate(slices):
-        if lo <= leaf_index < hi:
-            return n
-    return "(keyword)"
-
-
-def _as_output(x, what):
-    if isinstance(x, (Tracer, np.ndarray, np.generic, float, int, bool)):
-        return x
-    raise TypeError(f"{what} must be a pytree of arrays or numbers, found a "
-                    f"{type(x).__name__}")
-
-
-class _Trace:
-    """The result of tracing a function once on concrete arguments."""
-
-    @gc_paused
-    def __init__(self, fun, args, has_aux, fname):
-        with Builder(concrete=True) as b, np.errstate(all="ignore"):
-            inputs = [b.new_input(value=(v.value if isinstance(v, Tracer) else v))
-                      for v in args.dyn]
-            if any(isinstance(v, Tracer) and v.value is None for v in args.dyn):
-                raise NotImplementedError(f"{fname} inside an abstract derivative program")
-            a, kw = args.rebuild(inputs)
-            out = fun(*a, **kw)
-            if has_aux:
-                if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                    raise TypeError(f"{fname}: has_aux=True needs the function to return a "
-                                    f"pair (output, aux), got {type(out).__name__}")
-                out, aux = out
-            else:
-                aux = None
-            out_leaves, self.out_tree = tree_flatten(out)
-            aux_leaves, self.aux_tree = tree_flatten(aux)
-            out_leaves = [_as_output(x, "the function's output") for x in out_leaves]
-            aux_leaves = [_as_output(x, "aux output") for x in aux_leaves]
-            self.n_out, self.n_aux = len(out_leaves), len(aux_leaves)
-            self.out_avals = [(np.shape(x), _dtype(x)) for x in out_leaves]
-            self.oplist = b.finish(out_leaves + aux_leaves)
-            self.captured = [t for t, _ in b.captured]
-
-
-def _dtype(x):
-    return x.dtype if isinstance(x, (Tracer, np.ndarray, np.generic)) else np.asarray(x).dtype
-
-
-def _unflatten_outputs(trace, values):
-    out = tree_unflatten(trace.out_tree, values[:trace.n_out])
-    aux = tree_unflatten(trace.aux_tree, values[trace.n_out:trace.n_out + trace.n_aux])
-    return out, aux
-
-
-def _fast_signature(args):
-    """A key for plain positional arguments (contiguous arrays, floats), or None.
-
-    Only a call that went through the general path registers its key (`_Cached.add_fast`),
-    so a key found here has passed that path's argument checks."""
-    sig = [config.backend]
-    for x in args:
-        t = type(x)
-        if t is np.ndarray:
-            if not x.flags.c_contiguous:
-                return None
-            sig.append((x.shape, x.dtype))
-        elif t is float or t is np.float64 or t is np.float32:
-            sig.append(t)
-        else:
-            return None
-    return tuple(sig)
-
-
-def _replay_fast(cache, sig, call_args):
-    """Replay a cached path for plain positional arrays: (path, results) or None."""
-    entry = cache.fast.get(sig) if sig is not None else None
-    if entry is None:
-        return None
-    paths, has_0d = entry
-    dyn = [x[()] if type(x) is np.ndarray and x.ndim == 0 else x for x in call_args] \
-        if has_0d else call_args
-    for path in reversed(paths):
-        results = path.kernels[0](*dyn, *path.extra)
-        if not path.guards or path.guards_hold(results):
-            cache.stats["calls"] += 1
-            return path, results
-    return None
-
-
-class _Path:
-    __slots__ = ("trace", "kernels", "guards", "extra", "n_fixed")
-
-    def __init__(self, trace, kernels, n_fixed, extra=()):
-        self.trace, self.kernels, self.n_fixed = trace, kernels, n_fixed
-        self.extra = extra     # trailing kernel arguments (the seed cotangent of grad)
-        self.guards = [g.value for g in trace.oplist.guards]
-
-    def guards_hold(self, results):
-        for expected, got in zip(self.guards, results[self.n_fixed:]):
-            if expected.ndim == 0:
-                if got != expected:
-                    return False
-            elif not np.array_equal(got, expected):
-                return False
-        return True
-
-
-class _Cached:
-    """Per-transformed-function cache of paths, keyed by argument signature."""
-
-    def __init__(self):
-        self.paths = {}
-        self.fast = {}     # signature of plain positional arrays -> paths
-        self.stats = {"calls": 0, "traces": 0, "compiles": 0, "guard_misses": 0}
-
-    def lookup(self, key, run):
-        """Run the newest path whose guards hold; returns (path, results) or (None, None)."""
-        paths = self.paths.get(key)
-        if paths:
-            for path in reversed(paths):
-                results = run(path)
-                if path.guards_hold(results):
-                    return path, results
-            self.stats["guard_misses"] += 1
-        return None, None
-
-    def add_fast(self, sig, key):
-        """Serve calls with fast signature ``sig`` from the paths of ``key``."""
-        if sig is not None:
-            has_0d = any(type(e) is tuple and e[0] == () for e in sig[1:])
-            self.fast[sig] = (self.paths[key], has_0d)
-
-    def add(self, key, path):
-        paths = self.paths.setdefault(key, [])
-        paths.append(path)
-        if len(paths) > config.max_paths:
-            del paths[0]
-
-    def info(self):
-        return dict(self.stats, signatures=len(self.paths),
-                    paths=sum(len(p) for p in self.paths.values()))
-
-
-def _normalize_argnums(argnums, nargs, fname):
-    single = isinstance(argnums, int)
-    nums = (argnums,) if single else tuple(argnums)
-    for n in nums:
-        if not isinstance(n, int) or not -nargs <= n < nargs:
-            raise ValueError(f"{fname}: argnums {argnums!r} out of range for {nargs} "
-                             f"positional argument(s)")
-    return single, tuple(n % nargs for n in nums)
-
-
 # -- value_and_grad / grad ------------------------------------------------------------------
-def value_and_grad(fun=None, argnums=0, has_aux=False):
+def value_and_grad(fun=None, argnums=0, has_aux=False, *, compile="auto"):
     """Return a function computing ``(fun(*args), gradient)`` in reverse mode.
 
     ``argnums`` (int or tuple) selects the differentiated positional arguments (pytrees of
     float arrays); ``fun`` must return a real scalar (or ``(scalar, aux)`` with
-    ``has_aux=True``, giving ``((value, aux), gradient)``).
+    ``has_aux=True``, giving ``((value, aux), gradient)``). ``compile``: ``"auto"`` (run
+    new code at once on an interpreter, compile it in the background when it is hot),
+    ``"eager"`` (compile before the first call returns) or ``"never"`` (interpret only).
 
     >>> import numpy as np
     >>> f = value_and_grad(lambda x: np.sum(x ** 2))
@@ -313,114 +82,108 @@ def value_and_grad(fun=None, argnums=0, has_aux=False):
     5.0 [2. 4.]
     """
     if fun is None:
-        return functools.partial(value_and_grad, argnums=argnums, has_aux=has_aux)
-    cache = _Cached()
+        return functools.partial(value_and_grad, argnums=argnums, has_aux=has_aux,
+                                 compile=compile)
+    return _value_and_grad(fun, argnums, has_aux, compile, True)
+
+
+def _value_and_grad(fun, argnums, has_aux, compile, with_value):
     fname = f"value_and_grad({getattr(fun, '__name__', 'fun')})"
-    fast_order = {}
+    _check_compile(compile, fname)
+    nums_key = argnums if isinstance(argnums, int) else tuple(argnums)
+    d = dispatcher_for(fun, ("value_and_grad", nums_key, has_aux), fname)
+    fast_grads = {}     # number of arguments -> slice or order of the gradients
+    fast_ok = not has_aux
+    one = isinstance(argnums, int)
 
-    def build(trace, args, diff):
-        if trace.n_out != 1 or trace.out_avals[0][0] != ():
-            shapes = [s for s, _ in trace.out_avals[:trace.n_out]]
-            raise TypeError(f"{fname}: grad requires a scalar output, but the function "
-                            f"returned {'shape ' + str(shapes[0]) if len(shapes) == 1 else str(trace.n_out) + ' outputs'}"
-                            f"; use jvp/vjp (or jacfwd/jacrev) for non-scalar outputs")
-        if np.dtype(trace.out_avals[0][1]).kind != "f":
-            raise TypeError(f"{fname}: grad requires a real floating-point output, got "
-                            f"dtype {trace.out_avals[0][1]}")
-        wrt = diff + [False] * len(trace.captured)
-        return vjp_oplist(trace.oplist, wrt, n_seeded=1)
+    def build(a, diff):
+        def make(trace):
+            if trace.n_out != 1 or trace.out_avals[0][0] != ():
+                shapes = [s for s, _ in trace.out_avals[:trace.n_out]]
+                got = ('shape ' + str(shapes[0]) if len(shapes) == 1
+                       else str(trace.n_out) + ' outputs')
+                raise TypeError(f"{fname}: grad requires a scalar output, but the function "
+                                f"returned {got}; use jvp/vjp (or jacfwd/jacrev) for "
+                                f"non-scalar outputs")
+            if np.dtype(trace.out_avals[0][1]).kind != "f":
+                raise TypeError(f"{fname}: grad requires a real floating-point output, got "
+                                f"dtype {trace.out_avals[0][1]}")
+            prog = vjp_oplist(trace.oplist, diff + [False] * len(trace.captured), n_seeded=1)
+            seed = np.ones((), trace.out_avals[0][1])[()]
+            return Path(trace, [tiered(prog.oplist, d, "value_and_grad", compile)],
+                        1 + trace.n_aux + sum(diff), (seed,))
+        return make
 
-    # Fast path for the common call: positional float arrays and scalars, no pytrees.
+    def gradients_of(results, nargs):
+        how = fast_grads.get(nargs)
+        if how is None:     # gradients come in argument order, not argnums order
+            _, nums = normalize_argnums(argnums, nargs, fname)
+            order = [sorted(set(nums)).index(n) for n in nums]
+            how = fast_grads[nargs] = slice(1, 1 + len(order)) \
+                if order == list(range(len(order))) else [1 + i for i in order]
+        if type(how) is slice:
+            return tuple(results[how])
+        return tuple([results[i] for i in how])
+
     @functools.wraps(fun)
     def value_and_grad_fun(*args, **kwargs):
-        if cache.fast and not kwargs and not has_aux:
-            hit = _replay_fast(cache, _fast_signature(args), args)
+        if d.fast and not kwargs and fast_ok:
+            hit = d.replay_fast(fast_signature(args), args)
             if hit is not None:
                 results = hit[1]
-                if isinstance(argnums, int):
-                    return results[0], results[1]
-                order = fast_order.get(len(args))
-                if order is None:     # gradients come in argument order, not argnums order
-                    _, nums = _normalize_argnums(argnums, len(args), fname)
-                    order = fast_order[len(args)] = [sorted(set(nums)).index(n) for n in nums]
-                return results[0], tuple(results[1 + i] for i in order)
-        single, nums = _normalize_argnums(argnums, len(args), fname)
-        a = _Args(args, kwargs, nums, fname)
+                if one:
+                    return (results[0], results[1]) if with_value else results[1]
+                g = gradients_of(results, len(args))
+                return (results[0], g) if with_value else g
+        single, nums = normalize_argnums(argnums, len(args), fname)
+        a = Args(args, kwargs, nums, fname)
         diff = a.diff_mask(nums)
-        cache.stats["calls"] += 1
-
-        def run(path):
-            return path.kernels[0](*[x[()] if x.ndim == 0 else x for x in a.dyn], *path.extra)
-
         if a.nested:
-            trace = _Trace(fun, a, has_aux, fname)
-            prog = build(trace, a, diff)
+            trace = Trace(fun, a, has_aux, fname)
+            prog = vjp_oplist(trace.oplist, diff + [False] * len(trace.captured), n_seeded=1)
             seed = np.ones((), trace.out_avals[0][1])
             results = inline(prog.oplist, list(a.dyn) + trace.captured + [seed])
         else:
-            path, results = cache.lookup(a.key, run)
+            d.stats["calls"] += 1
+            inputs = a.kernel_inputs()
+            path, results, reason = d.lookup(a.key, inputs)
             if path is None:
-                cache.stats["traces"] += 1
-                trace = _Trace(fun, a, has_aux, fname)
-                prog = build(trace, a, diff)
-                kernel = compile_oplist(prog.oplist)
-                cache.stats["compiles"] += 1
-                seed = np.ones((), trace.out_avals[0][1])[()]
-                path = _Path(trace, [kernel], 1 + trace.n_aux + sum(diff), (seed,))
-                cache.add(a.key, path)
-                results = run(path)
-                sig = _fast_signature(args)
-                if sig is not None and not kwargs and not has_aux:
-                    cache.add_fast(sig, a.key)
+                path = d.new_path(a, has_aux, build(a, diff), reason)
+                _finish_call(d, path, a, inputs, compile, fast_signature(args),
+                             fast_ok and not kwargs)
+                results = path.run(inputs)
             trace = path.trace
-        value, aux = _unflatten_outputs(trace, results)
+        value, aux = unflatten_outputs(trace, results)
         grads = list(results[trace.n_out + trace.n_aux:trace.n_out + trace.n_aux + sum(diff)])
         per_arg = a.per_argument(nums, grads)
         g = per_arg[0] if single else per_arg
+        if not with_value:
+            return (g, aux) if has_aux else g
         return ((value, aux), g) if has_aux else (value, g)
 
-    value_and_grad_fun.cache_info = cache.info
-    return value_and_grad_fun
+    wrapper = _mark(value_and_grad_fun, d)
+    if not with_value:
+        wrapper._jvpvjp_key = ("grad",) + wrapper._jvpvjp_key
+    return wrapper
 
 
-def grad(fun=None, argnums=0, has_aux=False):
+def grad(fun=None, argnums=0, has_aux=False, *, compile="auto"):
     """Return a function computing the gradient of scalar-valued ``fun`` (reverse mode).
 
     Works as a decorator (``@grad``, ``@grad(argnums=(0, 1))``). With ``has_aux=True``
     ``fun`` returns ``(scalar, aux)`` and the gradient function returns ``(grad, aux)``.
+    ``compile`` as for `value_and_grad`.
 
     >>> import numpy as np
     >>> grad(lambda x: np.sum(np.sin(x)))(np.array([0.0, np.pi]))
     array([ 1., -1.])
     """
     if fun is None:
-        return functools.partial(grad, argnums=argnums, has_aux=has_aux)
-    vg = value_and_grad(fun, argnums=argnums, has_aux=has_aux)
-
-    @functools.wraps(fun)
-    def grad_fun(*args, **kwargs):
-        (value, g) = vg(*args, **kwargs)
-        return (g, value[1]) if has_aux else g
-
-    grad_fun.cache_info = vg.cache_info
-    return grad_fun
+        return functools.partial(grad, argnums=argnums, has_aux=has_aux, compile=compile)
+    return _value_and_grad(fun, argnums, has_aux, compile, False)
 
 
 # -- jvp --------------------------------------------------------------------------------------
-_jvp_caches = weakref.WeakKeyDictionary()
-
-
-def _cache_for(table, fun, extra):
-    try:
-        per_fun = table.setdefault(fun, {})
-    except TypeError:   # not weak-referenceable: no cache across calls
-        per_fun = {}
-    c = per_fun.get(extra)
-    if c is None:
-        c = per_fun[extra] = _Cached()
-    return c
-
-
 def _check_tangents(primals, tangents, fname, what="tangent"):
     p_leaves, p_tree = tree_flatten(tuple(primals))
     t_leaves, t_tree = tree_flatten(tuple(tangents))
@@ -442,86 +205,85 @@ def _check_tangents(primals, tangents, fname, what="tangent"):
     return out
 
 
-def jvp(fun, primals=None, tangents=None, *, has_aux=False):
+def _dtype(x):
+    return x.dtype if isinstance(x, (Tracer, np.ndarray, np.generic)) else np.asarray(x).dtype
+
+
+def jvp(fun, primals=None, tangents=None, *, has_aux=False, compile="auto"):
     """Forward mode: ``(fun(*primals), J @ tangents)``, JAX's signature.
 
     ``primals`` and ``tangents`` are tuples (one entry per positional argument) of the same
     pytree structure, shapes and float dtypes. Called with only ``fun``, returns
     ``f_jvp(primals, tangents)``. With ``has_aux=True`` returns ``(out, t_out, aux)``.
+    ``compile`` as for `value_and_grad`; the cache belongs to ``fun``, so repeated
+    ``jvp(f, ...)`` calls reuse it.
 
     >>> import numpy as np
     >>> jvp(np.sin, (np.array([0.0, 1.0]),), (np.array([1.0, 1.0]),))
     (array([0.        , 0.84147098]), array([1.        , 0.54030231]))
     """
     if primals is None:
-        return functools.partial(jvp, fun, has_aux=has_aux)
+        return functools.partial(jvp, fun, has_aux=has_aux, compile=compile)
     fname = f"jvp({getattr(fun, '__name__', 'fun')})"
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise TypeError(f"{fname}: primals and tangents must be tuples of arguments")
     if len(primals) != len(tangents):
         raise TypeError(f"{fname}: got {len(primals)} primals and {len(tangents)} tangents")
-    cache = _cache_for(_jvp_caches, fun, has_aux)
-    if cache.fast and not _builders:
-        sig = _fast_signature(primals)
-        if sig is not None and _fast_signature(tangents) == sig:
-            hit = _replay_fast(cache, sig, tuple(primals) + tuple(tangents))
+    d = dispatcher_for(fun, ("jvp", has_aux), fname)
+    if d.fast and not tracing_active():
+        sig = fast_signature(primals)
+        if sig is not None and fast_signature(tangents) == sig:
+            hit = d.replay_fast(sig, tuple(primals) + tuple(tangents))
             if hit is not None:
                 return _jvp_result(hit[0].trace, hit[1], has_aux)
+    _check_compile(compile, fname)
     nums = tuple(range(len(primals)))
-    a = _Args(tuple(primals), {}, nums, fname)
+    a = Args(tuple(primals), {}, nums, fname)
     t_vals = _check_tangents(primals, tangents, fname)
     if len(t_vals) != len(a.dyn):
         raise TypeError(f"{fname}: every primal leaf must be a float array or float")
 
-    def build(trace):
+    def program(trace):
         mask = [True] * len(a.dyn) + [False] * len(trace.captured)
         return jvp_oplist(trace.oplist, mask)
 
-    def run(path):
-        return path.kernels[0](*[x[()] if x.ndim == 0 else x for x in a.dyn],
-                               *[t[()] if t.ndim == 0 else t for t in t_vals])
+    def make(trace):
+        nres = trace.n_out + trace.n_aux
+        return Path(trace, [tiered(program(trace), d, "jvp", compile)],
+                    nres + trace.n_out + trace.n_aux)
 
     if a.nested or any(isinstance(t, Tracer) for t in t_vals):
-        trace = _Trace(fun, a, has_aux, fname)
-        ol = build(trace)
-        # inputs: primals, captured, then tangents
-        results = inline(ol, list(a.dyn) + trace.captured + t_vals)
+        trace = Trace(fun, a, has_aux, fname)
+        results = inline(program(trace), list(a.dyn) + trace.captured + t_vals)
     else:
-        cache.stats["calls"] += 1
-        path, results = cache.lookup(a.key, run)
+        d.stats["calls"] += 1
+        inputs = a.kernel_inputs() + [t[()] if t.ndim == 0 else t for t in t_vals]
+        path, results, reason = d.lookup(a.key, inputs)
         if path is None:
-            cache.stats["traces"] += 1
-            trace = _Trace(fun, a, has_aux, fname)
-            kernel = compile_oplist(build(trace))
-            cache.stats["compiles"] += 1
-            nres = trace.n_out + trace.n_aux
-            path = _Path(trace, [kernel], nres + trace.n_out + trace.n_aux)
-            cache.add(a.key, path)
-            results = run(path)
-            sig = _fast_signature(primals)
-            if sig is not None and _fast_signature(tangents) == sig:
-                cache.add_fast(sig, a.key)
+            path = d.new_path(a, has_aux, make, reason)
+            sig = fast_signature(primals)
+            _finish_call(d, path, a, inputs, compile, sig,
+                         sig is not None and fast_signature(tangents) == sig)
+            results = path.run(inputs)
         trace = path.trace
     return _jvp_result(trace, results, has_aux)
 
 
 def _jvp_result(trace, results, has_aux):
     nres = trace.n_out + trace.n_aux
-    out, aux = _unflatten_outputs(trace, results)
+    out, aux = unflatten_outputs(trace, results)
     t_out = tree_unflatten(trace.out_tree, results[nres:nres + trace.n_out])
     return (out, t_out, aux) if has_aux else (out, t_out)
 
 
 # -- vjp --------------------------------------------------------------------------------------
-_vjp_caches = weakref.WeakKeyDictionary()
-
-
-def vjp(fun, *primals, has_aux=False):
+def vjp(fun, *primals, has_aux=False, compile="auto"):
     """Reverse mode: returns ``(fun(*primals), pullback)``; ``pullback(ct)`` gives one
     cotangent per primal (a tuple), for a cotangent ``ct`` shaped like the output.
 
     The forward pass runs once and keeps what the backward pass needs; each pullback call
     runs only the backward kernel. With ``has_aux=True`` returns ``(out, pullback, aux)``.
+    ``compile`` as for `value_and_grad`.
 
     >>> import numpy as np
     >>> out, pullback = vjp(np.multiply, np.array(2.0), np.array(3.0))
@@ -529,52 +291,47 @@ def vjp(fun, *primals, has_aux=False):
     [3.0, 2.0]
     """
     fname = f"vjp({getattr(fun, '__name__', 'fun')})"
-    cache = _cache_for(_vjp_caches, fun, has_aux)
-    if cache.fast and not has_aux and not _builders:
-        sig = _fast_signature(primals)
-        hit = _replay_fast(cache, sig, primals) if sig is not None else None
+    d = dispatcher_for(fun, ("vjp", has_aux), fname)
+    if d.fast and not has_aux and not tracing_active():
+        sig = fast_signature(primals)
+        hit = d.replay_fast(sig, primals) if sig is not None else None
         if hit is not None:     # plain positional arrays: each argument is one leaf
             path, residuals = hit
             return _vjp_result(fname, path, residuals, has_aux, tuple)
+    _check_compile(compile, fname)
     nums = tuple(range(len(primals)))
-    a = _Args(tuple(primals), {}, nums, fname)
+    a = Args(tuple(primals), {}, nums, fname)
     diff = a.diff_mask(nums)
 
-    def build(trace):
+    def program(trace):
         return vjp_oplist(trace.oplist, diff + [False] * len(trace.captured),
                           n_seeded=trace.n_out)
 
-    def run(path):
-        return path.kernels[0](*[x[()] if x.ndim == 0 else x for x in a.dyn])
+    def make(trace):
+        forward, backward = program(trace).split()
+        return Path(trace, [tiered(forward, d, "vjp forward", compile),
+                            tiered(backward, d, "vjp backward", compile)],
+                    len(forward.outvars))
 
     if a.nested:
-        trace = _Trace(fun, a, has_aux, fname)
-        prog = build(trace)
-        forward, backward = prog.split()
+        trace = Trace(fun, a, has_aux, fname)
+        forward, backward = program(trace).split()
         residuals = inline(forward, list(a.dyn) + trace.captured)
         n_res = len(forward.outvars) - trace.n_out - trace.n_aux
 
         def backward_call(cts):
             return inline(backward, residuals[len(residuals) - n_res:] + cts)
-    else:
-        cache.stats["calls"] += 1
-        path, residuals = cache.lookup(a.key, run)
-        if path is None:
-            cache.stats["traces"] += 1
-            trace = _Trace(fun, a, has_aux, fname)
-            forward, backward = build(trace).split()
-            kernels = [compile_oplist(forward), compile_oplist(backward)]
-            cache.stats["compiles"] += 2
-            path = _Path(trace, kernels, len(forward.outvars))
-            cache.add(a.key, path)
-            residuals = run(path)
-            sig = _fast_signature(primals)
-            if sig is not None and not has_aux:
-                cache.add_fast(sig, a.key)
-        return _vjp_result(fname, path, residuals, has_aux,
-                           lambda flat: a.per_argument(nums, flat))
-    return _make_pullback(fname, trace, residuals, backward_call, has_aux,
-                          lambda flat: a.per_argument(nums, flat))
+        return _make_pullback(fname, trace, residuals, backward_call, has_aux,
+                              lambda flat: a.per_argument(nums, flat))
+    d.stats["calls"] += 1
+    inputs = a.kernel_inputs()
+    path, residuals, reason = d.lookup(a.key, inputs)
+    if path is None:
+        path = d.new_path(a, has_aux, make, reason)
+        _finish_call(d, path, a, inputs, compile, fast_signature(primals), not has_aux)
+        residuals = path.run(inputs)
+    return _vjp_result(fname, path, residuals, has_aux,
+                       lambda flat: a.per_argument(nums, flat))
 
 
 def _vjp_result(fname, path, residuals, has_aux, regroup):
@@ -583,13 +340,13 @@ def _vjp_result(fname, path, residuals, has_aux, regroup):
     bwd = path.kernels[1]
 
     def backward_call(cts):
-        return bwd(*res_vals, *[c[()] if type(c) is np.ndarray and c.ndim == 0 else c
-                                for c in cts])
+        return bwd.call(*res_vals, *[c[()] if type(c) is np.ndarray and c.ndim == 0 else c
+                                     for c in cts])
     return _make_pullback(fname, trace, residuals, backward_call, has_aux, regroup)
 
 
 def _make_pullback(fname, trace, residuals, backward_call, has_aux, regroup):
-    out, aux = _unflatten_outputs(trace, residuals)
+    out, aux = unflatten_outputs(trace, residuals)
     out_avals = trace.out_avals[:trace.n_out]
 
     def pullback(ct):
@@ -613,64 +370,61 @@ def _make_pullback(fname, trace, residuals, backward_call, has_aux, regroup):
     return (out, pullback, aux) if has_aux else (out, pullback)
 
 
-def cache_info(fun):
-    """Counters of a transformed function's cache (calls, traces, compiles, guard misses)."""
-    if hasattr(fun, "cache_info"):
+def cache_info(fun, transform=None):
+    """Counters of a transformed function's cache (calls, traces, compiles, guard misses,
+    signatures, paths). For `jvp` and `vjp`, which take the function itself, pass ``fun``
+    and ``transform="jvp"`` or ``"vjp"``."""
+    if transform is None and hasattr(fun, "cache_info"):
         return fun.cache_info()
     result = {}
-    for table, name in ((_jvp_caches, "jvp"), (_vjp_caches, "vjp")):
-        try:
-            for extra, c in table.get(fun, {}).items():
-                result[name] = c.info()
-        except TypeError:
-            pass
+    for name in ((transform,) if transform else ("jvp", "vjp")):
+        for has_aux in (False, True):
+            d = dispatcher_for(fun, (name, has_aux), name)
+            if d.stats["calls"]:
+                result[name] = d.info()
     return result
 
 
 # -- jit -------------------------------------------------------------------------------------
-def jit(fun):
-    """Compile ``fun`` itself (no derivative) with the same tracing, guards and cache.
+def jit(fun=None, *, compile="auto"):
+    """Compile ``fun`` itself (no derivative) with the same tracing, guards, tiers and cache.
 
     Useful to time a function against its derivatives, and as a fast primal. Inside another
-    transform it simply traces through.
+    transform it simply traces through. ``compile="eager"`` compiles before the first call
+    returns (what a benchmark wants); ``"auto"`` starts on an interpreter.
 
     >>> import numpy as np
     >>> print(jit(lambda x: np.sum(np.exp(x)))(np.zeros(3)))
     3.0
     """
-    cache = _Cached()
+    if fun is None:
+        return functools.partial(jit, compile=compile)
     fname = f"jit({getattr(fun, '__name__', 'fun')})"
+    _check_compile(compile, fname)
+    d = dispatcher_for(fun, ("jit",), fname)
+
+    def make(trace):
+        return Path(trace, [tiered(trace.oplist, d, "jit", compile)], trace.n_out)
 
     @functools.wraps(fun)
     def jitted(*args, **kwargs):
-        if _builders:
+        if tracing_active():
             return fun(*args, **kwargs)
-        if cache.fast and not kwargs:
-            hit = _replay_fast(cache, _fast_signature(args), args)
+        if d.fast and not kwargs:
+            hit = d.replay_fast(fast_signature(args), args)
             if hit is not None:
-                return _unflatten_outputs(hit[0].trace, hit[1])[0]
-        a = _Args(args, kwargs, (), fname)
-        cache.stats["calls"] += 1
-
-        def run(path):
-            return path.kernels[0](*[x[()] if x.ndim == 0 else x for x in a.dyn])
-
-        path, results = cache.lookup(a.key, run)
+                return unflatten_outputs(hit[0].trace, hit[1])[0]
+        a = Args(args, kwargs, (), fname)
+        d.stats["calls"] += 1
+        inputs = a.kernel_inputs()
+        path, results, reason = d.lookup(a.key, inputs)
         if path is None:
-            cache.stats["traces"] += 1
-            trace = _Trace(fun, a, False, fname)
-            kernel = compile_oplist(trace.oplist)
-            cache.stats["compiles"] += 1
-            path = _Path(trace, [kernel], trace.n_out)
-            cache.add(a.key, path)
-            results = run(path)
-            sig = _fast_signature(args)
-            if sig is not None and not kwargs:
-                cache.add_fast(sig, a.key)
-        return _unflatten_outputs(path.trace, results)[0]
+            path = d.new_path(a, False, make, reason)
+            _finish_call(d, path, a, inputs, compile, fast_signature(args), not kwargs)
+            results = path.run(inputs)
+        return unflatten_outputs(path.trace, results)[0]
 
-    jitted.cache_info = cache.info
-    return jitted
+    return _mark(jitted, d)
 
 
 # -- inspection -----------------------------------------------------------------------------
@@ -689,6 +443,6 @@ def make_oplist(fun, **kwargs_unused):
     @functools.wraps(fun)
     def make(*args, **kwargs):
         fname = f"make_oplist({getattr(fun, '__name__', 'fun')})"
-        a = _Args(args, kwargs, (), fname)
-        return _Trace(fun, a, False, fname).oplist
+        a = Args(args, kwargs, (), fname)
+        return Trace(fun, a, False, fname).oplist
     return make

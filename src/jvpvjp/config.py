@@ -1,7 +1,11 @@
 """Run-time settings, read from the environment at import and changeable in code.
 
-* ``backend``: ``"numba"`` (generated, compiled kernels; the default) or ``"numpy"`` (an
-  op-list interpreter over NumPy: no compile time). Environment: ``JVPVJP_BACKEND``.
+* ``backend``: ``"auto"`` (the default: every new kernel runs at once on an interpreter
+  and is compiled in the background once its calls show it is worth it, see
+  `backend.tiers`), or one backend pinned for every kernel, built before the first call
+  returns: ``"numba"`` (generated, compiled kernels), ``"numpy"`` (the op-list
+  interpreter over NumPy), ``"tape"`` / ``"vtape"`` (the precompiled scalar / vector tape).
+  Environment: ``JVPVJP_BACKEND``.
 * ``cache_dir``: where generated kernel sources and Numba's compiled code are kept across
   processes; ``None`` disables the disk cache. Environment: ``JVPVJP_CACHE_DIR`` (empty
   disables it); default ``$XDG_CACHE_HOME/jvpvjp`` or ``~/.cache/jvpvjp``.
@@ -28,7 +32,7 @@ def _env_flag(name):
     return value.lower() not in ("0", "false", "no", "off")
 
 
-backend = os.environ.get("JVPVJP_BACKEND", "numba")
+backend = os.environ.get("JVPVJP_BACKEND", "auto") or "auto"
 numba_blas = _env_flag("JVPVJP_NUMBA_BLAS")
 cache_dir = _default_cache_dir()
 max_paths = 8
@@ -45,3 +49,21 @@ loop_rank = int(os.environ.get("JVPVJP_LOOP_RANK", 3))
 # large as keeps the linear part's largest value under this many elements (0: one at a
 # time).
 jacobian_block_elements = int(os.environ.get("JVPVJP_JACOBIAN_BLOCK_ELEMENTS", 1 << 20))
+# Tiers (backend "auto"): a kernel is compiled once its calls on the interpreters have
+# taken compile_after times its expected compile time, which is
+# compile_seconds_fixed + compile_seconds_per_op * ops (measured through Numba here).
+compile_after = float(os.environ.get("JVPVJP_COMPILE_AFTER", 0.05))
+compile_seconds_fixed = 0.3
+compile_seconds_per_op = 0.004
+# Programs longer than this are not compiled by Numba (its front end is slow on long
+# functions): they stay on a precompiled tape, or on the NumPy interpreter.
+compile_max_ops = int(os.environ.get("JVPVJP_COMPILE_MAX_OPS", 600))
+# The Numba runtime (tapes) is loaded in the background once kernels have spent this many
+# seconds on the NumPy interpreter.
+runtime_after = float(os.environ.get("JVPVJP_RUNTIME_AFTER", 0.02))
+# The vector tape is a first tier for programs whose values have at most this many elements.
+vtape_max_elements = 4096
+# Values a traced function reads from its globals and closure are checked on every call:
+# "content" (identity, and arrays compared with the values seen when tracing: an in-place
+# change is seen) or "identity" (rebinding only; cheaper for large global arrays).
+env_check = os.environ.get("JVPVJP_ENV_CHECK", "content")

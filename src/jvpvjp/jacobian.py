@@ -21,19 +21,17 @@ import functools
 
 import numpy as np
 
-from .api import (_Args, _Cached, _fast_signature, _normalize_argnums, _Path,
-                  _replay_fast, _Trace, _unflatten_outputs)
 from . import config
+from .api import _check_compile, _finish_call, _mark
 from .backend import JacobianSpec, compile_jacobian
+from .backend.tiers import Tiered
 from .batching import NotBatchable, batch_oplist
+from .dispatch import (Args, Path, Trace, dispatcher_for, fast_signature, normalize_argnums,
+                       unflatten_outputs)
 from .oplist import OpList
 from .pytree import _LEAF, tree_unflatten
-from .tracing import _builders
+from .tracing import tracing_active
 from .transforms import inline, jvp_oplist, partial_eval, vjp_oplist
-
-
-class _JacobianPath(_Path):
-    __slots__ = ("unpack",)
 
 
 def _programs(trace, diff, mode, batch=True):
@@ -152,57 +150,61 @@ def _nested(trace, a, diff, mode):
     return jacs, known
 
 
-def _jacobian_transform(fun, argnums, has_aux, mode, fname):
-    cache = _Cached()
+def _jacobian_transform(fun, argnums, has_aux, mode, fname, compile="auto"):
+    _check_compile(compile, fname)
+    nums_key = argnums if isinstance(argnums, int) else tuple(argnums)
+    d = dispatcher_for(fun, ("jacobian", mode, nums_key, has_aux), fname)
+
+    def build(a, nums, single, diff):
+        def make(trace):
+            _check_outputs(trace, fname)
+            first, second, spec = _programs(trace, diff, mode)
+            if compile == "never":
+                kernel = Tiered(lambda b: compile_jacobian(first, second, spec, "numpy"), [],
+                                f"{mode} Jacobian", d.note, pinned="numpy")
+            else:
+                kernel = Tiered(lambda b: compile_jacobian(first, second, spec, b),
+                                [first, second], f"{mode} Jacobian", d.note)
+            path = Path(trace, [kernel], trace.n_out + spec.n_known)
+            path.unpack = _unpacker(trace, a, nums, single, diff)
+            return path
+        return make
 
     @functools.wraps(fun)
     def jac_fun(*args, **kwargs):
-        if cache.fast and not kwargs and not has_aux and not _builders:
-            hit = _replay_fast(cache, _fast_signature(args), args)
+        if d.fast and not kwargs and not has_aux and not tracing_active():
+            hit = d.replay_fast(fast_signature(args), args)
             if hit is not None:
                 path, results = hit
                 return path.unpack(results[:path.trace.n_out])
-        single, nums = _normalize_argnums(argnums, len(args), fname)
-        a = _Args(args, kwargs, nums, fname)
+        single, nums = normalize_argnums(argnums, len(args), fname)
+        a = Args(args, kwargs, nums, fname)
         diff = a.diff_mask(nums)
-
-        def run(path):
-            return path.kernels[0](*[x[()] if x.ndim == 0 else x for x in a.dyn])
-
         if a.nested:
-            trace = _Trace(fun, a, has_aux, fname)
+            trace = Trace(fun, a, has_aux, fname)
             _check_outputs(trace, fname)
             jacs, known = _nested(trace, a, diff, mode)
             unpack = _unpacker(trace, a, nums, single, diff)
         else:
-            cache.stats["calls"] += 1
-            path, results = cache.lookup(a.key, run)
+            d.stats["calls"] += 1
+            inputs = a.kernel_inputs()
+            path, results, reason = d.lookup(a.key, inputs)
             if path is None:
-                cache.stats["traces"] += 1
-                trace = _Trace(fun, a, has_aux, fname)
-                _check_outputs(trace, fname)
-                first, second, spec = _programs(trace, diff, mode)
-                kernel = compile_jacobian(first, second, spec)
-                cache.stats["compiles"] += 1
-                path = _JacobianPath(trace, [kernel], trace.n_out + spec.n_known)
-                path.unpack = _unpacker(trace, a, nums, single, diff)
-                cache.add(a.key, path)
-                results = run(path)
-                sig = _fast_signature(args)
-                if sig is not None and not kwargs and not has_aux:
-                    cache.add_fast(sig, a.key)
+                path = d.new_path(a, has_aux, build(a, nums, single, diff), reason)
+                _finish_call(d, path, a, inputs, compile, fast_signature(args),
+                             not kwargs and not has_aux)
+                results = path.run(inputs)
             trace, unpack = path.trace, path.unpack
             jacs, known = results[:trace.n_out], results[trace.n_out:]
         jac = unpack(jacs)
         if has_aux:
-            return jac, _unflatten_outputs(trace, list(known))[1]
+            return jac, unflatten_outputs(trace, list(known))[1]
         return jac
 
-    jac_fun.cache_info = cache.info
-    return jac_fun
+    return _mark(jac_fun, d)
 
 
-def jacfwd(fun, argnums=0, has_aux=False):
+def jacfwd(fun, argnums=0, has_aux=False, *, compile="auto"):
     """The Jacobian of ``fun`` in forward mode: one JVP column per input element.
 
     Cheaper than `jacrev` when there are fewer inputs than outputs. Output k's Jacobian
@@ -216,10 +218,10 @@ def jacfwd(fun, argnums=0, has_aux=False):
            [ 0.90929743, -0.41614684]])
     """
     fname = f"jacfwd({getattr(fun, '__name__', 'fun')})"
-    return _jacobian_transform(fun, argnums, has_aux, "fwd", fname)
+    return _jacobian_transform(fun, argnums, has_aux, "fwd", fname, compile)
 
 
-def jacrev(fun, argnums=0, has_aux=False):
+def jacrev(fun, argnums=0, has_aux=False, *, compile="auto"):
     """The Jacobian of ``fun`` in reverse mode: one forward pass, then one VJP row per
     output element (cheaper than `jacfwd` when there are fewer outputs than inputs).
     Same arguments and layout as `jacfwd`.
@@ -229,10 +231,10 @@ def jacrev(fun, argnums=0, has_aux=False):
     array([2., 4.])
     """
     fname = f"jacrev({getattr(fun, '__name__', 'fun')})"
-    return _jacobian_transform(fun, argnums, has_aux, "rev", fname)
+    return _jacobian_transform(fun, argnums, has_aux, "rev", fname, compile)
 
 
-def hessian(fun, argnums=0, has_aux=False):
+def hessian(fun, argnums=0, has_aux=False, *, compile="auto"):
     """The Hessian of scalar ``fun``: forward over reverse, ``jacfwd(jacrev(fun))``.
 
     The reverse sweep is traced once into the forward-mode Jacobian program, which is
@@ -243,7 +245,7 @@ def hessian(fun, argnums=0, has_aux=False):
     array([[6., 2.],
            [2., 0.]])
     """
-    return jacfwd(jacrev(fun, argnums, has_aux), argnums, has_aux)
+    return jacfwd(jacrev(fun, argnums, has_aux), argnums, has_aux, compile=compile)
 
 
 def hvp(fun, primals, tangents):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import linecache
 import os
 import sys
+import threading
 
 import numpy as np
 
@@ -28,7 +29,19 @@ from .oplist import Guard, Op, OpList, Var
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__))
 
-_builders = []   # stack of active builders, innermost last
+class _TraceState(threading.local):
+    """Per-thread tracing state: each thread traces with its own stack of builders."""
+
+    def __init__(self):
+        self.builders = []   # active builders, innermost last
+
+
+_state = _TraceState()
+
+
+def tracing_active():
+    """Whether this thread is inside a trace (transforms then inline, not compile)."""
+    return bool(_state.builders)
 
 
 class TracingError(TypeError):
@@ -78,15 +91,20 @@ class Builder:
         self._captured_ids = {}   # id(outer tracer) -> index into captured
         self._scalar_consts = {}
         self.level = None
+        self._thread = None
 
     def __enter__(self):
-        self.level = len(_builders)
-        _builders.append(self)
+        builders = _state.builders
+        self.level = len(builders)
+        builders.append(self)
+        self._thread = threading.get_ident()
         return self
 
     def __exit__(self, *exc):
-        popped = _builders.pop()
-        assert popped is self
+        builders = _state.builders
+        if not builders or builders[-1] is not self:
+            raise RuntimeError("internal error: trace builders closed out of order")
+        builders.pop()
         self.level = -1   # tracers of a finished trace must not be used again
 
     # -- values -> vars -------------------------------------------------------------
@@ -176,6 +194,9 @@ def bind(prim, *args, **params):
         raise TracingError(
             "a traced value escaped the function that created it (it was stored outside "
             "the traced call and used later); pass it as an argument instead")
+    if builder._thread != threading.get_ident():
+        raise TracingError("a traced value of one thread's trace was used in another "
+                           "thread; pass arrays, not traced values, between threads")
     invars = [builder.to_var(a) for a in args]
     where = user_frame() if builder.concrete else None
     try:

@@ -16,10 +16,10 @@ import functools
 
 import numpy as np
 
-from .api import _Args, _Cached, _Path, _Trace
-from .backend import compile_oplist
+from .api import _check_compile, _mark, tiered
 from .batching import NotBatchable, batch_oplist
 from .pytree import tree_flatten, tree_unflatten
+from .dispatch import Args, Path, Trace, dispatcher_for
 from .tracing import Tracer
 from .transforms import inline
 
@@ -38,7 +38,7 @@ def _move_to_front(x, axis):
     return x if axis == 0 else np.moveaxis(x, axis, 0)
 
 
-def vmap(fun, in_axes=0, out_axes=0):
+def vmap(fun, in_axes=0, out_axes=0, *, compile="auto"):
     """Vectorise ``fun`` over an axis of its arguments (JAX's ``vmap``).
 
     ``in_axes`` gives, per positional argument (or one for all), the axis that indexes the
@@ -54,7 +54,9 @@ def vmap(fun, in_axes=0, out_axes=0):
     fname = f"vmap({getattr(fun, '__name__', 'fun')})"
     if not isinstance(out_axes, int):
         raise ValueError(f"{fname}: out_axes must be an int, got {out_axes!r}")
-    cache = _Cached()
+    _check_compile(compile, fname)
+    d = dispatcher_for(fun, ("vmap", in_axes if not isinstance(in_axes, list)
+                             else tuple(in_axes), out_axes), fname)
 
     @functools.wraps(fun)
     def batched_fun(*args, **kwargs):
@@ -97,35 +99,35 @@ def vmap(fun, in_axes=0, out_axes=0):
         for tr, cnt in zip(trees, counts):
             ex_args.append(tree_unflatten(tr, examples[k:k + cnt]))
             k += cnt
-        a = _Args(tuple(ex_args), {}, (), fname)
+        a = Args(tuple(ex_args), {}, (), fname)
         batched_dyn = [leaf_axes[i] is not None for i in a.dyn_idx]
         full_dyn = [moved[i] for i in a.dyn_idx]
         full_dyn = [x if isinstance(x, Tracer) else np.ascontiguousarray(x) for x in full_dyn]
-        key = (a.key, tuple(batched_dyn), size)
+        a.key = (a.key, tuple(batched_dyn), size)
+
+        def make(trace):
+            program = _batched(trace, batched_dyn, size, fname)
+            return Path(trace, [tiered(program, d, "vmap", compile)], trace.n_out)
+
         if a.nested or any(isinstance(x, Tracer) for x in full_dyn):
-            trace = _Trace(fun, a, False, fname)
+            trace = Trace(fun, a, False, fname)
             program = _batched(trace, batched_dyn, size, fname)
             outs = inline(program, full_dyn + trace.captured)
         else:
-            cache.stats["calls"] += 1
-            paths = cache.paths.get(key)
-            if paths:
-                path = paths[0]
-            else:
-                cache.stats["traces"] += 1
-                trace = _Trace(fun, a, False, fname)
-                path = _Path(trace, [compile_oplist(_batched(trace, batched_dyn, size,
-                                                              fname))], trace.n_out)
-                cache.stats["compiles"] += 1
-                cache.add(key, path)
-            outs = path.kernels[0](*[x[()] if x.ndim == 0 else x for x in full_dyn])
+            d.stats["calls"] += 1
+            inputs = [x[()] if x.ndim == 0 else x for x in full_dyn]
+            path, outs, reason = d.lookup(a.key, inputs)
+            if path is None:
+                path = d.new_path(a, False, make, reason)
+                if compile == "eager":
+                    path.compile_now(inputs)
+                outs = path.run(inputs)
             trace = path.trace
         outs = [np.moveaxis(o, 0, out_axes) if out_axes != 0 else o
                 for o in outs[:trace.n_out]]
         return tree_unflatten(trace.out_tree, outs)
 
-    batched_fun.cache_info = cache.info
-    return batched_fun
+    return _mark(batched_fun, d)
 
 
 def _batched(trace, batched_dyn, size, fname):

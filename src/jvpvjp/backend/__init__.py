@@ -38,22 +38,34 @@ def register_backend(name, compile_fn):
 
 @gc_paused
 def compile_oplist(ol, backend=None):
-    """Compile ``ol``; the kernel returns its outputs followed by its guard values."""
+    """Build ``ol`` on one backend; the kernel returns its outputs followed by its guard
+    values. ``backend`` defaults to ``config.backend`` ("auto" means "numba" here: tiering
+    is `tiers.Tiered`'s job). Long programs asked of "numba" go to a precompiled tape when
+    one runs them, so they never become one giant Numba function."""
     name = backend or config.backend
-    if name in ("numba", "tape"):     # the NumPy interpreter stays the unrewritten reference
+    if name == "auto":
+        name = "numba"
+    if name in ("numba", "tape", "vtape"):   # the NumPy interpreter stays the unrewritten reference
         from ..simplify import simplify
         ol = simplify(ol)
     if name == "numba" and len(ol.ops) >= config.tape_threshold:
         from . import tape
         if tape.supports(ol):      # long scalar program: interpreter loop, no compile
             name = "tape"
-    if name not in _BACKENDS and name in ("numba", "tape"):
+        elif len(ol.ops) > config.compile_max_ops:
+            from .tiers import _vector_tape
+            vt = _vector_tape()
+            if vt is not None and vt.supports(ol):
+                name = "vtape"
+    if name not in _BACKENDS and name in ("numba", "tape", "vtape"):
         from . import numba_backend, tape  # noqa: F401  (they register themselves)
+        from .tiers import _vector_tape
+        _vector_tape()
     try:
         return _BACKENDS[name](ol)
     except KeyError:
         raise ValueError(f"unknown backend {name!r}; choose one of "
-                         f"{sorted(set(_BACKENDS) | {'numba', 'tape'})}") from None
+                         f"{sorted(set(_BACKENDS) | {'auto', 'numba', 'tape', 'vtape'})}") from None
 
 
 register_backend("numpy", InterpreterKernel)
@@ -174,6 +186,8 @@ def compile_jacobian(first, second, spec, backend=None):
     """A kernel for a Jacobian: ``kernel(*known inputs of first) -> (jacobians..., known
     outputs..., guard values...)``, one ``(rows, columns)`` matrix per output."""
     name = backend or config.backend
+    if name == "auto":
+        name = "numba"
     if name == "numba":
         from . import numba_backend  # noqa: F401  (registers itself)
     fn = _JACOBIAN_BACKENDS.get(name)

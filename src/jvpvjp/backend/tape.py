@@ -11,8 +11,9 @@ same loop. Booleans are stored as 0.0 / 1.0.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
-from numba import njit
 
 # Opcodes: frequent ones first, since the dispatch is a chain of comparisons.
 _OPS = ["add", "mul", "sub", "div", "muladd", "mulsub", "neg", "sin", "cos", "exp", "log",
@@ -24,8 +25,7 @@ OPCODE = {name: i for i, name in enumerate(_OPS)}
 _IDENTITY = {"stop_gradient", "reshape", "broadcast_to", "transpose"}
 
 
-@njit(cache=True, error_model="numpy")
-def _run(code, a, b, c, out, buf):
+def _run_py(code, a, b, c, out, buf):
     for i in range(code.shape[0]):
         op = code[i]
         x = buf[a[i]]
@@ -113,6 +113,26 @@ def _run(code, a, b, c, out, buf):
         else:
             r = 1.0 if x != 0.0 else 0.0
         buf[out[i]] = r
+
+
+_loop = []
+_loop_lock = threading.Lock()
+
+
+def run_loop():
+    """The compiled interpreter loop (Numba is imported on first use, not with jvpvjp)."""
+    if not _loop:
+        with _loop_lock:
+            if not _loop:
+                from numba import njit
+                _loop.append(njit(cache=True, error_model="numpy")(_run_py))
+    return _loop[0]
+
+
+def warm_up():
+    """Load (or, once per machine, compile) the loop now, so no call waits for it."""
+    z = np.zeros(1, np.int64)
+    run_loop()(np.zeros(1, np.int32), z, z, z, z, np.zeros(1))
 
 
 class _Fusion:
@@ -225,7 +245,7 @@ class TapeKernel:
         buf[self.const_slots] = self.const_vals
         for s, x in zip(self.in_slots, args):
             buf[s] = x
-        _run(self.code, self.a, self.b, self.c, self.out, buf)
+        run_loop()(self.code, self.a, self.b, self.c, self.out, buf)
         vals = buf[self.out_slots]
         return tuple(t(v) for t, v in zip(self.out_types, vals))
 

@@ -1,0 +1,313 @@
+"""Tiers: a kernel starts on an interpreter and is compiled off the caller's thread.
+
+Design notes
+------------
+* A `Tiered` kernel has one calling convention whatever runs it (the backends' own:
+  ``kernel(*inputs) -> outputs + guard values``). Its ``call`` attribute is the current
+  implementation; moving up a tier is one attribute assignment, atomic between two calls,
+  so a call never sees half a swap and never waits for one.
+* Tier 0 is the NumPy interpreter: no Numba import, no compile, results at once. Tier 1
+  is a precompiled tape (scalar or vector), usable once the Numba runtime is loaded, which
+  happens in the background the first time interpreted calls add up. Tier 2 is the
+  generated, compiled Numba kernel. Long programs stop at tier 1: Numba's front end takes
+  seconds per hundred array ops, so they never become one giant function.
+* Promotion is a ski-rental rule: a kernel is compiled once the time its calls have spent
+  on the lower tiers reaches ``config.compile_after`` times its expected compile time. The
+  compile runs on one background worker thread; the kernel it makes is called once there
+  (Numba compiles at the first call), then swapped in. A kernel whose compiled code is
+  already in the disk cache is loaded right away, in the background too.
+* ``config.backend`` other than ``"auto"`` pins one backend and builds it synchronously;
+  `Tiered.compile_now` does the same for one kernel (``compile="eager"``).
+"""
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+
+from .. import config
+
+log = logging.getLogger("jvpvjp")
+
+TIERS = ("numpy", "tape", "vtape", "numba")
+_RANK = {"numpy": 0, "tape": 1, "vtape": 1, "numba": 2}
+
+
+# -- the background worker ------------------------------------------------------------------
+class _Worker:
+    """One daemon thread running jobs by priority (disk loads, runtime, compiles)."""
+
+    def __init__(self):
+        self._queue = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._thread = None
+        self._lock = threading.Lock()
+        self.stopping = False
+        self.busy = threading.Event()
+
+    def submit(self, priority, fn):
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="jvpvjp-compiler",
+                                                daemon=True)
+                self._thread.start()
+        self._queue.put((priority, next(self._seq), fn))
+
+    def _loop(self):
+        while not self.stopping:
+            _, _, fn = self._queue.get()
+            if self.stopping:
+                break
+            self.busy.set()
+            try:
+                fn()
+            except Exception:     # a job reports its own failure; never kill the worker
+                log.exception("jvpvjp: background job failed")
+            finally:
+                self.busy.clear()
+                self._queue.task_done()
+
+    def drain(self, timeout=None):
+        """Wait until every submitted job has run (tests and benchmarks)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def reset_after_fork(self):
+        self.__init__()
+
+
+_worker = _Worker()
+atexit.register(lambda: setattr(_worker, "stopping", True))
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_worker.reset_after_fork)
+
+
+def wait_for_compiles(timeout=None):
+    """Block until background compiles and loads submitted so far are done; returns
+    whether they finished within ``timeout`` seconds."""
+    return _worker.drain(timeout)
+
+
+# -- the Numba runtime (tier 1 needs it loaded) --------------------------------------------
+_runtime = {"state": "cold", "seconds": None}   # cold -> loading -> ready | failed
+_runtime_lock = threading.Lock()
+_interpreted = [0.0]     # seconds all kernels spent on the NumPy interpreter
+
+
+def runtime_ready():
+    return _runtime["state"] == "ready"
+
+
+def load_runtime():
+    """Import Numba and load the precompiled tapes (their machine code is cached on disk
+    after the first time on a machine). Runs on the worker, or inline when eager."""
+    with _runtime_lock:
+        if _runtime["state"] in ("ready", "failed"):
+            return _runtime["state"] == "ready"
+        _runtime["state"] = "loading"
+    t0 = time.perf_counter()
+    try:
+        from . import tape
+        tape.warm_up()
+        vt = _vector_tape()
+        if vt is not None:
+            vt.warm_up()
+    except Exception as e:      # no usable Numba: stay on the NumPy interpreter
+        _runtime["state"] = "failed"
+        log.warning("jvpvjp: the Numba runtime could not be loaded (%s: %s); running on the "
+                    "NumPy interpreter", type(e).__name__, e)
+        return False
+    _runtime["seconds"] = time.perf_counter() - t0
+    _runtime["state"] = "ready"
+    log.debug("jvpvjp: Numba runtime loaded in %.2f s", _runtime["seconds"])
+    return True
+
+
+def _request_runtime():
+    if _runtime["state"] == "cold":
+        _worker.submit(1, load_runtime)
+
+
+# -- which tiers an op list can use --------------------------------------------------------
+def tape_tier(oplists):
+    """"tape", "vtape" or None: the precompiled tape all of ``oplists`` run on."""
+    from . import tape
+    if all(tape.supports(ol) for ol in oplists):
+        return "tape"
+    vt = _vector_tape()
+    if vt is not None and all(vt.supports(ol) and _small_arrays(ol) for ol in oplists):
+        return "vtape"
+    return None
+
+
+def _vector_tape():
+    try:
+        from . import vector_tape
+    except ImportError:
+        return None
+    return vector_tape if hasattr(vector_tape, "warm_up") else None
+
+
+def _small_arrays(ol):
+    """Programs over small arrays: the vector tape's loops beat NumPy's per-call overhead
+    there, while big matrix products belong to BLAS."""
+    limit = config.vtape_max_elements
+    for op in ol.ops:
+        if op.outvar.size > limit:
+            return False
+        if op.prim.name == "matmul" and op.invars[0].size * op.invars[1].shape[-1] > 16 * limit:
+            return False
+    return True
+
+
+def _n_ops(oplists):
+    return sum(len(ol.ops) for ol in oplists)
+
+
+def expected_compile_seconds(n_ops):
+    """What a Numba compile of ``n_ops`` ops costs here (measured: about 0.4 s per 100
+    array ops through Numba's front end, plus a fixed part)."""
+    return config.compile_seconds_fixed + config.compile_seconds_per_op * n_ops
+
+
+# -- the tiered kernel ---------------------------------------------------------------------
+class Tiered:
+    """A kernel that moves up the tiers: ``kernel(*inputs)`` always works."""
+
+    __slots__ = ("call", "tier", "label", "history", "calls", "seconds", "_make", "_oplists",
+                 "_threshold", "_pending", "_example", "_note", "_done", "_target",
+                 "_lock", "__weakref__")
+
+    def __init__(self, make, oplists, label="kernel", note=None, pinned=None):
+        """``make(backend)`` builds this kernel on a backend; ``oplists`` are the op lists it
+        runs (their size and ops decide the tiers); ``note(message)`` records events;
+        ``pinned`` names one backend to use instead of ``config.backend``."""
+        self._make, self._oplists, self.label = make, list(oplists), label
+        self._note = note or (lambda msg: None)
+        self.history = []          # (tier, seconds to build, how)
+        self.calls, self.seconds = 0, 0.0
+        self._pending, self._example, self._done = False, None, threading.Event()
+        self._lock = threading.Lock()
+        self.call = self.tier = self._target = None
+        backend = pinned or config.backend
+        if backend != "auto":                        # pinned: built now, never promoted
+            self._build(backend, "pinned", synchronous=True)
+            self._target = None
+            self._done.set()
+            return
+        n_ops = _n_ops(self._oplists)
+        tape = tape_tier(self._oplists) if runtime_ready() else None
+        self._target = self._final_tier(n_ops)
+        self._threshold = config.compile_after * expected_compile_seconds(n_ops)
+        if tape is not None:
+            self._build(tape, "first call", synchronous=True)
+        else:
+            self._set("numpy", make("numpy"), 0.0, "first call")
+        if self.tier == self._target:
+            self._done.set()
+
+    def __call__(self, *args):
+        return self.call(*args)
+
+    # -- building and swapping -------------------------------------------------------------
+    def _final_tier(self, n_ops):
+        if n_ops <= config.compile_max_ops:
+            return "numba"
+        # long programs: a tape if one runs them (the tape's loop is compiled once), else
+        # the NumPy interpreter; never one giant Numba function
+        from . import tape
+        if all(tape.supports(ol) for ol in self._oplists):
+            return "tape"
+        vt = _vector_tape()
+        if vt is not None and all(vt.supports(ol) for ol in self._oplists):
+            return "vtape"
+        return "numpy"
+
+    def _set(self, tier, kernel, seconds, how):
+        self.history.append((tier, seconds, how))
+        self.tier = tier
+        if _RANK[tier] < 2 and self._target is not None:
+            self.call = self._counting(kernel, tier)
+        else:
+            self.call = getattr(kernel, "fast_call", None) or kernel
+        if tier != "numpy" or how != "first call":
+            self._note(f"{self.label}: now on {tier} ({how}"
+                       + (f", {seconds:.2f} s" if seconds else "") + ")")
+
+    def _build(self, tier, how, synchronous, example=None):
+        t0 = time.perf_counter()
+        kernel = self._make(tier)
+        if example is not None:          # Numba compiles at the first call: do it here
+            kernel(*example)
+        self._set(tier, kernel, time.perf_counter() - t0, how)
+
+    def _counting(self, kernel, tier):
+        def call(*args):
+            t0 = time.perf_counter()
+            out = kernel(*args)
+            dt = time.perf_counter() - t0
+            self.calls += 1
+            self.seconds += dt
+            if tier == "numpy":
+                _interpreted[0] += dt
+                if _interpreted[0] >= config.runtime_after:
+                    _request_runtime()
+            if not self._pending and self.seconds >= self._threshold and self.calls >= 2 \
+                    and self._target is not None and _RANK[self._target] > _RANK[tier]:
+                self._promote(args)
+            return out
+        return call
+
+    def _promote(self, example, priority=2, how=None):
+        with self._lock:
+            if self._pending:
+                return
+            self._pending = True
+        self._example = example
+        how = how or f"hot after {self.calls} calls, {self.seconds:.3f} s"
+        _worker.submit(priority, lambda: self._upgrade(how))
+
+    def _upgrade(self, how):
+        try:
+            target = self._target
+            if target in ("tape", "vtape", "numba") and not load_runtime():
+                return
+            if target == "numba" and self.tier == "numpy":
+                # the tape (if it runs this) is ready at once: use it while Numba compiles
+                tape = tape_tier(self._oplists)
+                if tape is not None:
+                    self._build(tape, "runtime loaded", synchronous=False)
+            if target is not None and _RANK[target] > _RANK[self.tier]:
+                self._build(target, f"compiled in the background; {how}", synchronous=False,
+                            example=self._example)
+        except Exception as e:
+            self._note(f"{self.label}: compiling failed ({type(e).__name__}: {e}); staying on "
+                       f"{self.tier}")
+            self._target = self.tier
+        finally:
+            self._example = None
+            self._done.set()
+
+    def load_from_disk(self, example):
+        """The compiled kernel is in the disk cache: load it now, in the background."""
+        if self._target == "numba" and self.tier != "numba":
+            self._promote(example, priority=0, how="found in the disk cache")
+
+    def compile_now(self, example):
+        """Move to the final tier before returning (``compile="eager"``)."""
+        if self._target is None or self.tier == self._target:
+            return
+        if self._pending:
+            self._done.wait()
+            return
+        self._pending = True
+        self._example = example
+        self._upgrade("compiled eagerly")
