@@ -91,7 +91,7 @@ def _value_and_grad(fun, argnums, has_aux, compile, with_value):
     fname = f"value_and_grad({getattr(fun, '__name__', 'fun')})"
     _check_compile(compile, fname)
     nums_key = argnums if isinstance(argnums, int) else tuple(argnums)
-    d = dispatcher_for(fun, ("value_and_grad", nums_key, has_aux), fname)
+    d = dispatcher_for(fun, ("value_and_grad", nums_key, has_aux, compile), fname)
     fast_grads = {}     # number of arguments -> slice or order of the gradients
     fast_ok = not has_aux
     one = isinstance(argnums, int)
@@ -229,7 +229,7 @@ def jvp(fun, primals=None, tangents=None, *, has_aux=False, compile="auto"):
         raise TypeError(f"{fname}: primals and tangents must be tuples of arguments")
     if len(primals) != len(tangents):
         raise TypeError(f"{fname}: got {len(primals)} primals and {len(tangents)} tangents")
-    d = dispatcher_for(fun, ("jvp", has_aux), fname)
+    d = dispatcher_for(fun, ("jvp", has_aux, compile), fname)
     if d.fast and not tracing_active():
         sig = fast_signature(primals)
         if sig is not None and fast_signature(tangents) == sig:
@@ -291,7 +291,7 @@ def vjp(fun, *primals, has_aux=False, compile="auto"):
     [3.0, 2.0]
     """
     fname = f"vjp({getattr(fun, '__name__', 'fun')})"
-    d = dispatcher_for(fun, ("vjp", has_aux), fname)
+    d = dispatcher_for(fun, ("vjp", has_aux, compile), fname)
     if d.fast and not has_aux and not tracing_active():
         sig = fast_signature(primals)
         hit = d.replay_fast(sig, primals) if sig is not None else None
@@ -379,7 +379,7 @@ def cache_info(fun, transform=None):
     result = {}
     for name in ((transform,) if transform else ("jvp", "vjp")):
         for has_aux in (False, True):
-            d = dispatcher_for(fun, (name, has_aux), name)
+            d = dispatcher_for(fun, (name, has_aux, "auto"), name)
             if d.stats["calls"]:
                 result[name] = d.info()
     return result
@@ -401,7 +401,7 @@ def jit(fun=None, *, compile="auto"):
         return functools.partial(jit, compile=compile)
     fname = f"jit({getattr(fun, '__name__', 'fun')})"
     _check_compile(compile, fname)
-    d = dispatcher_for(fun, ("jit",), fname)
+    d = dispatcher_for(fun, ("jit", compile), fname)
 
     def make(trace):
         return Path(trace, [tiered(trace.oplist, d, "jit", compile)], trace.n_out)

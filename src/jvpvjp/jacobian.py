@@ -153,7 +153,7 @@ def _nested(trace, a, diff, mode):
 def _jacobian_transform(fun, argnums, has_aux, mode, fname, compile="auto"):
     _check_compile(compile, fname)
     nums_key = argnums if isinstance(argnums, int) else tuple(argnums)
-    d = dispatcher_for(fun, ("jacobian", mode, nums_key, has_aux), fname)
+    d = dispatcher_for(fun, ("jacobian", mode, nums_key, has_aux, compile), fname)
 
     def build(a, nums, single, diff):
         def make(trace):

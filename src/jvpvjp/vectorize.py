@@ -56,7 +56,7 @@ def vmap(fun, in_axes=0, out_axes=0, *, compile="auto"):
         raise ValueError(f"{fname}: out_axes must be an int, got {out_axes!r}")
     _check_compile(compile, fname)
     d = dispatcher_for(fun, ("vmap", in_axes if not isinstance(in_axes, list)
-                             else tuple(in_axes), out_axes), fname)
+                             else tuple(in_axes), out_axes, compile), fname)
 
     @functools.wraps(fun)
     def batched_fun(*args, **kwargs):

@@ -1,0 +1,335 @@
+"""The call path: tiers, one cache per function, environment checks, threads, diagnostics."""
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import jvpvjp
+from jvpvjp import config, explain_cache, grad, jacfwd, jit, jvp, value_and_grad, vjp
+from jvpvjp.testing import use_backend
+
+
+@pytest.fixture
+def auto(monkeypatch):
+    """The tiered default, promoting after two calls (no waiting for hot code)."""
+    monkeypatch.setattr(config, "backend", "auto")
+    monkeypatch.setattr(config, "compile_after", 0.0)
+    yield
+    jvpvjp.wait_for_compiles(120)
+
+
+def _tiers(fn):
+    d = fn._dispatcher()
+    return [k.tier for paths in d.paths.values() for p in paths for k in p.kernels]
+
+
+def test_new_code_starts_on_the_interpreter_and_is_compiled_when_hot(auto, rng):
+    def f(x, y):
+        return np.sum(np.tanh(x) * y + np.exp(-x ** 2))
+    x, y = rng.normal(size=4), rng.normal(size=4)
+    g = value_and_grad(f, argnums=(0, 1))
+    first = g(x, y)
+    assert _tiers(g) == ["numpy"]
+    for _ in range(3):
+        g(x, y)
+    assert jvpvjp.wait_for_compiles(120)
+    assert _tiers(g) == ["numba"]
+    later = g(x, y)
+    with use_backend("numpy"):
+        ref = value_and_grad(f, argnums=(0, 1))(x, y)
+    for got in (first, later):
+        np.testing.assert_allclose(got[0], ref[0], rtol=1e-13)
+        for a, b in zip(got[1], ref[1]):
+            np.testing.assert_allclose(a, b, rtol=1e-13)
+    assert "compiled in the background" in explain_cache(g)
+
+
+def test_compile_modes_give_the_same_results(rng):
+    def f(x):
+        return np.sum(np.sin(x) * np.cos(2 * x))
+    x = rng.normal(size=5)
+    ref = grad(f, compile="never")(x)
+    eager = grad(f, compile="eager")
+    np.testing.assert_allclose(eager(x), ref, rtol=1e-13)
+    assert _tiers(eager)[-1] in ("numba", "tape")
+    with pytest.raises(ValueError, match="compile must be one of"):
+        grad(f, compile="sometimes")
+
+
+def test_jacobians_vjp_and_jit_go_through_the_tiers(auto, rng):
+    def f(x):
+        return np.tanh(x) * x[::-1]
+    x = rng.normal(size=3)
+    with use_backend("numpy"):
+        ref_j = jacfwd(f)(x)
+        ref_out, ref_pull = vjp(f, x)
+        ref_ct = ref_pull(np.ones(3))
+    jf = jacfwd(f)
+    for _ in range(4):
+        np.testing.assert_allclose(jf(x), ref_j, rtol=1e-13)
+        out, pull = vjp(f, x)
+        np.testing.assert_allclose(pull(np.ones(3))[0], ref_ct[0], rtol=1e-13)
+        np.testing.assert_allclose(jit(f)(x), ref_out, rtol=1e-13)
+    jvpvjp.wait_for_compiles(120)
+    np.testing.assert_allclose(jf(x), ref_j, rtol=1e-13)
+    out, pull = vjp(f, x)
+    np.testing.assert_allclose(pull(np.ones(3))[0], ref_ct[0], rtol=1e-13)
+
+
+# -- one cache per function ----------------------------------------------------------------
+def test_inline_grad_reuses_one_trace(rng):
+    x = rng.normal(size=3)
+
+    def step():
+        return grad(lambda w: np.sum(np.sin(w) ** 2))(x)
+
+    before = grad(lambda w: np.sum(np.sin(w) ** 2))
+    for _ in range(5):
+        step()
+    info = grad(lambda w: np.sum(np.sin(w) ** 2)).cache_info()   # another line: own code
+    assert info["traces"] == 0 and before.cache_info()["traces"] == 0
+    f = lambda w: np.sum(w ** 3)       # noqa: E731
+    for _ in range(4):
+        grad(f)(x)
+        value_and_grad(f)(x)
+    assert grad(f).cache_info()["traces"] == 1
+    assert value_and_grad(f).cache_info()["traces"] == 1
+
+
+def test_inline_lambda_in_a_loop_is_traced_once(rng):
+    x = rng.normal(size=3)
+    infos = []
+    for _ in range(4):
+        g = grad(lambda w: np.sum(np.cos(w) * w))
+        g(x)
+        infos.append(g.cache_info())
+    assert infos[-1]["traces"] == 1 and infos[-1]["calls"] == 4
+
+
+def test_closures_over_different_cells_do_not_share_a_cache(rng):
+    def make(c):
+        def f(x):
+            return np.sum(c * x ** 2)
+
+        def rebind(v):
+            nonlocal c
+            c = v
+        return f, rebind
+
+    f1, _ = make(1.0)
+    f2, rebind2 = make(1.0)
+    x = rng.normal(size=3)
+    np.testing.assert_allclose(grad(f1)(x), 2 * x)
+    np.testing.assert_allclose(grad(f2)(x), 2 * x)
+    rebind2(5.0)
+    np.testing.assert_allclose(grad(f2)(x), 10 * x)
+    np.testing.assert_allclose(grad(f1)(x), 2 * x)
+
+
+# -- the environment -----------------------------------------------------------------------
+W = np.array([1.0, 2.0])
+SCALE = 2.0
+
+
+def _uses_w(x):
+    return np.sum(W * np.sin(x))
+
+
+def _uses_helper(x):
+    return np.sum(_helper(x))
+
+
+def _helper(x):
+    return W.T[::-1] * SCALE * x
+
+
+def test_rebinding_a_global_array_retraces(rng):
+    global W
+    g = grad(_uses_w)
+    x = rng.normal(size=2)
+    old = W
+    try:
+        np.testing.assert_allclose(g(x), W * np.cos(x))
+        W = np.array([0.5, 0.25])
+        np.testing.assert_allclose(g(x), W * np.cos(x))
+        assert "global 'W'" in explain_cache(g) and "rebound" in explain_cache(g)
+    finally:
+        W = old
+
+
+def test_changing_a_global_array_in_place_is_seen(rng):
+    g = grad(_uses_helper)
+    x = rng.normal(size=2)
+    saved = W.copy()
+    try:
+        np.testing.assert_allclose(g(x), W[::-1] * SCALE)
+        W[0] = 7.0             # through a derived array (W.T[::-1]) in a helper function
+        np.testing.assert_allclose(g(x), W[::-1] * SCALE)
+        assert "changed in place" in explain_cache(g)
+    finally:
+        W[:] = saved
+
+
+def test_rebinding_a_global_number_and_a_closure_array_retraces(rng):
+    global SCALE
+    x = rng.normal(size=2)
+    g = grad(_uses_helper)
+    old = SCALE
+    try:
+        g(x)
+        SCALE = 3.0
+        np.testing.assert_allclose(g(x), W[::-1] * 3.0)
+    finally:
+        SCALE = old
+    table = np.array([1.0, -1.0])
+    h = grad(lambda v: np.sum(table * v))
+    np.testing.assert_allclose(h(x), [1.0, -1.0])
+    table *= 4.0
+    np.testing.assert_allclose(h(x), [4.0, -4.0])
+
+
+def test_arrays_in_global_containers_and_objects(rng):
+    params = {"w": np.array([1.0, 2.0])}
+
+    class Model:
+        def __init__(self):
+            self.w = np.array([3.0, 4.0])
+
+        def loss(self, x):
+            return np.sum(self.w * x) + np.sum(params["w"] * x)
+
+    m = Model()
+    g = grad(m.loss)
+    x = rng.normal(size=2)
+    np.testing.assert_allclose(g(x), [4.0, 6.0])
+    m.w = np.array([0.0, 1.0])
+    np.testing.assert_allclose(g(x), [1.0, 3.0])
+    params["w"][1] = 10.0
+    np.testing.assert_allclose(g(x), [1.0, 11.0])
+    params["w"] = np.array([0.0, 0.0])
+    np.testing.assert_allclose(g(x), [0.0, 1.0])
+
+
+def test_identity_only_mode_skips_content_checks(monkeypatch, rng):
+    monkeypatch.setattr(config, "env_check", "identity")
+    arr = np.array([1.0, 2.0])
+    g = grad(lambda v: np.sum(arr * v))
+    x = rng.normal(size=2)
+    g(x)
+    assert g._dispatcher().paths and all(
+        p.env is None or not p.env.arrays for ps in g._dispatcher().paths.values() for p in ps)
+
+
+_calls = []
+
+
+def _stateful(x):
+    _calls.append(1)            # a side effect is fine; rebinding a global while running is not
+    globals()["_COUNTER"] = globals().get("_COUNTER", 0) + 1
+    return np.sum(x * _COUNTER)
+
+
+def test_a_function_that_rebinds_its_globals_is_traced_on_every_call():
+    g = grad(_stateful)
+    x = np.array([1.0, 2.0])
+    r1, r2 = g(x), g(x)
+    assert r2[0] == r1[0] + 1       # the counter went up on each call, as plain Python does
+    assert g.cache_info()["traces"] == 2
+    assert "changes its environment" in explain_cache(g)
+
+
+# -- threads -------------------------------------------------------------------------------
+def test_threads_calling_first_and_during_compiles(auto, rng):
+    fns = [lambda x, k=k: np.sum(np.tanh(x * (k + 1)) * x) for k in range(3)]
+    gs = [value_and_grad(f) for f in fns]
+    xs = [rng.normal(size=4) for _ in range(8)]
+    with use_backend("numpy"):
+        refs = [[value_and_grad(f)(x)[1] for x in xs] for f in fns]
+    errors = []
+    barrier = threading.Barrier(4)
+
+    def work(t):
+        try:
+            barrier.wait()
+            for rep in range(30):
+                for i, g in enumerate(gs):
+                    j = (t + rep) % len(xs)
+                    np.testing.assert_allclose(g(xs[j])[1], refs[i][j], rtol=1e-12)
+        except Exception as e:        # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:2]
+    assert jvpvjp.wait_for_compiles(120)
+    for i, g in enumerate(gs):
+        np.testing.assert_allclose(g(xs[0])[1], refs[i][0], rtol=1e-12)
+
+
+def test_a_tracer_used_in_another_thread_raises():
+    leaked = {}
+    done = threading.Event()
+
+    def f(x):
+        leaked["x"] = x
+        done.wait(5)
+        return np.sum(x)
+
+    errors = []
+
+    def other():
+        while "x" not in leaked:
+            pass
+        try:
+            np.sin(leaked["x"])
+        except jvpvjp.TracingError as e:
+            errors.append(e)
+        finally:
+            done.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    grad(f)(np.ones(2))
+    t.join()
+    assert errors and "another thread" in str(errors[0])
+
+
+# -- diagnostics and start-up ----------------------------------------------------------------
+def test_explain_cache_and_debug_logging(caplog, rng):
+    def f(x):
+        if np.sum(x) > 0:
+            return np.sum(x ** 2)
+        return np.sum(-x)
+    g = grad(f)
+    with caplog.at_level(logging.DEBUG, logger="jvpvjp"):
+        g(np.ones(2))
+        g(-np.ones(2))
+        g(np.ones(3))
+    text = explain_cache(g)
+    assert "first call" in text and "guard flipped" in text and "new argument signature" in text
+    assert any("traced" in r.getMessage() for r in caplog.records)
+    with pytest.raises(TypeError, match="explain_cache takes"):
+        explain_cache(lambda x: x)
+
+
+def test_first_gradient_in_a_fresh_process_does_not_wait_for_numba(tmp_path):
+    script = textwrap.dedent("""
+        import sys, numpy as np, jvpvjp
+        g = jvpvjp.grad(lambda x: np.sum(np.sin(x) * x ** 2))(np.arange(3.0))
+        print(np.allclose(g, np.cos(np.arange(3.0)) * np.arange(3.0) ** 2
+                          + 2 * np.sin(np.arange(3.0)) * np.arange(3.0)))
+        print("numba" in sys.modules)
+    """)
+    env = dict(os.environ, JVPVJP_CACHE_DIR=str(tmp_path))
+    env.pop("JVPVJP_BACKEND", None)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["True", "False"]
