@@ -119,6 +119,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller grid")
     args = p.parse_args()
+    # steady-state figures: kernels compiled before their first call returns
+    jvpvjp.config.backend = os.environ.get("JVPVJP_BACKEND") or "numba"
     sizes = [1, 10, 100] if args.quick else [1, 10, 100, 400]
     print(f"numpy {np.__version__}, backend {jvpvjp.config.backend}, "
           f"threads NUMBA={os.environ.get('NUMBA_NUM_THREADS', 'default')} "

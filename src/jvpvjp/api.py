@@ -13,6 +13,7 @@ import functools
 
 import numpy as np
 
+from . import config
 from .backend import compile_oplist
 from .backend.tiers import Tiered
 from .dispatch import (Args, Path, Trace, dispatcher_for, fast_signature, normalize_argnums,
@@ -122,18 +123,26 @@ def _value_and_grad(fun, argnums, has_aux, compile, with_value):
             how = fast_grads[nargs] = slice(1, 1 + len(order)) \
                 if order == list(range(len(order))) else [1 + i for i in order]
         if type(how) is slice:
-            return tuple(results[how])
+            return results[how] if type(results) is tuple else tuple(results[how])
         return tuple([results[i] for i in how])
+
+    fast = d.fast
 
     @functools.wraps(fun)
     def value_and_grad_fun(*args, **kwargs):
-        if d.fast and not kwargs and fast_ok:
-            hit = d.replay_fast(fast_signature(args), args)
+        table = fast.get(config.backend)
+        if table is not None and not kwargs and fast_ok:
+            replay = table.get(fast_signature(args))
+            hit = replay(args) if replay is not None else None
             if hit is not None:
                 results = hit[1]
                 if one:
                     return (results[0], results[1]) if with_value else results[1]
-                g = gradients_of(results, len(args))
+                how = fast_grads.get(len(args))
+                if type(how) is slice:
+                    g = results[how] if type(results) is tuple else tuple(results[how])
+                else:
+                    g = gradients_of(results, len(args))
                 return (results[0], g) if with_value else g
         single, nums = normalize_argnums(argnums, len(args), fname)
         a = Args(args, kwargs, nums, fname)

@@ -33,6 +33,7 @@ import sysconfig
 import threading
 import time
 import types
+import weakref
 
 import numpy as np
 
@@ -221,10 +222,14 @@ def fast_signature(args):
 
     Arrays enter by shape, strides and dtype: a C-contiguous array's strides follow from
     its shape, so a non-contiguous array never matches the key of a contiguous one and no
-    flags need reading. Only a call that went through the general path registers its key
-    (`Dispatcher.add_fast`, for contiguous arrays only), so a key found here has passed
-    that path's argument checks."""
-    sig = [config.backend]
+    flags need reading. The backend is not part of it: each backend has its own fast table.
+    Only a call that went through the general path registers its key (`Dispatcher.add_fast`,
+    for contiguous arrays only), so a key found here has passed that path's argument
+    checks."""
+    types_ = tuple(map(type, args))
+    if np.ndarray not in types_:
+        return types_ if _FAST_SCALARS.issuperset(types_) else None
+    sig = []
     for x in args:
         t = type(x)
         if t is np.ndarray:
@@ -308,6 +313,12 @@ TABLE_SIZE = 1024
 def dispatcher_for(fun, transform, fname):
     """The dispatcher shared by every wrapper of ``fun`` under ``transform`` (a hashable
     tuple: the transform's name and parameters)."""
+    try:
+        d = _by_object[fun][transform]    # the same function object: no key to compute
+        if d is not None:
+            return d
+    except (KeyError, TypeError):
+        pass
     if tracing_active():      # created inside a trace: it may close over tracers
         return Dispatcher(fun, fname)
     try:
@@ -324,13 +335,21 @@ def dispatcher_for(fun, transform, fname):
                 _table.popitem(last=False)
         else:
             _table.move_to_end(key)
+    try:
+        _by_object.setdefault(fun, {})[transform] = d
+    except TypeError:      # not weak-referenceable
+        pass
     return d
+
+
+_by_object = weakref.WeakKeyDictionary()
 
 
 def clear_caches():
     """Forget every traced path in this process (the disk cache stays)."""
     with _table_lock:
         _table.clear()
+        _by_object.clear()
 
 
 # -- the environment ------------------------------------------------------------------------
@@ -558,7 +577,7 @@ class Dispatcher:
     def __init__(self, fun, fname):
         self.fun, self.fname, self.key = fun, fname, None
         self.paths = {}     # signature -> [Path], newest last
-        self.fast = {}      # fast signature of plain positional arrays -> (paths, has_0d)
+        self.fast = {}      # backend -> {fast signature of plain positional arrays: entry}
         self.stats = {"calls": 0, "traces": 0, "compiles": 0, "guard_misses": 0}
         self.events = collections.deque(maxlen=200)
         self.lock = threading.Lock()
@@ -623,28 +642,43 @@ class Dispatcher:
     def add_fast(self, sig, key, args):
         """Serve calls with fast signature ``sig`` (of ``args``) from the paths of ``key``."""
         if sig is not None and _contiguous(args):
-            has_0d = any(type(e) is tuple and e[0] == () for e in sig[1:])
-            self.fast[sig] = (self.paths[key], has_0d)
+            has_0d = any(type(x) is np.ndarray and x.ndim == 0 for x in args)
+            self.fast.setdefault(key[0], {})[sig] = self._replayer(self.paths[key], has_0d)
+
+    def _replayer(self, paths, has_0d):
+        """``replay(args) -> (path, results) or None`` for one fast signature."""
+        stats = self.stats
+        if len(paths) == 1 and not has_0d:
+            path = paths[0]
+            if not path.guards and path.env is None and not path.volatile:
+                # one path that nothing can invalidate: no loop, no checks
+                kernel, extra = path.kernels[0], path.extra
+
+                def replay_one(args):
+                    stats["calls"] += 1
+                    return path, kernel.call(*args, *extra)
+                return replay_one
+
+        def replay(call_args):
+            if has_0d:
+                call_args = [x[()] if type(x) is np.ndarray and x.ndim == 0 else x
+                             for x in call_args]
+            for path in reversed(paths):
+                if path.volatile or (path.env is not None and path.env.changed()):
+                    break
+                results = path.kernels[0].call(*call_args, *path.extra)
+                if not path.guards or path.guards_hold(results):
+                    stats["calls"] += 1
+                    path.calls += 1
+                    return path, results
+            return None
+        return replay
 
     def replay_fast(self, sig, call_args):
         """Replay a cached path for plain positional arrays: (path, results) or None."""
-        entry = self.fast.get(sig)
-        if entry is None:
-            return None
-        paths, has_0d = entry
-        if has_0d:
-            call_args = [x[()] if type(x) is np.ndarray and x.ndim == 0 else x
-                         for x in call_args]
-        self.stats["calls"] += 1
-        for path in reversed(paths):
-            if path.volatile or (path.env is not None and path.env.changed()):
-                break
-            results = path.kernels[0].call(*call_args, *path.extra)
-            if not path.guards or path.guards_hold(results):
-                path.calls += 1
-                return path, results
-        self.stats["calls"] -= 1
-        return None
+        table = self.fast.get(config.backend)
+        replay = table.get(sig) if table is not None else None
+        return None if replay is None else replay(call_args)
 
     def info(self):
         return dict(self.stats, signatures=len(self.paths),

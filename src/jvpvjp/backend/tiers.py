@@ -168,6 +168,26 @@ def _small_arrays(ol):
     return True
 
 
+def _direct(kernel):
+    """The cheapest callable with ``kernel``'s results: a compiled Numba kernel that has run
+    once is called without its Python wrapper, its scalar outputs converted back to their
+    NumPy types by a function generated for exactly those outputs."""
+    fn = getattr(kernel, "fn", None)
+    if type(kernel).__name__ != "NumbaKernel" or fn is None:
+        return kernel
+    consts = tuple(kernel.consts)
+    conv = dict(kernel._scalar_out)
+    n = len(kernel.oplist.outvars) + len(kernel.oplist.guards)
+    if not conv:
+        return fn if not consts else (lambda *a: fn(*a, *consts))
+    items = ", ".join(f"t{i}(r[{i}])" if i in conv else f"r[{i}]" for i in range(n))
+    src = (f"def call(*a):\n    r = fn(*a{', *consts' if consts else ''})\n"
+           f"    return ({items},)\n")
+    ns = {"fn": fn, "consts": consts, **{f"t{i}": t for i, t in conv.items()}}
+    exec(src, ns)
+    return ns["call"]
+
+
 def _n_ops(oplists):
     return sum(len(ol.ops) for ol in oplists)
 
@@ -231,13 +251,13 @@ class Tiered:
             return "vtape"
         return "numpy"
 
-    def _set(self, tier, kernel, seconds, how):
+    def _set(self, tier, kernel, seconds, how, ran=False):
         self.history.append((tier, seconds, how))
         self.tier = tier
         if _RANK[tier] < 2 and self._target is not None:
             self.call = self._counting(kernel, tier)
         else:
-            self.call = getattr(kernel, "fast_call", None) or kernel
+            self.call = _direct(kernel) if ran else kernel
         if tier != "numpy" or how != "first call":
             self._note(f"{self.label}: now on {tier} ({how}"
                        + (f", {seconds:.2f} s" if seconds else "") + ")")
@@ -247,7 +267,7 @@ class Tiered:
         kernel = self._make(tier)
         if example is not None:          # Numba compiles at the first call: do it here
             kernel(*example)
-        self._set(tier, kernel, time.perf_counter() - t0, how)
+        self._set(tier, kernel, time.perf_counter() - t0, how, ran=example is not None)
 
     def _counting(self, kernel, tier):
         def call(*args):
