@@ -17,3 +17,10 @@ settings.load_profile(os.environ.get("JVPVJP_HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    """Pin the Numba backend: the test is about compiled kernels, not the tiers."""
+    from jvpvjp import config
+    monkeypatch.setattr(config, "backend", "numba")

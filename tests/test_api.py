@@ -162,6 +162,7 @@ def test_jvp_and_vjp_signatures(rng):
     np.testing.assert_allclose(cx2, y, rtol=1e-12)
 
 
+@pytest.mark.usefixtures("compiled")
 def test_float32_results_stay_float32(rng):
     x = rng.normal(size=(3, 4)).astype(np.float32)
     w = rng.normal(size=4).astype(np.float32)
@@ -353,6 +354,7 @@ def test_disk_cache_serves_a_fresh_process(tmp_path):
     assert again[0] == runs[0][0]
 
 
+@pytest.mark.usefixtures("compiled")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_large_transcendentals_through_numpy_match_interpreter(dtype, rng, monkeypatch):
     from jvpvjp.testing import use_backend
@@ -388,6 +390,7 @@ def test_power_special_cases(rng):
     check_grads(lambda v, w: v ** w, (x, rng.normal(size=4)))
 
 
+@pytest.mark.usefixtures("compiled")
 def test_long_scalar_programs_run_on_the_tape(monkeypatch):
     from jvpvjp.backend import compile_oplist, tape
     monkeypatch.setattr(jvpvjp.config, "tape_threshold", 50)
@@ -410,6 +413,7 @@ def test_long_scalar_programs_run_on_the_tape(monkeypatch):
         np.testing.assert_allclose(got[1], ref[1], rtol=1e-12)
 
 
+@pytest.mark.usefixtures("compiled")
 def test_tape_fused_multiply_adds_round_like_the_separate_ops(monkeypatch):
     from jvpvjp.backend import compile_oplist, tape
     monkeypatch.setattr(jvpvjp.config, "tape_threshold", 50)
@@ -433,6 +437,7 @@ def test_tape_fused_multiply_adds_round_like_the_separate_ops(monkeypatch):
             assert np.array_equal(g, w, equal_nan=True), (x0, y0, got, want)
 
 
+@pytest.mark.usefixtures("compiled")
 def test_high_rank_broadcasting_matches_interpreter(rng):
     from jvpvjp.testing import use_backend
     a, b = rng.normal(size=(1, 4, 3, 2)), rng.normal(size=(5, 4, 1, 2))
@@ -476,6 +481,7 @@ def test_vjp_has_aux_and_nested_vjp(rng):
     np.testing.assert_allclose(grad(h)(x), expected, rtol=1e-12)
 
 
+@pytest.mark.usefixtures("compiled")
 def test_loop_nest_lowering_of_every_elementwise_primitive(rng, monkeypatch):
     """All elementwise primitives at once through the loop-nest lowering (forced for rank
     >= 1), with broadcasting, fused sums and comparisons, against the interpreter."""
@@ -503,6 +509,7 @@ def test_loop_nest_lowering_of_every_elementwise_primitive(rng, monkeypatch):
         np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.usefixtures("compiled")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fused_full_sum_keeps_dtype(dtype, rng, monkeypatch):
     monkeypatch.setattr(jvpvjp.config, "loop_rank", 1)
@@ -525,6 +532,7 @@ def test_cached_vjp_and_jvp_respect_guards():
         np.testing.assert_allclose(jvp(f, (x,), (np.ones(2),))[1], expected)
 
 
+@pytest.mark.usefixtures("compiled")
 @pytest.mark.parametrize("blas", [False, True])
 def test_matrix_products_with_and_without_scipy(blas, monkeypatch, rng):
     """Numba's @ needs SciPy; without it kernels call NumPy's matmul from object mode."""

@@ -6,6 +6,9 @@ from jvpvjp import jit, make_oplist, value_and_grad
 from jvpvjp.simplify import simplify
 from jvpvjp.testing import use_backend
 
+# the rewrites run before the compiled backends: compare those with the interpreter
+pytestmark = pytest.mark.usefixtures("compiled")
+
 
 def _matmul_shapes(ol):
     return [op.outvar.shape for op in ol.ops if op.prim.name == "matmul"]

@@ -43,8 +43,11 @@ max_paths = 8
 tape_threshold = int(os.environ.get("JVPVJP_TAPE_THRESHOLD", 1000))
 numpy_ufunc_threshold = int(os.environ.get("JVPVJP_NUMPY_UFUNC_THRESHOLD", 4096))
 # Elementwise ops on arrays of at least this rank are generated as explicit loop nests
-# (fused with their neighbours and with sums of them) instead of array expressions.
-loop_rank = int(os.environ.get("JVPVJP_LOOP_RANK", 3))
+# (fused with their neighbours and with sums of them) instead of array expressions. Numba
+# compiles every array expression as a function of its own; loop nests compile about 4x
+# faster per op (value_and_grad of an unrolled 201-op array chain: 7.2 s at rank 3, 3.0 s
+# at rank 1, fresh cache).
+loop_rank = int(os.environ.get("JVPVJP_LOOP_RANK", 1))
 # Jacobians push blocks of basis vectors through the linear part at once; a block is as
 # large as keeps the linear part's largest value under this many elements (0: one at a
 # time).
