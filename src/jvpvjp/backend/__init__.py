@@ -20,13 +20,44 @@ from ..oplist import gc_paused
 
 
 class InterpreterKernel:
+    """Runs an op list with the primitives' NumPy implementations: no compile, no Numba.
+
+    The op list is flattened once into (impl, argument slots, params) steps over one list
+    of values, so a call pays a NumPy call per op and nothing else (no tracing machinery:
+    `transforms.eval_oplist` does the same through `bind`, for inlining)."""
+
     def __init__(self, ol):
         self.oplist = ol
+        slot = {v: i for i, v in enumerate(ol.invars)}
+        self.consts = []
+        for v, c in ol.consts.items():
+            slot[v] = len(slot)
+            self.consts.append(np.asarray(c))
+        steps = []
+        for op in ol.ops:
+            ins = tuple(slot[v] for v in op.invars)
+            # arity as a code: unary and binary ops without params skip building lists
+            code = len(ins) if not op.params and len(ins) in (1, 2) else 0
+            steps.append((code, op.prim.impl, ins[0] if ins else 0,
+                          ins[1] if len(ins) > 1 else 0, ins, op.params))
+            slot[op.outvar] = len(slot)
+        self.steps = steps
+        self.results = [slot[v] for v in list(ol.outvars) + [g.var for g in ol.guards]]
+        self.n_in = len(ol.invars)
 
     def __call__(self, *args):
-        from ..transforms import eval_oplist
-        outs, guards = eval_oplist(self.oplist, args)
-        return tuple(outs) + tuple(guards)
+        env = [a if type(a) is np.ndarray else np.asarray(a) for a in args[:self.n_in]]
+        env += self.consts
+        append = env.append
+        with np.errstate(all="ignore"):
+            for code, impl, a, b, ins, params in self.steps:
+                if code == 2:
+                    append(impl(env[a], env[b]))
+                elif code == 1:
+                    append(impl(env[a]))
+                else:
+                    append(impl(*[env[i] for i in ins], **params))
+        return tuple([env[i] for i in self.results])
 
 
 _BACKENDS = {}
