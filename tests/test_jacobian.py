@@ -51,7 +51,7 @@ def jacobian_by_jvp(f, args, argnum):
     return np.stack([c.reshape(-1) for c in cols], axis=1).reshape(out_shape + x.shape)
 
 
-@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("backend", ["numba", "numpy", "vtape"])
 @pytest.mark.parametrize("n,m", [(1, 1), (3, 5), (6, 2)])
 def test_both_modes_match_the_closed_form(backend, n, m, rng, blocks):
     f, exact = bench_function(rng, n, m)
@@ -253,7 +253,7 @@ def test_every_primitive_jacobian_equals_jvp_columns(prim, case, rng, blocks):
                                            err_msg=f"{jac.__name__} argnum {argnum}")
 
 
-@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("backend", ["numba", "numpy", "vtape"])
 def test_outputs_that_are_the_seed_itself(backend, rng, blocks):
     x = rng.normal(size=3)
     with use_backend(backend):

@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 import jvpvjp
 from jvpvjp import make_oplist, value_and_grad, jvp
 from jvpvjp.primitives import REGISTRY, load_all
-from jvpvjp.testing import case_arguments, check_grads, use_backend
+from jvpvjp.testing import case_arguments, check_grads, fixed_case_arguments, use_backend
 
 load_all()
 CASES = [(prim, case) for prim in REGISTRY.values() for case in prim.tests]
@@ -33,24 +33,7 @@ def test_every_primitive_is_complete():
             assert callable(prim.vjp_rule), f"{name} has no VJP rule"
 
 
-FIXED = {1: ((2, 3),), 2: ((2, 3), (3,)), 3: ((2, 1), (2, 3), (3,))}
-
-
-def _fixed_args(case, rng, scalar=False):
-    n = len(case.domain)
-    shapes = case.shapes if case.shapes != "broadcast" else (
-        ((),) * n if scalar else FIXED[n])
-    args = []
-    for s, (lo, hi) in zip(shapes, case.domain):
-        x = rng.uniform(lo, hi, size=s)
-        if case.unique:
-            x = (lo + (hi - lo) * (rng.permutation(x.size) + 0.5) / max(x.size, 1)).reshape(s)
-        if case.avoid is not None:
-            x = np.where(np.abs(x - case.avoid) < case.gap, case.avoid + case.gap * 1.5, x)
-        args.append(np.asarray(x, np.float64))
-    if case.distinct:
-        args[1] = args[1] + np.where(np.abs(args[0] - args[1]) < case.gap, 3 * case.gap, 0.0)
-    return tuple(args)
+_fixed_args = fixed_case_arguments
 
 
 @pytest.mark.parametrize("prim,case", CASES, ids=IDS)
@@ -91,6 +74,17 @@ def _modes_on_both_backends(fn, args, tangents, backend="numba"):
 
 
 @pytest.mark.parametrize("prim,case", DIFF_CASES, ids=DIFF_IDS)
+def test_vector_tape_matches_interpreter(prim, case, rng):
+    """The vector tape tier through the transforms (traced, transformed, simplified)."""
+    from jvpvjp.backend import vector_tape
+    args = _fixed_args(case, rng)
+    if not vector_tape.supports(make_oplist(case.fn)(*args)):
+        pytest.skip("float32 values: the vector tape runs float64 and bool programs")
+    tangents = tuple(rng.standard_normal(np.shape(a)) for a in args)
+    _modes_on_both_backends(case.fn, args, tangents, "vtape")
+
+
+@pytest.mark.parametrize("prim,case", DIFF_CASES, ids=DIFF_IDS)
 def test_numba_backend_matches_interpreter(prim, case, rng):
     args = _fixed_args(case, rng)
     tangents = tuple(rng.standard_normal(np.shape(a)) for a in args)
@@ -113,7 +107,7 @@ SCALAR_CASES = [(p, c) for p, c in DIFF_CASES if c.shapes == "broadcast"]
 
 @pytest.mark.parametrize("prim,case", SCALAR_CASES,
                          ids=[f"{p.name}-{c.name}" for p, c in SCALAR_CASES])
-@pytest.mark.parametrize("backend", ["numba", "tape"])
+@pytest.mark.parametrize("backend", ["numba", "tape", "vtape"])
 def test_compiled_backends_on_scalars(prim, case, backend, rng):
     args = _fixed_args(case, rng, scalar=True)
     tangents = tuple(np.float64(rng.standard_normal()) for _ in args)
@@ -136,7 +130,7 @@ def test_non_differentiable_primitives_forward(prim, case, rng):
     args = tuple(np.round(a, 1) for a in args)     # exact ties for eq / ne
     expected = case.fn(*args)
     scalar_args = tuple(a.reshape(-1)[0] for a in args)
-    for backend in ("numpy", "numba", "tape"):
+    for backend in ("numpy", "numba", "tape", "vtape"):
         with use_backend(backend):
             if backend != "tape":
                 out, pullback = jvpvjp.vjp(lambda *a: case.fn(*a), *args)

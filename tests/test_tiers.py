@@ -33,8 +33,10 @@ def test_new_code_starts_on_the_interpreter_and_is_compiled_when_hot(auto, rng):
         return np.sum(np.tanh(x) * y + np.exp(-x ** 2))
     x, y = rng.normal(size=4), rng.normal(size=4)
     g = value_and_grad(f, argnums=(0, 1))
+    from jvpvjp.backend.tiers import runtime_ready
+    interpreter = "vtape" if runtime_ready() else "numpy"     # the tapes once Numba is loaded
     first = g(x, y)
-    assert _tiers(g) == ["numpy"]
+    assert _tiers(g) == [interpreter]
     for _ in range(3):
         g(x, y)
     assert jvpvjp.wait_for_compiles(120)

@@ -18,7 +18,7 @@ def mlp_params(rng):
             rng.normal(size=3))
 
 
-@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("backend", ["numba", "numpy", "vtape"])
 def test_equals_a_loop_over_examples(backend, rng):
     W = rng.normal(size=(3, 4))
 

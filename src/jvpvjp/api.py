@@ -14,7 +14,7 @@ import functools
 import numpy as np
 
 from . import config
-from .backend import compile_oplist
+from .backend import compile_oplist, oplist_on_disk
 from .backend.tiers import Tiered
 from .dispatch import (Args, Path, Trace, dispatcher_for, fast_signature, normalize_argnums,
                        unflatten_outputs)
@@ -37,7 +37,8 @@ def tiered(ol, dispatcher, label, compile="auto"):
     if compile == "never":
         return Tiered(lambda backend: compile_oplist(ol, "numpy"), [], label,
                       dispatcher.note, pinned="numpy")
-    return Tiered(lambda backend: compile_oplist(ol, backend), [ol], label, dispatcher.note)
+    return Tiered(lambda backend: compile_oplist(ol, backend), [ol], label, dispatcher.note,
+                  on_disk=lambda: oplist_on_disk(ol))
 
 
 def _finish_call(d, path, a, inputs, compile, sig, fast_ok):

@@ -17,7 +17,7 @@ from .pytree import tree_flatten, tree_unflatten
 
 @contextlib.contextmanager
 def use_backend(name):
-    """Temporarily run transforms on backend ``name`` ("numba" or "numpy")."""
+    """Temporarily run transforms on backend ``name`` ("numba", "numpy", "tape", "vtape")."""
     old = config.backend
     config.backend = name
     try:
@@ -169,3 +169,27 @@ def case_arguments(case, shapes=None):
     if case.distinct:
         args = args.filter(lambda a: bool(np.all(np.abs(a[0] - a[1]) >= case.gap)))
     return args
+
+
+FIXED_SHAPES = {1: ((2, 3),), 2: ((2, 3), (3,)), 3: ((2, 1), (2, 3), (3,))}
+
+
+def fixed_case_arguments(case, rng, shapes=None, scalar=False):
+    """Argument arrays for a registry test ``Case`` on fixed shapes (``shapes``, the case's
+    own, or broadcasting ones: `FIXED_SHAPES`, or all scalars), drawn from ``rng`` inside
+    the case's domain and away from its singular points."""
+    n = len(case.domain)
+    if shapes is None:
+        shapes = case.shapes if case.shapes != "broadcast" else (
+            ((),) * n if scalar else FIXED_SHAPES[n])
+    args = []
+    for s, (lo, hi) in zip(shapes, case.domain):
+        x = rng.uniform(lo, hi, size=s)
+        if case.unique:
+            x = (lo + (hi - lo) * (rng.permutation(x.size) + 0.5) / max(x.size, 1)).reshape(s)
+        if case.avoid is not None:
+            x = np.where(np.abs(x - case.avoid) < case.gap, case.avoid + case.gap * 1.5, x)
+        args.append(np.asarray(x, np.float64))
+    if case.distinct:
+        args[1] = args[1] + np.where(np.abs(args[0] - args[1]) < case.gap, 3 * case.gap, 0.0)
+    return tuple(args)

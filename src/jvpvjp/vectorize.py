@@ -102,7 +102,8 @@ def vmap(fun, in_axes=0, out_axes=0, *, compile="auto"):
         a = Args(tuple(ex_args), {}, (), fname)
         batched_dyn = [leaf_axes[i] is not None for i in a.dyn_idx]
         full_dyn = [moved[i] for i in a.dyn_idx]
-        full_dyn = [x if isinstance(x, Tracer) else np.ascontiguousarray(x) for x in full_dyn]
+        # (np.ascontiguousarray would turn a 0-d value into shape (1,))
+        full_dyn = [x if isinstance(x, Tracer) else np.asarray(x, order="C") for x in full_dyn]
         a.key = (a.key, tuple(batched_dyn), size)
 
         def make(trace):

@@ -102,6 +102,19 @@ def compile_oplist(ol, backend=None):
 register_backend("numpy", InterpreterKernel)
 
 
+def oplist_on_disk(ol):
+    """Whether ``compile_oplist(ol, "numba")`` would load a Numba kernel from the disk
+    cache rather than compile one (imports Numba: call it off the caller's thread)."""
+    if not config.cache_dir:
+        return False
+    from ..simplify import simplify
+    from . import numba_backend
+    ol = simplify(ol)
+    if len(ol.ops) >= config.tape_threshold:
+        return False
+    return numba_backend.on_disk(numba_backend.generate_source(ol, cache=True)[0])
+
+
 class JacobianSpec:
     """How a Jacobian kernel seeds and collects its linear part.
 

@@ -288,11 +288,17 @@ _PYTHON_EXACT = {np.dtype(np.int64), np.dtype(np.bool_)}
 
 
 def _atomic_write(path, text):
+    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never
+    a part (temporary file in the same directory + rename; concurrent writers are safe)."""
     d = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".py")
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        try:
+            os.fchmod(fd, 0o644)     # mkstemp makes 0600 files: a shared cache needs reads
+        except (AttributeError, OSError):
+            pass
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode() if isinstance(text, str) else text)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -303,33 +309,44 @@ def _atomic_write(path, text):
 
 
 def _load_from_disk(source, digest):
+    """Load the kernel of ``source`` from ``config.cache_dir/kernels/k_<digest>.py``, so that
+    Numba caches its machine code in ``kernels/__pycache__``. Raises if the directory is
+    unusable (the caller then compiles without the disk cache)."""
     directory = os.path.join(config.cache_dir, "kernels")
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"k_{digest}.py")
-    try:
-        with open(path) as f:
-            ok = f.read() == source
-    except OSError:
-        ok = False
-    if not ok:     # missing, truncated or corrupt: (re)write it
+    if _read_bytes(path) != source.encode():   # missing, truncated, garbled or foreign
+        _unlink(os.path.join(directory, f"k_{digest}.ok"))
         _atomic_write(path, source)
+    # Compiled from our own text under the file's name (Numba locates its cache, and stamps
+    # it, by that file): no import machinery, so no stale or garbled .pyc is ever read.
+    import types
     modname = f"jvpvjp_kernel_{digest}"
-    spec = importlib.util.spec_from_file_location(modname, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = types.ModuleType(modname)
+    module.__file__ = path
+    exec(compile(source, path, "exec"), module.__dict__)
     sys.modules[modname] = module
-    return module.kernel
+    fn = module.kernel
+    _guard_module(module, os.path.join(directory, f"k_{digest}.ok"))
+    _unconfirmed[id(fn)] = (fn, module, directory, digest)
+    return fn
 
 
 def _load(source, digest):
+    problem = None
     if config.cache_dir:
         try:
             return _load_from_disk(source, digest)
-        except OSError:
-            pass
+        except Warning:
+            raise
+        except Exception as e:   # OSError, or Numba's "cannot cache function ...: no locator"
+            problem = e
     src = source.replace("cache=True", "cache=False")
     namespace = {}
     exec(compile(src, f"<jvpvjp kernel {digest}>", "exec"), namespace)
+    if problem is not None:     # warned only once the program is known to load without it
+        _warn_once("unavailable", f"jvpvjp: the kernel disk cache in {config.cache_dir!r} "
+                   f"cannot be used ({_describe(problem)}); compiling without it")
     return namespace["kernel"]
 
 
@@ -341,6 +358,292 @@ def _compiled(source):
         if fn is None:
             fn = _modules[digest] = _load(source, digest)
     return fn
+
+
+# -- the disk cache: never wrong, never a crash -----------------------------------------------
+# * Numba reads its index (.nbi) and data (.nbc) files on a kernel's first call. Every Numba
+#   dispatcher of a loaded module (and the helpers it calls) has its cache guarded: an entry
+#   that fails to load (truncated, garbled) or holds code of another function or signature
+#   (a foreign file, or the index race below) is deleted and compiled again, with one
+#   RuntimeWarning per process. Only cache reading runs there, never the user's program.
+# * Numba's index update is a read-modify-write: two processes saving different overloads of
+#   one function at once can leave the index pointing at the other overload's data (wrong
+#   results). Saves are serialised across processes with a lock file next to the index.
+# * Safety net: if a freshly loaded kernel's first call fails while it has cache files, they
+#   are deleted and the module executed again; an error that persists is the program's own.
+# * A kernel whose first call succeeded with Numba's cache on writes ``k_<digest>.ok``:
+#   `on_disk` tells from it, without Numba, that loading the kernel will not compile.
+_MARKER = "jvpvjp kernel cache marker 1"
+_unconfirmed = {}     # id(kernel) -> (kernel, module, kernels directory, digest): not called yet
+_warned = set()
+_warn_lock = threading.Lock()
+
+
+def on_disk(source):
+    """Whether the machine code of the kernel generated as ``source`` is in the disk cache
+    (loading it then takes milliseconds, not a compile). Cheap: reads two small files."""
+    if not config.cache_dir:
+        return False
+    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+    directory = os.path.join(config.cache_dir, "kernels")
+    try:
+        with open(os.path.join(directory, f"k_{digest}.ok"), "rb") as f:
+            lines = f.read(65536).decode().splitlines()
+        if len(lines) < 3 or lines[0] != _MARKER or lines[1] != digest:
+            return False
+        if _read_bytes(os.path.join(directory, f"k_{digest}.py")) != source.encode():
+            return False
+        return all(os.path.isfile(os.path.join(directory, name)) for name in lines[2:])
+    except (OSError, ValueError):
+        return False
+
+
+def _read_bytes(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _unlink(path):
+    """Delete a file; whether it is gone."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
+
+
+def _describe(error):
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _warn_once(key, message):
+    """One RuntimeWarning per process and kind of problem, shown at the user's call."""
+    with _warn_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    import numba
+    inside = (os.path.dirname(numba.__file__), os.path.dirname(os.path.dirname(__file__)))
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, RuntimeWarning, stacklevel=level if frame is not None else 2)
+
+
+def _cache_base(disp):
+    """Path prefix of a dispatcher's Numba cache files (``<base>.nbi``, ``<base>.<n>.nbc``),
+    or None if it has no disk cache (or this Numba lays caches out differently)."""
+    from numba.core.caching import Cache
+    cache = getattr(disp, "_cache", None)
+    if not isinstance(cache, Cache):
+        return None
+    try:
+        return os.path.join(cache.cache_path, cache._impl.filename_base)
+    except (AttributeError, TypeError):
+        return None
+
+
+def _own_dispatchers(module):
+    from numba.core.dispatcher import Dispatcher
+    return [v for v in list(vars(module).values()) if isinstance(v, Dispatcher)
+            and getattr(v.py_func, "__module__", None) == module.__name__]
+
+
+def _guard_module(module, marker):
+    """Guard the disk caches of a kernel module's dispatchers and of the helpers it calls."""
+    from numba.core.dispatcher import Dispatcher
+    own = set(map(id, _own_dispatchers(module)))
+    for v in list(vars(module).values()):
+        if isinstance(v, Dispatcher):
+            _guard_dispatcher(v, marker if id(v) in own else None)
+
+
+def _guard_dispatcher(disp, marker):
+    cache = getattr(disp, "_cache", None)
+    base = _cache_base(disp)
+    if base is None or getattr(cache, "_jvpvjp_guarded", False):
+        return
+    load, save = cache.load_overload, cache.save_overload
+    cache.load_overload = lambda sig, ctx: _checked_load(disp, load, base, marker, sig, ctx)
+    cache.save_overload = lambda sig, data: _locked_save(save, base, sig, data)
+    cache._jvpvjp_guarded = True
+
+
+def _checked_load(disp, load, base, marker, sig, target_context):
+    """Numba's cache lookup, with an entry that cannot be right deleted (a miss instead)."""
+    try:
+        cres = load(sig, target_context)
+    except Warning:
+        raise
+    except Exception as e:     # pickle errors, EOFError, ValueError, ...: the files are bad
+        problem = _describe(e)
+    else:
+        if cres is None or _entry_matches(disp, sig, cres):
+            return cres
+        problem = "it holds code compiled for another function or signature"
+    _remove_entry(base, marker)
+    _warn_once("corrupt", f"jvpvjp: removed a corrupt entry from the kernel disk cache "
+               f"({base}.nbi: {problem}); compiling it again")
+    return None
+
+
+def _entry_matches(disp, sig, cres):
+    """Whether a loaded compile result is this function's, for this signature (Numba files
+    overloads under the signature but never checks what it reads back)."""
+    try:
+        from numba.core import sigutils
+        args = tuple(sigutils.normalize_signature(sig)[0])
+        fndesc, fn = cres.fndesc, disp.py_func
+        return (tuple(cres.signature.args) == args and fndesc.qualname == fn.__qualname__
+                and fndesc.modname == fn.__module__)
+    except Exception:     # cannot tell: trust Numba
+        return True
+
+
+def _locked_save(save, base, sig, data):
+    """Numba's cache save, serialised across processes; a failure costs the entry only."""
+    problem = None
+    for attempt in range(2):
+        fd = _lock_file(base + ".lock")
+        try:
+            save(sig, data)
+            return
+        except Warning:
+            raise
+        except Exception as e:
+            problem = e
+        finally:
+            _unlock_file(fd)
+        if isinstance(problem, OSError):
+            break
+        _remove_entry(base, None)    # the index went bad since it was read: start afresh
+    _warn_once("unwritable", f"jvpvjp: could not save a compiled kernel to the disk cache "
+               f"({base}: {_describe(problem)}); it will be compiled again next time")
+
+
+def _remove_entry(base, marker):
+    """Delete the index and data files under ``base`` (and the kernel's marker)."""
+    import glob
+    if marker is not None:
+        _unlink(marker)
+    fd = _lock_file(base + ".lock")
+    try:
+        for p in [base + ".nbi"] + glob.glob(glob.escape(base) + ".*.nbc"):
+            _unlink(p)
+    finally:
+        _unlock_file(fd)
+
+
+def _lock_file(path, timeout=20.0):
+    """An exclusive lock on ``path`` (created): its descriptor, or None where locks are not
+    to be had (no fcntl, read-only directory, held too long by another process)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.002)
+        except OSError:
+            break
+    os.close(fd)
+    return None
+
+
+def _unlock_file(fd):
+    if fd is not None:
+        os.close(fd)     # releases the lock
+
+
+def _confirm(fn):
+    """After the first successful call of a kernel loaded with its disk cache: write the
+    marker `on_disk` reads, if Numba's cache now holds the kernel."""
+    entry = _unconfirmed.pop(id(fn), None)
+    if entry is None or entry[0] is not fn:
+        return
+    _, module, directory, digest = entry
+    try:
+        names = []
+        for disp in _own_dispatchers(module):
+            base = _cache_base(disp)
+            if base is not None and os.path.isfile(base + ".nbi"):
+                names.append(os.path.relpath(base + ".nbi", directory))
+            elif disp is fn:
+                return     # not cached (no cache, or Numba could not save it)
+        _atomic_write(os.path.join(directory, f"k_{digest}.ok"),
+                      "\n".join([_MARKER, digest] + sorted(names)) + "\n")
+    except Exception:     # the marker only saves time: never an error
+        pass
+
+
+def _forget(fn):
+    _unconfirmed.pop(id(fn), None)
+
+
+def _reload(source, fn):
+    """The first call of ``fn``, fresh from the disk cache, failed before its code ran: if
+    the kernel has cache files, delete them and execute its module again. Returns the new
+    kernel, or None if the cache cannot be to blame."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+    with _lock:
+        current = _modules.get(digest)
+        if current is not None and current is not fn and id(fn) not in _unconfirmed:
+            return current       # another thread reloaded it already
+        entry = _unconfirmed.pop(id(fn), None)
+        if entry is None or entry[0] is not fn:
+            return None
+        overloads = getattr(fn, "overloads", None)
+        if overloads:            # it compiled (or loaded) and ran: the error is the program's
+            return None
+        _, module, directory, _ = entry
+        import glob
+        caches = {os.path.dirname(b) for b in map(_cache_base, _own_dispatchers(module))
+                  if b is not None} | {os.path.join(directory, "__pycache__")}
+        files = {p for c in caches for p in glob.glob(os.path.join(glob.escape(c),
+                                                                   f"k_{digest}.*"))
+                 if not p.endswith(".lock")}
+        if not files:
+            return None
+        _unlink(os.path.join(directory, f"k_{digest}.ok"))
+        if all(_unlink(p) for p in files):
+            new = _load(source, digest)
+        else:                    # cannot delete them: do without the disk cache
+            namespace = {}
+            exec(compile(source.replace("cache=True", "cache=False"),
+                         f"<jvpvjp kernel {digest}>", "exec"), namespace)
+            new = namespace["kernel"]
+        _modules[digest] = new
+        return new
+
+
+def _from_cache_code(error):
+    """Whether ``error`` was raised while Numba read a disk cache."""
+    from numba.core import caching
+    path = os.path.splitext(caching.__file__)[0]
+    tb = error.__traceback__
+    while tb is not None:
+        if os.path.splitext(tb.tb_frame.f_code.co_filename)[0] == path:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 class NumbaKernel:
@@ -358,8 +661,30 @@ class NumbaKernel:
     def __call__(self, *args):
         try:
             res = self.fn(*args, *self.consts)
-        except (NumbaError, ImportError) as e:   # ImportError: a library Numba needs
-            return self._fall_back(e, args)
+        except Warning:
+            raise
+        except Exception as e:
+            fn = _reload(self.source, self.fn) if _unconfirmed else None
+            if fn is None:
+                if isinstance(e, (NumbaError, ImportError)):  # ImportError: a library Numba needs
+                    return self._fall_back(e, args)
+                raise
+            self.fn = fn     # the first call of a kernel fresh from a bad disk cache: again
+            try:
+                res = fn(*args, *self.consts)
+            except Warning:
+                raise
+            except Exception as e2:
+                _forget(fn)
+                if isinstance(e2, (NumbaError, ImportError)) or _from_cache_code(e2):
+                    return self._fall_back(e2, args)
+                raise
+            _confirm(fn)
+            _warn_once("corrupt", f"jvpvjp: the kernel disk cache in {config.cache_dir!r} "
+                       f"had a corrupt entry ({_describe(e)}); removed it and compiled again")
+        else:
+            if _unconfirmed:
+                _confirm(self.fn)
         if self._scalar_out:
             res = list(res)
             for i, t in self._scalar_out:

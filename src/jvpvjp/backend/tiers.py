@@ -204,13 +204,16 @@ class Tiered:
 
     __slots__ = ("call", "tier", "label", "history", "calls", "seconds", "_make", "_oplists",
                  "_threshold", "_pending", "_example", "_note", "_done", "_target",
-                 "_lock", "__weakref__")
+                 "_lock", "_on_disk", "__weakref__")
 
-    def __init__(self, make, oplists, label="kernel", note=None, pinned=None):
+    def __init__(self, make, oplists, label="kernel", note=None, pinned=None, on_disk=None):
         """``make(backend)`` builds this kernel on a backend; ``oplists`` are the op lists it
         runs (their size and ops decide the tiers); ``note(message)`` records events;
-        ``pinned`` names one backend to use instead of ``config.backend``."""
+        ``pinned`` names one backend to use instead of ``config.backend``; ``on_disk()``
+        (run on the worker) tells whether the compiled kernel is in the disk cache, in which
+        case it is loaded after the first call instead of waiting until the kernel is hot."""
         self._make, self._oplists, self.label = make, list(oplists), label
+        self._on_disk = on_disk
         self._note = note or (lambda msg: None)
         self.history = []          # (tier, seconds to build, how)
         self.calls, self.seconds = 0, 0.0
@@ -280,22 +283,36 @@ class Tiered:
                 _interpreted[0] += dt
                 if _interpreted[0] >= config.runtime_after:
                     _request_runtime()
+            if self.calls == 1 and self._on_disk is not None and self._target == "numba" \
+                    and _disk_has_kernels():
+                self._promote(args, priority=0, how="found in the disk cache",
+                              check=self._on_disk)
             if not self._pending and self.seconds >= self._threshold and self.calls >= 2 \
                     and self._target is not None and _RANK[self._target] > _RANK[tier]:
                 self._promote(args)
             return out
         return call
 
-    def _promote(self, example, priority=2, how=None):
+    def _promote(self, example, priority=2, how=None, check=None):
         with self._lock:
             if self._pending:
                 return
             self._pending = True
         self._example = example
         how = how or f"hot after {self.calls} calls, {self.seconds:.3f} s"
-        _worker.submit(priority, lambda: self._upgrade(how))
+        _worker.submit(priority, lambda: self._upgrade(how, check))
 
-    def _upgrade(self, how):
+    def _upgrade(self, how, check=None):
+        if check is not None:             # only if the disk cache holds it
+            try:
+                found = check()
+            except Exception:
+                found = False
+            if not found:
+                with self._lock:
+                    self._example = None
+                    self._pending = False      # promoted again when hot
+                return
         try:
             target = self._target
             if target in ("tape", "vtape", "numba") and not load_runtime():
@@ -325,9 +342,28 @@ class Tiered:
         """Move to the final tier before returning (``compile="eager"``)."""
         if self._target is None or self.tier == self._target:
             return
-        if self._pending:
-            self._done.wait()
-            return
-        self._pending = True
+        while True:                   # a job in flight: wait for it, unless it gives up
+            with self._lock:
+                if not self._pending:
+                    self._pending = True
+                    break
+            if self._done.wait(0.005):
+                return
         self._example = example
         self._upgrade("compiled eagerly")
+
+
+_disk_state = []
+
+
+def _disk_has_kernels():
+    """Whether the kernel disk cache holds any compiled kernel (one directory listing per
+    process): only then is a new kernel looked up there after its first call."""
+    if not _disk_state:
+        d = os.path.join(config.cache_dir, "kernels") if config.cache_dir else None
+        try:
+            found = d is not None and any(n.endswith(".ok") for n in os.listdir(d))
+        except OSError:
+            found = False
+        _disk_state.append(found)
+    return _disk_state[0]
