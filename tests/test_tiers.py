@@ -335,3 +335,33 @@ def test_first_gradient_in_a_fresh_process_does_not_wait_for_numba(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == ["True", "False"]
+
+
+def test_a_disk_probe_that_misses_does_not_swallow_promotion(auto, monkeypatch):
+    """A new kernel asks the disk cache after its first call (in the background); calls
+    that make it hot meanwhile still get it compiled when the probe finds nothing."""
+    import time
+    from jvpvjp.backend import tiers
+    from jvpvjp.oplist import OpList
+    monkeypatch.setattr(tiers, "_disk_state", [True])
+    monkeypatch.setattr(tiers, "tape_tier", lambda oplists: None)    # numpy, then numba
+    probes, built = [], []
+
+    def probe():
+        time.sleep(0.2)       # the hot calls happen while the probe runs
+        probes.append(1)
+        return False
+
+    def make(backend):
+        built.append(backend)
+        return lambda *a: (backend,)
+
+    k = tiers.Tiered(make, [OpList([], [], [])], "probe", on_disk=probe)
+    k._target = "numba"              # pretend the op list compiles (no Numba needed)
+    monkeypatch.setattr(tiers, "load_runtime", lambda: True)
+    assert k.tier == "numpy"
+    for _ in range(4):
+        assert k() in (("numpy",), ("numba",))
+    assert jvpvjp.wait_for_compiles(30)
+    assert probes == [1] and k.tier == "numba" and k() == ("numba",)
+    assert "hot after" in k.history[-1][2]

@@ -16,8 +16,8 @@ import numpy as np
 from . import config
 from .backend import compile_oplist, oplist_on_disk
 from .backend.tiers import Tiered
-from .dispatch import (Args, Path, Trace, dispatcher_for, fast_signature, normalize_argnums,
-                       unflatten_outputs)
+from .dispatch import (Args, Path, Trace, dispatcher_for, fast_replayer, fast_signature,
+                       normalize_argnums, unflatten_outputs)
 from .primitives import elementwise as _ew
 from .pytree import tree_flatten, tree_unflatten
 from .tracing import Tracer, tracing_active
@@ -111,9 +111,12 @@ def _value_and_grad(fun, argnums, has_aux, compile, with_value):
                 raise TypeError(f"{fname}: grad requires a real floating-point output, got "
                                 f"dtype {trace.out_avals[0][1]}")
             prog = vjp_oplist(trace.oplist, diff + [False] * len(trace.captured), n_seeded=1)
-            seed = np.ones((), trace.out_avals[0][1])[()]
-            return Path(trace, [tiered(prog.oplist, d, "value_and_grad", compile)],
-                        1 + trace.n_aux + sum(diff), (seed,))
+            # the seed cotangent is always one: a constant of the program (simplify folds
+            # it away), not an argument passed on every call
+            ol = prog.oplist.copy()
+            ol.consts[ol.invars.pop()] = np.ones((), trace.out_avals[0][1])
+            return Path(trace, [tiered(ol, d, "value_and_grad", compile)],
+                        1 + trace.n_aux + sum(diff))
         return make
 
     def gradients_of(results, nargs):
@@ -133,7 +136,7 @@ def _value_and_grad(fun, argnums, has_aux, compile, with_value):
     def value_and_grad_fun(*args, **kwargs):
         table = fast.get(config.backend)
         if table is not None and not kwargs and fast_ok:
-            replay = table.get(fast_signature(args))
+            replay = fast_replayer(table, args)
             hit = replay(args) if replay is not None else None
             if hit is not None:
                 results = hit[1]
@@ -421,7 +424,7 @@ def jit(fun=None, *, compile="auto"):
         if tracing_active():
             return fun(*args, **kwargs)
         if d.fast and not kwargs:
-            hit = d.replay_fast(fast_signature(args), args)
+            hit = d.replay_args(args)
             if hit is not None:
                 return unflatten_outputs(hit[0].trace, hit[1])[0]
         a = Args(args, kwargs, (), fname)

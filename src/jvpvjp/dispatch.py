@@ -241,6 +241,29 @@ def fast_signature(args):
     return tuple(sig)
 
 
+def fast_replayer(table, args):
+    """The replayer ``table`` (one backend's fast table) holds for ``args``, or None: the
+    same lookup as ``table.get(fast_signature(args))``, cheaper for scalar arguments (whose
+    key is their types tuple, tried first)."""
+    n = len(args)          # (tuple(map(type, args)) costs more than the kernel call)
+    if n == 1:
+        types_ = (type(args[0]),)
+    elif n == 2:
+        a, b = args
+        types_ = (type(a), type(b))
+    elif n == 3:
+        a, b, c = args
+        types_ = (type(a), type(b), type(c))
+    else:
+        types_ = tuple(map(type, args))
+    replay = table.get(types_)
+    if replay is None and np.ndarray in types_:
+        sig = fast_signature(args)
+        if sig is not None:
+            replay = table.get(sig)
+    return replay
+
+
 def _contiguous(args):
     return all(x.flags.c_contiguous for x in args if type(x) is np.ndarray)
 
@@ -654,9 +677,14 @@ class Dispatcher:
                 # one path that nothing can invalidate: no loop, no checks
                 kernel, extra = path.kernels[0], path.extra
 
-                def replay_one(args):
-                    stats["calls"] += 1
-                    return path, kernel.call(*args, *extra)
+                if not extra:
+                    def replay_one(args):
+                        stats["calls"] += 1
+                        return path, kernel.call(*args)
+                else:
+                    def replay_one(args):
+                        stats["calls"] += 1
+                        return path, kernel.call(*args, *extra)
                 return replay_one
 
         def replay(call_args):
@@ -679,6 +707,12 @@ class Dispatcher:
         table = self.fast.get(config.backend)
         replay = table.get(sig) if table is not None else None
         return None if replay is None else replay(call_args)
+
+    def replay_args(self, args):
+        """`replay_fast` for ``args`` themselves (the signature computed here)."""
+        table = self.fast.get(config.backend)
+        replay = fast_replayer(table, args) if table is not None else None
+        return None if replay is None else replay(args)
 
     def info(self):
         return dict(self.stats, signatures=len(self.paths),

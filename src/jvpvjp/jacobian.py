@@ -173,7 +173,7 @@ def _jacobian_transform(fun, argnums, has_aux, mode, fname, compile="auto"):
     @functools.wraps(fun)
     def jac_fun(*args, **kwargs):
         if d.fast and not kwargs and not has_aux and not tracing_active():
-            hit = d.replay_fast(fast_signature(args), args)
+            hit = d.replay_args(args)
             if hit is not None:
                 path, results = hit
                 return path.unpack(results[:path.trace.n_out])

@@ -171,7 +171,8 @@ def _small_arrays(ol):
 def _direct(kernel):
     """The cheapest callable with ``kernel``'s results: a compiled Numba kernel that has run
     once is called without its Python wrapper, its scalar outputs converted back to their
-    NumPy types by a function generated for exactly those outputs."""
+    NumPy types by a function generated for exactly those inputs and outputs (fixed arity,
+    everything it calls bound as a local)."""
     fn = getattr(kernel, "fn", None)
     if type(kernel).__name__ != "NumbaKernel" or fn is None:
         return kernel
@@ -180,10 +181,17 @@ def _direct(kernel):
     n = len(kernel.oplist.outvars) + len(kernel.oplist.guards)
     if not conv:
         return fn if not consts else (lambda *a: fn(*a, *consts))
-    items = ", ".join(f"t{i}(r[{i}])" if i in conv else f"r[{i}]" for i in range(n))
-    src = (f"def call(*a):\n    r = fn(*a{', *consts' if consts else ''})\n"
+    params = ", ".join(f"a{i}" for i in range(len(kernel.oplist.invars)))
+    bound = ", ".join(["fn=fn"] + [f"c{i}=c{i}" for i in range(len(consts))]
+                      + [f"t{i}=t{i}" for i in conv])
+    call_args = ", ".join([params] * bool(params) + [f"c{i}" for i in range(len(consts))])
+    names = [f"r{i}" for i in range(n)]
+    items = ", ".join(f"t{i}(r{i})" if i in conv else f"r{i}" for i in range(n))
+    src = (f"def call({params + ', ' if params else ''}*, {bound}):\n"
+           f"    {', '.join(names)}, = fn({call_args})\n"
            f"    return ({items},)\n")
-    ns = {"fn": fn, "consts": consts, **{f"t{i}": t for i, t in conv.items()}}
+    ns = {"fn": fn, **{f"c{i}": c for i, c in enumerate(consts)},
+          **{f"t{i}": t for i, t in conv.items()}}
     exec(src, ns)
     return ns["call"]
 
@@ -309,10 +317,12 @@ class Tiered:
             except Exception:
                 found = False
             if not found:
-                with self._lock:
-                    self._example = None
-                    self._pending = False      # promoted again when hot
-                return
+                if not (self.calls >= 2 and self.seconds >= self._threshold):
+                    with self._lock:
+                        self._example = None
+                        self._pending = False      # promoted again when hot
+                    return
+                how = f"hot after {self.calls} calls, {self.seconds:.3f} s"   # meanwhile
         try:
             target = self._target
             if target in ("tape", "vtape", "numba") and not load_runtime():

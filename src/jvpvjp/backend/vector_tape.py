@@ -384,7 +384,7 @@ _SIZES = {}
 
 
 def _size(shape):
-    """prod(shape), memoised (Var.size goes through np.prod: microseconds a call)."""
+    """prod(shape), memoised (called for every operand while encoding)."""
     n = _SIZES.get(shape)
     if n is None:
         n = 1
