@@ -235,6 +235,8 @@ class Tiered:
             self._done.set()
             return
         n_ops = _n_ops(self._oplists)
+        if on_disk is not None:
+            _disk_has_kernels()      # the cache as this process found it, before it wrote
         tape = tape_tier(self._oplists) if runtime_ready() else None
         self._target = self._final_tier(n_ops)
         self._threshold = config.compile_after * expected_compile_seconds(n_ops)
@@ -367,8 +369,10 @@ _disk_state = []
 
 
 def _disk_has_kernels():
-    """Whether the kernel disk cache holds any compiled kernel (one directory listing per
-    process): only then is a new kernel looked up there after its first call."""
+    """Whether the kernel disk cache held any compiled kernel when this process first made
+    a tiered kernel (one directory listing per process): only then is a new kernel looked
+    up there after its first call. Kernels this process compiles are in memory anyway, and
+    a probe costs the caller's thread GIL time (it generates the kernel's source)."""
     if not _disk_state:
         d = os.path.join(config.cache_dir, "kernels") if config.cache_dir else None
         try:
