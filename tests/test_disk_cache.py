@@ -374,6 +374,8 @@ def test_tiered_kernel_uses_a_disk_hit_after_its_first_call(warm, tmp_path):
     d = copy_of(warm, tmp_path)
     out = json.loads(run("""
         from jvpvjp.backend import tiers
+        tiers.load_runtime()       # the tapes' loops: not in this cache, compiled here
+        loops = sum(sum(fn.stats.cache_misses.values()) for fn in nb._modules.values())
         g = jvpvjp.grad(f)
         h = jvpvjp.grad(lambda x: np.sum(np.cos(x) * x))     # not in the cache
         x = np.arange(3.0)
@@ -382,7 +384,8 @@ def test_tiered_kernel_uses_a_disk_hit_after_its_first_call(warm, tmp_path):
         r["later"] = g(x).tolist()
         r["explain"] = jvpvjp.explain_cache(g)
         r["explain_other"] = jvpvjp.explain_cache(h)
-        r["misses"] = sum(sum(fn.stats.cache_misses.values()) for fn in nb._modules.values())
+        r["misses"] = sum(sum(fn.stats.cache_misses.values())
+                          for fn in nb._modules.values()) - loops
         print(json.dumps(r))
     """, d, env={"JVPVJP_BACKEND": "auto"}).stdout.strip().splitlines()[-1])
     want = expected("grad1")

@@ -150,7 +150,7 @@ def test_elementwise_broadcasting(prim, case, shapes, rng):
 
 
 def test_every_registry_primitive_is_covered():
-    assert set(REGISTRY) <= vt.SUPPORTED, set(REGISTRY) - vt.SUPPORTED
+    assert set(REGISTRY) <= vt.supported(), set(REGISTRY) - vt.supported()
 
 
 # -- elementwise semantics -------------------------------------------------------------------

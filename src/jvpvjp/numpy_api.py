@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from .primitives import elementwise as ew
+from .primitives import REGISTRY, elementwise as ew
 from .primitives import linalg, reductions, shape as sh
 from .tracing import Tracer, TracingError
 
@@ -74,6 +74,13 @@ def _ufunc(ufunc, prim):
     HANDLED_UFUNCS[ufunc] = lambda *args: apply_elementwise(prim, ufunc, *args)
 
 
+# Every ufunc a primitive implements as it is (its ``numpy`` field); the handlers below
+# replace some of them (x * x becomes a square, integer powers become products, ...).
+for _p in REGISTRY.values():
+    for _u in _p.numpy:
+        _ufunc(_u, _p)
+
+
 def multiply(a, b):
     if a is b and is_traced(a):          # x * x: one square, whose derivative is one op
         return apply_elementwise(ew.square, np.square, a)
@@ -81,23 +88,6 @@ def multiply(a, b):
 
 
 HANDLED_UFUNCS[np.multiply] = multiply
-
-for _u, _p in [(np.add, ew.add), (np.subtract, ew.sub),
-               (np.true_divide, ew.div),
-               (np.arctan2, ew.arctan2), (np.maximum, ew.maximum), (np.minimum, ew.minimum),
-               (np.fmax, ew.maximum), (np.fmin, ew.minimum),
-               (np.negative, ew.neg), (np.exp, ew.exp), (np.log, ew.log),
-               (np.log1p, ew.log1p), (np.expm1, ew.expm1), (np.sqrt, ew.sqrt),
-               (np.square, ew.square), (np.sin, ew.sin), (np.cos, ew.cos), (np.tan, ew.tan),
-               (np.arcsin, ew.arcsin), (np.arccos, ew.arccos), (np.arctan, ew.arctan),
-               (np.sinh, ew.sinh), (np.cosh, ew.cosh), (np.tanh, ew.tanh),
-               (np.absolute, ew.abs_), (np.fabs, ew.abs_), (np.sign, ew.sign),
-               (np.less, ew.less), (np.less_equal, ew.less_equal), (np.greater, ew.greater),
-               (np.greater_equal, ew.greater_equal), (np.equal, ew.equal),
-               (np.not_equal, ew.not_equal), (np.logical_and, ew.logical_and),
-               (np.logical_or, ew.logical_or), (np.logical_xor, ew.logical_xor),
-               (np.logical_not, ew.logical_not)]:
-    _ufunc(_u, _p)
 
 
 def _bitwise(prim, ufunc):

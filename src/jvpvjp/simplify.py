@@ -97,7 +97,7 @@ def _peephole(ol):
         ins = tuple(alias.get(v, v) for v in op.invars)
         out, name = op.outvar, op.prim.name
         new = None
-        if name in _BROADCASTING and out.size > 1 and len({v.dtype for v in ins}) == 1:
+        if op.prim.broadcasting and out.size > 1 and len({v.dtype for v in ins}) == 1:
             # (one operand dtype: Numba would type a mixed scalar operand by value rules)
             # x + broadcast(c) with c one element: x + c, a scalar operand (no array
             # broadcast), when the other operands alone give the output's shape
@@ -159,16 +159,9 @@ def _peephole(ol):
                                         ops, consts, guards))
 
 
-_COMMUTATIVE = {"add", "mul"}
-# Elementwise primitives of several operands, which broadcast them against each other.
-_BROADCASTING = {"add", "sub", "mul", "div", "pow", "arctan2", "maximum", "minimum", "lt",
-                 "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_xor",
-                 "where"}
-
-
 def _cse_key(op):
     ins = op.invars
-    if op.prim.name in _COMMUTATIVE:
+    if op.prim.commutative:
         ins = tuple(sorted(ins, key=lambda v: v.id))
     try:
         key = (op.prim, ins, tuple(sorted(op.params.items())))

@@ -36,29 +36,14 @@ from ..simplify import simplify
 from . import InterpreterKernel, register_backend, register_jacobian_backend
 from .numba_helpers import HELPERS
 
-_FUSIBLE = {"neg", "exp", "log", "log1p", "expm1", "sqrt", "square", "sin", "cos", "tan",
-            "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "abs", "sign", "add", "sub",
-            "mul", "div", "pow", "arctan2", "maximum", "minimum", "lt", "le", "gt", "ge",
-            "eq", "ne", "logical_and", "logical_or", "logical_xor", "logical_not"}
-# Transcendental ufuncs that NumPy runs several times faster than Numba's scalar loops
-# (the Numba wheels have no SVML): on large arrays they call NumPy from object mode.
-_NUMPY_UFUNCS = {"exp", "log", "log1p", "expm1", "sin", "cos", "tan", "arcsin", "arccos",
-                 "arctan", "sinh", "cosh", "tanh", "arctan2", "pow"}
-# Reductions likewise: NumPy's pairwise SIMD loops beat Numba's strictly ordered ones.
-_NUMPY_REDUCTIONS = {"reduce_sum": "np.sum", "reduce_max": "np.max", "reduce_min": "np.min",
-                     "reduce_prod": "np.prod"}
-# Ops whose Numba result may share memory with an input: copied when returned.
-_VIEWS = {"reshape", "broadcast_to", "transpose"}
-
-
 def _dtype_name(dtype):
     return "bool_" if dtype == np.bool_ else dtype.name
 
 
 def _lower_scalar_ok(op, args):
-    """Lowering valid for scalars as well as arrays (elementwise ops and where)."""
-    if op.prim.name == "where":
-        return f"({args[1]} if {args[0]} else {args[2]})"
+    """Lowering valid inside loops over elements (elementwise ops, where included)."""
+    if not op.prim.fuses:
+        return op.prim.scalar.format(*args)
     return op.prim.lower(args, op)
 
 
@@ -92,10 +77,13 @@ def _numpy_expression(op, args, expr):
     if out.dtype.kind != "f" or op.invars[0].size < config.numpy_ufunc_threshold:
         return None
     cast = f"dtype=np.{out.dtype.name}"
-    if name in _NUMPY_UFUNCS and out.ndim > 0:
+    # transcendental ufuncs that NumPy runs several times faster than Numba's scalar loops
+    # (the Numba wheels have no SVML), and reductions (NumPy's pairwise SIMD loops beat
+    # Numba's strictly ordered ones): on large arrays they call NumPy from object mode
+    if op.prim.numpy_faster and out.ndim > 0:
         return f"np.ascontiguousarray({expr}, {cast})"
-    if name in _NUMPY_REDUCTIONS:
-        call = f"{_NUMPY_REDUCTIONS[name]}({args[0]}, axis={op.params['axes']!r})"
+    if op.prim.numpy_name is not None:
+        call = f"{op.prim.numpy_name}({args[0]}, axis={op.params['axes']!r})"
         if out.ndim == 0:
             return f"np.{out.dtype.name}({call})"
         return f"np.ascontiguousarray({call}, {cast})"
@@ -227,15 +215,15 @@ def generate_source(ol, name="kernel", cache=True):
                     else a for a, v in zip(args, op.invars)]
         expr = op.prim.lower(args, op)
         layout[out] = _result_layout(op, layout)
-        elementwise = op.prim.name in _FUSIBLE
+        elementwise = op.prim.fusible
         numpy_expr = _numpy_expression(op, args, expr)
         if numpy_expr is None and elementwise and uses.get(out, 0) == 1 and \
                 out not in pinned and len(expr) < 400:
             consumer = consumers[out][0]
-            if consumer.prim.name in _FUSIBLE and id(consumer) not in to_numpy:
+            if consumer.prim.fusible and id(consumer) not in to_numpy:
                 inlined[out] = op
                 continue
-        looped = (numpy_expr is None and (elementwise or op.prim.name == "where")
+        looped = (numpy_expr is None and op.prim.kind == "elementwise"
                   and out.ndim >= config.loop_rank)
         reads = set().union(*[sources(v) for v in op.invars]) if op.invars else set()
         if looped and group and not reads & reductions and \
@@ -263,7 +251,7 @@ def generate_source(ol, name="kernel", cache=True):
         ref = names[v]
         op = producer.get(v)
         if v.shape != () and (v in ol.invars or v in ol.consts or
-                              (op is not None and op.prim.name in _VIEWS)):
+                              (op is not None and op.prim.kind == "view")):
             ref = f"np.ascontiguousarray({ref}).copy()"
         rets.append(ref)
     params = [names[v] for v in ol.invars] + [f"k{i}" for i in range(len(array_consts))]
@@ -644,6 +632,27 @@ def _from_cache_code(error):
             return True
         tb = tb.tb_next
     return False
+
+
+def precompiled(source, *example):
+    """The ``kernel`` of generated ``source`` that an interpreter calls directly (the tapes'
+    loops): loaded as kernels are (disk cache, damaged entries compiled again) and called
+    once here with ``example``, where Numba compiles it or loads its machine code."""
+    fn = _compiled(source)
+    try:
+        fn(*example)
+    except Warning:
+        raise
+    except Exception as e:
+        new = _reload(source, fn) if _unconfirmed else None
+        if new is None:
+            raise
+        fn = new
+        fn(*example)
+        _warn_once("corrupt", f"jvpvjp: the kernel disk cache in {config.cache_dir!r} "
+                   f"had a corrupt entry ({_describe(e)}); removed it and compiled again")
+    _confirm(fn)
+    return fn
 
 
 class NumbaKernel:

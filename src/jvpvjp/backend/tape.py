@@ -15,104 +15,57 @@ import threading
 
 import numpy as np
 
-# Opcodes: frequent ones first, since the dispatch is a chain of comparisons.
-_OPS = ["add", "mul", "sub", "div", "muladd", "mulsub", "neg", "sin", "cos", "exp", "log",
-        "tanh", "square", "sqrt", "pow", "copy", "tan", "arcsin", "arccos", "arctan", "sinh",
-        "cosh", "abs", "sign", "log1p", "expm1", "arctan2", "maximum", "minimum", "lt", "le",
-        "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_xor", "logical_not",
-        "where", "to_bool"]
-OPCODE = {name: i for i, name in enumerate(_OPS)}
-_IDENTITY = {"stop_gradient", "reshape", "broadcast_to", "transpose"}
+_F64 = np.dtype(np.float64)
+# The tape's own instructions; every elementwise primitive with a ``scalar`` expression
+# follows, in registry order (`opcodes`).
+_INTERNAL = {"muladd": "x + y * buf[c[i]]", "mulsub": "x - y * buf[c[i]]", "copy": "x",
+             "to_bool": "1.0 if x != 0.0 else 0.0"}
 
 
-def _run_py(code, a, b, c, out, buf):
-    for i in range(code.shape[0]):
-        op = code[i]
-        x = buf[a[i]]
-        y = buf[b[i]]
-        if op == 0:
-            r = x + y
-        elif op == 1:
-            r = x * y
-        elif op == 2:
-            r = x - y
-        elif op == 3:
-            r = x / y
-        elif op == 4:
-            r = x + y * buf[c[i]]
-        elif op == 5:
-            r = x - y * buf[c[i]]
-        elif op == 6:
-            r = -x
-        elif op == 7:
-            r = np.sin(x)
-        elif op == 8:
-            r = np.cos(x)
-        elif op == 9:
-            r = np.exp(x)
-        elif op == 10:
-            r = np.log(x)
-        elif op == 11:
-            r = np.tanh(x)
-        elif op == 12:
-            r = x * x
-        elif op == 13:
-            r = np.sqrt(x)
-        elif op == 14:
-            r = x ** y
-        elif op == 15:
-            r = x
-        elif op == 16:
-            r = np.tan(x)
-        elif op == 17:
-            r = np.arcsin(x)
-        elif op == 18:
-            r = np.arccos(x)
-        elif op == 19:
-            r = np.arctan(x)
-        elif op == 20:
-            r = np.sinh(x)
-        elif op == 21:
-            r = np.cosh(x)
-        elif op == 22:
-            r = abs(x)
-        elif op == 23:
-            r = np.sign(x)
-        elif op == 24:
-            r = np.log1p(x)
-        elif op == 25:
-            r = np.expm1(x)
-        elif op == 26:
-            r = np.arctan2(x, y)
-        elif op == 27:
-            r = max(x, y) if x == x and y == y else x + y
-        elif op == 28:
-            r = min(x, y) if x == x and y == y else x + y
-        elif op == 29:
-            r = 1.0 if x < y else 0.0
-        elif op == 30:
-            r = 1.0 if x <= y else 0.0
-        elif op == 31:
-            r = 1.0 if x > y else 0.0
-        elif op == 32:
-            r = 1.0 if x >= y else 0.0
-        elif op == 33:
-            r = 1.0 if x == y else 0.0
-        elif op == 34:
-            r = 1.0 if x != y else 0.0
-        elif op == 35:
-            r = 1.0 if (x != 0.0 and y != 0.0) else 0.0
-        elif op == 36:
-            r = 1.0 if (x != 0.0 or y != 0.0) else 0.0
-        elif op == 37:
-            r = 1.0 if ((x != 0.0) != (y != 0.0)) else 0.0
-        elif op == 38:
-            r = 1.0 if x == 0.0 else 0.0
-        elif op == 39:
-            r = y if x != 0.0 else buf[c[i]]
+def scalar_body(prim, args):
+    """The float64 expression of elementwise ``prim`` on scalar operands ``args`` (names
+    or loads), as both tapes store values: booleans as 0.0 / 1.0."""
+    expr = prim.scalar.format(*args)
+    if np.dtype(prim.abstract_eval(*[((), _F64)] * prim.nin)[1]) == np.bool_:
+        return f"1.0 if {expr} else 0.0"
+    return expr
+
+
+_opcodes = {}
+
+
+def opcodes():
+    """Name -> opcode of everything the tape runs (rebuilt when primitives are added)."""
+    from ..primitives import REGISTRY
+    if _opcodes.get("n") != len(REGISTRY):
+        names = list(_INTERNAL) + [p.name for p in REGISTRY.values()
+                                   if p.kind == "elementwise" and p.scalar is not None]
+        _opcodes.clear()
+        _opcodes.update(table={n: i for i, n in enumerate(names)}, n=len(REGISTRY))
+    return _opcodes["table"]
+
+
+def loop_source():
+    """The interpreter loop's source: one branch per opcode (Numba turns the chain into a
+    jump table), generated from the registry so that a new primitive needs no edit here."""
+    from ..primitives import REGISTRY
+    lines = ["import numpy as np", "from numba import njit", "", "",
+             "@njit(cache=True, error_model='numpy')",
+             "def kernel(code, a, b, c, out, buf):",
+             "    for i in range(code.shape[0]):",
+             "        op = code[i]",
+             "        x = buf[a[i]]",
+             "        y = buf[b[i]]"]
+    for name, k in opcodes().items():
+        if name in _INTERNAL:
+            expr = _INTERNAL[name]
         else:
-            r = 1.0 if x != 0.0 else 0.0
-        buf[out[i]] = r
+            expr = scalar_body(REGISTRY[name], ("x", "y", "buf[c[i]]"))
+        lines += [f"        {'if' if k == 0 else 'elif'} op == {k}:    # {name}",
+                  f"            r = {expr}"]
+    lines += ["        else:      # never emitted", "            r = np.nan",
+              "        buf[out[i]] = r", ""]
+    return "\n".join(lines)
 
 
 _loop = []
@@ -120,19 +73,22 @@ _loop_lock = threading.Lock()
 
 
 def run_loop():
-    """The compiled interpreter loop (Numba is imported on first use, not with jvpvjp)."""
-    if not _loop:
+    """The compiled interpreter loop (Numba is imported on first use, not with jvpvjp;
+    its machine code is in the kernel disk cache after the first time on a machine)."""
+    if not _loop or _loop[0][0] != len(opcodes()):
         with _loop_lock:
-            if not _loop:
-                from numba import njit
-                _loop.append(njit(cache=True, error_model="numpy")(_run_py))
-    return _loop[0]
+            if not _loop or _loop[0][0] != len(opcodes()):
+                from .numba_backend import precompiled
+                z = np.zeros(1, np.int64)
+                fn = precompiled(loop_source(), np.zeros(1, np.int32), z, z, z, z,
+                                 np.zeros(1))
+                _loop[:] = [(len(opcodes()), fn)]
+    return _loop[0][1]
 
 
 def warm_up():
     """Load (or, once per machine, compile) the loop now, so no call waits for it."""
-    z = np.zeros(1, np.int64)
-    run_loop()(np.zeros(1, np.int32), z, z, z, z, np.zeros(1))
+    run_loop()
 
 
 class _Fusion:
@@ -176,7 +132,7 @@ def supports(ol):
         if not ok(op.outvar):
             return False
         name = op.prim.name
-        if name in OPCODE or name in _IDENTITY:
+        if name in opcodes() or op.prim.kind == "view":
             continue
         if name == "convert" and all(ok(v) for v in op.invars):
             continue
@@ -198,6 +154,7 @@ class TapeKernel:
         zero = len(init)
         init.append(0.0)
         code, a, b, c, out = [], [], [], [], []
+        table = opcodes()
         fused = _fusable_products(ol)
         for op in ol.ops:
             if id(op) in fused.skip:
@@ -208,13 +165,13 @@ class TapeKernel:
                 other, (y, z) = product
                 slot[op.outvar] = len(init)
                 init.append(0.0)
-                code.append(OPCODE["muladd" if name == "add" else "mulsub"])
+                code.append(table["muladd" if name == "add" else "mulsub"])
                 a.append(slot[other])
                 b.append(slot[y])
                 c.append(slot[z])
                 out.append(slot[op.outvar])
                 continue
-            if name in _IDENTITY or name == "convert":
+            if op.prim.kind == "view" or name == "convert":
                 if name == "convert" and op.outvar.dtype == np.bool_ and \
                         op.invars[0].dtype != np.bool_:
                     name = "to_bool"
@@ -223,7 +180,7 @@ class TapeKernel:
             args = [slot[v] for v in op.invars] + [zero] * (3 - len(op.invars))
             slot[op.outvar] = len(init)
             init.append(0.0)
-            code.append(OPCODE[name])
+            code.append(table[name])
             a.append(args[0])
             b.append(args[1])
             c.append(args[2])
@@ -239,13 +196,19 @@ class TapeKernel:
         results = list(ol.outvars) + [g.var for g in ol.guards]
         self.out_slots = np.asarray([slot[v] for v in results], np.int64)
         self.out_types = [v.dtype.type for v in results]
+        # the loop, bound at the first call (encoding imports no Numba); opcodes are only
+        # ever appended as primitives are added, so a newer loop runs this code too
+        self._loop = None
 
     def __call__(self, *args):
         buf = np.empty(self.n_slots)
         buf[self.const_slots] = self.const_vals
         for s, x in zip(self.in_slots, args):
             buf[s] = x
-        run_loop()(self.code, self.a, self.b, self.c, self.out, buf)
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = run_loop()
+        loop(self.code, self.a, self.b, self.c, self.out, buf)
         vals = buf[self.out_slots]
         return tuple(t(v) for t, v in zip(self.out_types, vals))
 

@@ -39,30 +39,17 @@ import numpy as np
 MAX_RANK = 6
 W = 10                     # fields per instruction: op, out, n, a, sa, b, sb, c, sc, x
 
-# Opcodes (frequent first: the dispatch is a chain of comparisons).
-MUL, ADD, SUB, DIV, COPY, NEG, COPYND, RROWS, RCOLS, MATMUL = range(10)
-WHERE, SQUARE, EXP, LOG, TANH, SIN, COS, SQRT, POW, MAXIMUM = range(10, 20)
-MINIMUM, GT, LT, GE, LE, EQ, NE, GATHER, SCATTER, ABS = range(20, 30)
-SIGN, LOG1P, EXPM1, TAN, ARCSIN, ARCCOS, ARCTAN, SINH, COSH, ARCTAN2 = range(30, 40)
-LAND, LOR, LXOR, LNOT, TOBOOL = range(40, 45)
+# Opcodes: the loop's own instructions, then one per elementwise primitive (`opcodes`).
+COPY, COPYND, RROWS, RCOLS, MATMUL, GATHER, SCATTER, TOBOOL = range(8)
+_N_OWN = 8
 
 # reduction kinds (field sb of RROWS / RCOLS)
 K_SUM_PW, K_SUM, K_MAX, K_MIN, K_PROD = range(5)
 
-_BINARY = {"mul": MUL, "add": ADD, "sub": SUB, "div": DIV, "pow": POW, "arctan2": ARCTAN2,
-           "maximum": MAXIMUM, "minimum": MINIMUM}
-_COMPARE = {"gt": GT, "lt": LT, "ge": GE, "le": LE, "eq": EQ, "ne": NE,
-            "logical_and": LAND, "logical_or": LOR, "logical_xor": LXOR}
-_UNARY = {"neg": NEG, "square": SQUARE, "exp": EXP, "log": LOG, "tanh": TANH, "sin": SIN,
-          "cos": COS, "sqrt": SQRT, "abs": ABS, "sign": SIGN, "log1p": LOG1P,
-          "expm1": EXPM1, "tan": TAN, "arcsin": ARCSIN, "arccos": ARCCOS,
-          "arctan": ARCTAN, "sinh": SINH, "cosh": COSH}
+# how this backend runs the primitives that are not elementwise or views
 _REDUCE = {"reduce_sum": K_SUM, "reduce_max": K_MAX, "reduce_min": K_MIN,
            "reduce_prod": K_PROD}
-_VIEWS = {"reshape", "stop_gradient", "broadcast_to", "transpose"}
-SUPPORTED = (set(_BINARY) | set(_COMPARE) | set(_UNARY) | set(_REDUCE) | _VIEWS |
-             {"logical_not", "where", "convert", "matmul", "concatenate", "gather",
-              "scatter_add"})
+_OWN = {"convert", "matmul", "concatenate", "gather", "scatter_add"}
 
 _F64, _BOOL = np.dtype(np.float64), np.dtype(np.bool_)
 
@@ -116,25 +103,10 @@ def _run_py(code, aux, itab, buf):
         sa = code[p + 4]
         b = code[p + 5]
         sb = code[p + 6]
-        if op == 0:
-            for i in range(n):
-                buf[o + i] = buf[a + i * sa] * buf[b + i * sb]
-        elif op == 1:
-            for i in range(n):
-                buf[o + i] = buf[a + i * sa] + buf[b + i * sb]
-        elif op == 2:
-            for i in range(n):
-                buf[o + i] = buf[a + i * sa] - buf[b + i * sb]
-        elif op == 3:
-            for i in range(n):
-                buf[o + i] = buf[a + i * sa] / buf[b + i * sb]
-        elif op == 4:
+        if op == 0:               # copy
             for i in range(n):
                 buf[o + i] = buf[a + i * sa]
-        elif op == 5:
-            for i in range(n):
-                buf[o + i] = -buf[a + i * sa]
-        elif op == 6:               # strided copy: 6 dims, source and destination strides
+        elif op == 1:               # strided copy: 6 dims, source and destination strides
             x = code[p + 9]
             d0, d1, d2, d3, d4, d5 = aux[x], aux[x + 1], aux[x + 2], aux[x + 3], \
                 aux[x + 4], aux[x + 5]
@@ -159,7 +131,7 @@ def _run_py(code, aux, itab, buf):
                                 o4 = o3 + i4 * t4
                                 for i5 in range(d5):
                                     buf[o4 + i5 * t5] = buf[a4 + i5 * s5]
-        elif op == 7:               # n rows of b contiguous elements -> n values
+        elif op == 2:               # n rows of b contiguous elements -> n values
             for j in range(n):
                 r = a + j * b
                 if sb == 0:
@@ -188,7 +160,7 @@ def _run_py(code, aux, itab, buf):
                     for i in range(b):
                         s *= buf[r + i]
                     buf[o + j] = s
-        elif op == 8:               # b rows of n contiguous elements, summed down columns
+        elif op == 3:               # b rows of n contiguous elements, summed down columns
             if sb == 4:
                 for j in range(n):
                     buf[o + j] = 1.0
@@ -218,7 +190,7 @@ def _run_py(code, aux, itab, buf):
                 else:
                     for j in range(n):
                         buf[o + j] *= buf[r + j]
-        elif op == 9:               # batched op(A) @ op(B), output contiguous
+        elif op == 4:               # batched op(A) @ op(B), output contiguous
             x = code[p + 9]
             nb, mm, kk, nn = aux[x], aux[x + 1], aux[x + 2], aux[x + 3]
             sab, sai, sak = aux[x + 4], aux[x + 5], aux[x + 6]
@@ -234,150 +206,91 @@ def _run_py(code, aux, itab, buf):
                         brow = b + t * sbb + q * sbk
                         for j in range(nn):
                             buf[orow + j] += av * buf[brow + j * sbj]
-        elif op == 10:
-            c = code[p + 7]
-            sc = code[p + 8]
-            for i in range(n):
-                buf[o + i] = buf[b + i * sb] if buf[a + i * sa] != 0.0 else buf[c + i * sc]
-        elif op == 11:
-            for i in range(n):
-                v = buf[a + i * sa]
-                buf[o + i] = v * v
-        elif op == 12:
-            for i in range(n):
-                buf[o + i] = np.exp(buf[a + i * sa])
-        elif op == 13:
-            for i in range(n):
-                buf[o + i] = np.log(buf[a + i * sa])
-        elif op == 14:
-            for i in range(n):
-                buf[o + i] = np.tanh(buf[a + i * sa])
-        elif op == 15:
-            for i in range(n):
-                buf[o + i] = np.sin(buf[a + i * sa])
-        elif op == 16:
-            for i in range(n):
-                buf[o + i] = np.cos(buf[a + i * sa])
-        elif op == 17:
-            for i in range(n):
-                buf[o + i] = np.sqrt(buf[a + i * sa])
-        elif op == 18:
-            for i in range(n):
-                buf[o + i] = buf[a + i * sa] ** buf[b + i * sb]
-        elif op == 19:              # NumPy: the first if greater or NaN, else the second
-            for i in range(n):
-                u = buf[a + i * sa]
-                v = buf[b + i * sb]
-                buf[o + i] = u if (u > v or u != u) else v
-        elif op == 20:
-            for i in range(n):
-                u = buf[a + i * sa]
-                v = buf[b + i * sb]
-                buf[o + i] = u if (u < v or u != u) else v
-        elif op == 21:
-            for i in range(n):
-                buf[o + i] = 1.0 if buf[a + i * sa] > buf[b + i * sb] else 0.0
-        elif op == 22:
-            for i in range(n):
-                buf[o + i] = 1.0 if buf[a + i * sa] < buf[b + i * sb] else 0.0
-        elif op == 23:
-            for i in range(n):
-                buf[o + i] = 1.0 if buf[a + i * sa] >= buf[b + i * sb] else 0.0
-        elif op == 24:
-            for i in range(n):
-                buf[o + i] = 1.0 if buf[a + i * sa] <= buf[b + i * sb] else 0.0
-        elif op == 25:
-            for i in range(n):
-                buf[o + i] = 1.0 if buf[a + i * sa] == buf[b + i * sb] else 0.0
-        elif op == 26:
-            for i in range(n):
-                buf[o + i] = 1.0 if buf[a + i * sa] != buf[b + i * sb] else 0.0
-        elif op == 27:              # gather: n positions from itab[x:]
+        elif op == 5:               # gather: n positions from itab[x:]
             x = code[p + 9]
             for i in range(n):
                 buf[o + i] = buf[a + itab[x + i]]
-        elif op == 28:              # scatter_add: b values to positions itab[x:], n outputs
+        elif op == 6:               # scatter_add: b values to positions itab[x:], n outputs
             x = code[p + 9]
             for i in range(n):
                 buf[o + i] = 0.0
             for i in range(b):
                 buf[o + itab[x + i]] += buf[a + i]
-        elif op == 29:
-            for i in range(n):
-                buf[o + i] = abs(buf[a + i * sa])
-        elif op == 30:
-            for i in range(n):
-                v = buf[a + i * sa]
-                buf[o + i] = 1.0 if v > 0.0 else (-1.0 if v < 0.0 else (0.0 if v == 0.0 else v))
-        elif op == 31:
-            for i in range(n):
-                buf[o + i] = np.log1p(buf[a + i * sa])
-        elif op == 32:
-            for i in range(n):
-                buf[o + i] = np.expm1(buf[a + i * sa])
-        elif op == 33:
-            for i in range(n):
-                buf[o + i] = np.tan(buf[a + i * sa])
-        elif op == 34:
-            for i in range(n):
-                buf[o + i] = np.arcsin(buf[a + i * sa])
-        elif op == 35:
-            for i in range(n):
-                buf[o + i] = np.arccos(buf[a + i * sa])
-        elif op == 36:
-            for i in range(n):
-                buf[o + i] = np.arctan(buf[a + i * sa])
-        elif op == 37:
-            for i in range(n):
-                buf[o + i] = np.sinh(buf[a + i * sa])
-        elif op == 38:
-            for i in range(n):
-                buf[o + i] = np.cosh(buf[a + i * sa])
-        elif op == 39:
-            for i in range(n):
-                buf[o + i] = np.arctan2(buf[a + i * sa], buf[b + i * sb])
-        elif op == 40:
-            for i in range(n):
-                buf[o + i] = 1.0 if (buf[a + i * sa] != 0.0 and buf[b + i * sb] != 0.0) \
-                    else 0.0
-        elif op == 41:
-            for i in range(n):
-                buf[o + i] = 1.0 if (buf[a + i * sa] != 0.0 or buf[b + i * sb] != 0.0) \
-                    else 0.0
-        elif op == 42:
-            for i in range(n):
-                buf[o + i] = 1.0 if ((buf[a + i * sa] != 0.0) != (buf[b + i * sb] != 0.0)) \
-                    else 0.0
-        elif op == 43:
-            for i in range(n):
-                buf[o + i] = 1.0 if buf[a + i * sa] == 0.0 else 0.0
-        else:
+        elif op == 7:               # to_bool
             for i in range(n):
                 buf[o + i] = 1.0 if buf[a + i * sa] != 0.0 else 0.0
+        # ELEMENTWISE: one branch per elementwise primitive, generated (loop_source)
+
+_opcodes = {}
+
+
+def opcodes():
+    """Elementwise primitive name -> opcode (rebuilt when primitives are added)."""
+    from ..primitives import REGISTRY
+    if _opcodes.get("n") != len(REGISTRY):
+        names = [p.name for p in REGISTRY.values()
+                 if p.kind == "elementwise" and p.scalar is not None]
+        _opcodes.clear()
+        _opcodes.update(table={n: _N_OWN + i for i, n in enumerate(names)}, n=len(REGISTRY))
+    return _opcodes["table"]
+
+
+def supported():
+    """Names of the primitives this backend runs."""
+    from ..primitives import REGISTRY
+    return set(opcodes()) | set(_REDUCE) | _OWN | {
+        p.name for p in REGISTRY.values() if p.kind == "view"}
+
+
+_MARK = "        # ELEMENTWISE: one branch per elementwise primitive, generated (loop_source)\n"
+
+
+def loop_source():
+    """The loop's source: `_run_py`'s own instructions, then one branch per elementwise
+    primitive with its ``scalar`` expression, generated from the registry."""
+    import inspect
+    from ..primitives import REGISTRY
+    from .tape import scalar_body
+    branches = []
+    for name, k in opcodes().items():
+        prim = REGISTRY[name]
+        loads = [f"e{j} = buf[{r} + i * s{r}]" for j, r in enumerate("abc"[:prim.nin])]
+        branches.append(f"        elif op == {k}:               # {name}")
+        if prim.nin == 3:
+            branches += ["            c = code[p + 7]", "            sc = code[p + 8]"]
+        branches.append("            for i in range(n):")
+        branches += [f"                {x}" for x in loads]
+        branches.append("                buf[o + i] = "
+                        + scalar_body(prim, [f"e{j}" for j in range(prim.nin)]))
+    run = inspect.getsource(_run_py).replace("def _run_py(", "def kernel(")
+    assert _MARK in run
+    run = run.replace(_MARK, "\n".join(branches) + "\n")
+    pairwise = inspect.getsource(_pairwise_py).replace("def _pairwise_py(", "def _pairwise(")
+    deco = "@njit(cache=True, error_model='numpy')\n"
+    return ("import numpy as np\nfrom numba import njit\n\n\n" + deco + pairwise + "\n\n"
+            + deco + run)
 
 
 _loop = []
 _loop_lock = threading.Lock()
-_pairwise = None      # the compiled `_pairwise_py` once Numba is loaded (recursive)
 
 
 def run_loop():
-    """The compiled interpreter loop (Numba is imported on first use, not with jvpvjp)."""
-    if not _loop:
+    """The compiled interpreter loop (Numba is imported on first use, not with jvpvjp;
+    its machine code is in the kernel disk cache after the first time on a machine)."""
+    if not _loop or _loop[0][0] != len(opcodes()):
         with _loop_lock:
-            if not _loop:
-                global _pairwise
-                from numba import njit
-                opts = dict(cache=True, error_model="numpy")
-                _pairwise = njit(**opts)(_pairwise_py)
-                _loop.append(njit(**opts)(_run_py))
-    return _loop[0]
+            if not _loop or _loop[0][0] != len(opcodes()):
+                from .numba_backend import precompiled
+                z = np.zeros(0, np.int64)
+                fn = precompiled(loop_source(), z, z, z, np.zeros(1))
+                _loop[:] = [(len(opcodes()), fn)]
+    return _loop[0][1]
 
 
 def warm_up():
     """Load (or, once per machine, compile) the loop now, so no call waits for it."""
-    z = np.zeros(0, np.int64)
-    run_loop()(z, z, z, np.zeros(1))
+    run_loop()
 
 
 _SIZES = {}
@@ -413,12 +326,13 @@ def supports(ol):
                 return False
             table_ok.add(v)        # checked at each use below
     tables = {}
+    table, names = opcodes(), supported()
     for op in ol.ops:
         out = op.outvar
         if not _value_ok(out):
             return False
         name = op.prim.name
-        if name not in SUPPORTED:
+        if name not in names:
             return False
         ins = op.invars
         if name == "gather" or name == "scatter_add":
@@ -440,8 +354,8 @@ def supports(ol):
         for v in ins:
             if v in table_ok:       # an integer table anywhere else
                 return False
-        if name in _BINARY or name in _UNARY:
-            if out.dtype != _F64:
+        if name in table and name != "where" and not _boolean(op.prim):
+            if out.dtype != _F64:      # arithmetic on booleans: NumPy's rules differ
                 return False
         elif name == "matmul":
             if out.dtype != _F64 or ins[0].dtype != _F64 or ins[1].dtype != _F64:
@@ -457,6 +371,11 @@ def supports(ol):
 
 
 # -- encoding ------------------------------------------------------------------------------
+def _boolean(prim):
+    """An elementwise primitive with a boolean result (comparisons, logical ops)."""
+    return np.dtype(prim.abstract_eval(*[((), _F64)] * prim.nin)[1]) == _BOOL
+
+
 def _contig_strides(shape):
     st, acc = [0] * len(shape), 1
     for i in range(len(shape) - 1, -1, -1):
@@ -545,6 +464,9 @@ class VectorTapeKernel:
         self.n_instructions = len(self._code) // W
         del self._code, self._aux, self._tables, self._table_at, self._free, self._loc
         self._buf = self._fresh_buffer()
+        # the loop, bound at the first call (encoding imports no Numba); opcodes are only
+        # ever appended as primitives are added, so a newer loop runs this code too
+        self._loop = None
         self._lock = threading.Lock()
 
     # -- regions -------------------------------------------------------------------------
@@ -641,6 +563,7 @@ class VectorTapeKernel:
         for v in list(ol.outvars) + [g.var for g in ol.guards]:
             last[v] = forever
         loc, emit = self._loc, self._emit
+        table = opcodes()
         for v in ol.invars:
             if v not in last:          # an unread input: its region is free at once
                 self._release(loc[v][2])
@@ -649,37 +572,25 @@ class VectorTapeKernel:
             out = op.outvar
             ins = op.invars
             scratch = []
-            kind = _BINARY.get(name)
-            if kind is None:
-                kind = _COMPARE.get(name)
-            if kind is not None:
+            kind = table.get(name)
+            if kind is not None:           # elementwise: operands broadcast to the output
                 n = _size(out.shape)
-                shape = out.shape
-                a, sa = self._operand(ins[0], shape, n, scratch)
-                b, sb = self._operand(ins[1], shape, n, scratch)
+                fields = []
+                for v in ins:
+                    fields.extend(self._operand(v, out.shape, n, scratch))
                 r = self._alloc(n)
                 loc[out] = (r.off, None, r)
-                emit(kind, r.off, n, a, sa, b, sb)
-            elif name in _UNARY or name == "logical_not" or name == "convert":
+                emit(kind, r.off, n, *fields)
+            elif name == "convert":
                 x = ins[0]
-                if name == "convert" and not (out.dtype == _BOOL and x.dtype != _BOOL):
+                if not (out.dtype == _BOOL and x.dtype != _BOOL):
                     self._view(out, *loc[x])           # same storage: an alias
                 else:
-                    kind = _UNARY.get(name, LNOT if name == "logical_not" else TOBOOL)
                     n = _size(out.shape)
                     a, sa = self._operand(x, out.shape, n, scratch)
                     r = self._alloc(n)
                     loc[out] = (r.off, None, r)
-                    emit(kind, r.off, n, a, sa)
-            elif name == "where":
-                n = _size(out.shape)
-                shape = out.shape
-                a, sa = self._operand(ins[0], shape, n, scratch)
-                b, sb = self._operand(ins[1], shape, n, scratch)
-                c, sc = self._operand(ins[2], shape, n, scratch)
-                r = self._alloc(n)
-                loc[out] = (r.off, None, r)
-                emit(WHERE, r.off, n, a, sa, b, sb, c, sc)
+                    emit(TOBOOL, r.off, n, a, sa)
             elif name == "stop_gradient":
                 self._view(out, *loc[ins[0]])
             elif name == "reshape":
@@ -807,7 +718,10 @@ class VectorTapeKernel:
                 buf[off] = x
             else:
                 buf[off:off + n] = np.ravel(x)
-        run_loop()(self.code, self.aux, self.itab, buf)
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = run_loop()
+        loop(self.code, self.aux, self.itab, buf)
         res = []
         for off, n, shape, kind in self._out_plan:
             if kind == 0:

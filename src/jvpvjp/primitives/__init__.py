@@ -12,6 +12,21 @@ Each `Primitive` keeps together everything jvpvjp knows about one operation:
 * ``tests``: test cases; the test suite is generated from them.
 
 Primitives whose outputs carry no derivative (comparisons) set ``differentiable=False``.
+
+What kind of operation a primitive is lives on it too, never in lists kept elsewhere: the
+backends, the simplifier and the NumPy front end read these fields.
+
+* ``kind``: ``"elementwise"`` (``nin`` operands broadcast against each other), ``"reduction"``,
+  ``"view"`` (the output is the input's data: reshape, transpose, broadcast_to,
+  stop_gradient), ``"product"``, ``"shape"`` (other data movement), ``"index"`` or
+  ``"other"``;
+* ``numpy``: the NumPy ufuncs the primitive implements as they are (``np.sin`` -> ``sin``);
+* ``scalar``: for elementwise primitives, a Numba expression over float64 scalars ``{0}``,
+  ``{1}``, ... with exactly NumPy's results (NaN, signed zeros): the tapes run it. Defaults
+  to the ``lower`` template of rows built by `elementwise.unary` / `binary` / `comparison`;
+* ``commutative``; ``fuses`` (an elementwise lowering that may be inlined into its consumer);
+  ``numpy_faster`` (NumPy's SIMD loop beats Numba's scalar one on large arrays);
+  ``numpy_name`` (a reduction's NumPy function, called from compiled code on large arrays).
 """
 from __future__ import annotations
 
@@ -63,8 +78,23 @@ class Primitive:
     # batch_rule(args, batched, size, **params): the op on arguments of which those with
     # batched[i] carry a leading axis of ``size``; returns the batched result
     batch_rule: object = None
+    kind: str = "other"
+    nin: int | None = None
+    numpy: tuple = ()
+    scalar: str | None = None
+    commutative: bool = False
+    fuses: bool = True
+    numpy_faster: bool = False
+    numpy_name: str | None = None
+
+    KINDS = ("elementwise", "reduction", "view", "product", "shape", "index", "other")
 
     def __post_init__(self):
+        if self.kind not in self.KINDS:
+            raise ValueError(f"primitive {self.name!r}: kind must be one of {self.KINDS}, "
+                             f"got {self.kind!r}")
+        if self.kind == "elementwise" and self.nin is None:
+            raise ValueError(f"elementwise primitive {self.name!r} needs nin")
         if self.batch_rule == "elementwise":
             self.batch_rule = elementwise_batching(self)
         if self.name in REGISTRY:
@@ -79,6 +109,16 @@ class Primitive:
 
     def __repr__(self):
         return f"Primitive({self.name})"
+
+    @property
+    def fusible(self):
+        """An elementwise op whose lowering may be inlined into the op that reads it."""
+        return self.kind == "elementwise" and self.fuses
+
+    @property
+    def broadcasting(self):
+        """An elementwise op of several operands, broadcast against each other."""
+        return self.kind == "elementwise" and self.nin >= 2
 
 
 def broadcast_shapes(*shapes):

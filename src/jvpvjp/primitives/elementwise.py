@@ -40,8 +40,11 @@ def _ufunc_lower(fmt):
     return lambda args, op: fmt.format(*args)
 
 
-def unary(name, ufunc, deriv, lower, domain=(-2.0, 2.0), avoid=None, linear=False, **tol):
-    """Register ``name``: ``deriv(x, out)`` is d out / d x as traced code (None: zero)."""
+def unary(name, ufunc, deriv, lower, domain=(-2.0, 2.0), avoid=None, linear=False,
+          scalar=None, numpy=None, numpy_faster=False, **tol):
+    """Register ``name``: ``deriv(x, out)`` is d out / d x as traced code (None: zero);
+    ``lower`` the Numba expression template, ``scalar`` the tapes' one when it differs;
+    ``numpy`` the ufuncs it implements (default: ``ufunc``)."""
     prim = None
 
     if linear:
@@ -64,12 +67,16 @@ def unary(name, ufunc, deriv, lower, domain=(-2.0, 2.0), avoid=None, linear=Fals
 
     prim = Primitive(name, ufunc, _abstract(ufunc), jvp_rule, vjp_rule,
                      _ufunc_lower(lower), batch_rule="elementwise",
-                     tests=[Case(ufunc, "broadcast", (domain,), avoid=avoid, name=name, **tol)])
+                     tests=[Case(ufunc, "broadcast", (domain,), avoid=avoid, name=name, **tol)],
+                     kind="elementwise", nin=1, numpy=(ufunc,) if numpy is None else numpy,
+                     scalar=scalar or lower, numpy_faster=numpy_faster)
     return prim
 
 
-def binary(name, ufunc, derivs, lower, domain=((-2.0, 2.0), (-2.0, 2.0)), **case):
-    """Register ``name``: ``derivs[i](a, b, out)`` is d out / d input i (None: zero)."""
+def binary(name, ufunc, derivs, lower, domain=((-2.0, 2.0), (-2.0, 2.0)), scalar=None,
+           numpy=None, commutative=False, numpy_faster=False, **case):
+    """Register ``name``: ``derivs[i](a, b, out)`` is d out / d input i (None: zero); the
+    other arguments as for `unary`."""
 
     def jvp_rule(primals, tangents, out):
         a, b = primals
@@ -103,16 +110,22 @@ def binary(name, ufunc, derivs, lower, domain=((-2.0, 2.0), (-2.0, 2.0)), **case
 
     return Primitive(name, ufunc, _abstract(ufunc), jvp_rule, vjp_rule, _ufunc_lower(lower),
                      batch_rule="elementwise",
-                     tests=[Case(ufunc, "broadcast", domain, name=name, **case)])
+                     tests=[Case(ufunc, "broadcast", domain, name=name, **case)],
+                     kind="elementwise", nin=2, numpy=(ufunc,) if numpy is None else numpy,
+                     scalar=scalar or lower, commutative=commutative,
+                     numpy_faster=numpy_faster)
 
 
-def comparison(name, ufunc, lower):
+def comparison(name, ufunc, lower, scalar=None, commutative=False):
+    """Register ``name``, a boolean-valued ufunc (no derivative)."""
     dom = ((-2.0, 2.0), (-2.0, 2.0))
     return Primitive(name, ufunc, _abstract(ufunc), lower=_ufunc_lower(lower),
                      batch_rule="elementwise",
                      differentiable=False,
                      tests=[Case(ufunc, "broadcast", dom if ufunc.nin == 2 else dom[:1],
-                                 name=name)])
+                                 name=name)],
+                     kind="elementwise", nin=ufunc.nin, numpy=(ufunc,),
+                     scalar=scalar or lower, commutative=commutative)
 
 
 # Sentinels for the common derivatives +1 and -1, so add/sub emit no multiplications.
@@ -128,59 +141,76 @@ def _minus_one(a, b, out):
 
 
 # ---------------------------------------------------------------------------------------
+# NumPy's rules where Numba's scalar functions differ: maximum / minimum return the first
+# operand if it is NaN or wins, else the second; sign keeps NaN and gives +0.0 for zeros.
+_MAXIMUM = "({0} if ({0} > {1} or {0} != {0}) else {1})"
+_MINIMUM = "({0} if ({0} < {1} or {0} != {0}) else {1})"
+_SIGN = "(1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else (0.0 if {0} == 0.0 else {0})))"
+_FAST = dict(numpy_faster=True)      # transcendental: NumPy's SIMD loops win on big arrays
+
 neg = unary("neg", np.negative, None, "(-{0})", linear=True)
-exp = unary("exp", np.exp, lambda x, y: y, "np.exp({0})")
-log = unary("log", np.log, lambda x, y: 1.0 / x, "np.log({0})", domain=(0.1, 3.0))
+exp = unary("exp", np.exp, lambda x, y: y, "np.exp({0})", **_FAST)
+log = unary("log", np.log, lambda x, y: 1.0 / x, "np.log({0})", domain=(0.1, 3.0), **_FAST)
 log1p = unary("log1p", np.log1p, lambda x, y: 1.0 / (x + 1.0), "np.log1p({0})",
-              domain=(-0.8, 3.0))
-expm1 = unary("expm1", np.expm1, lambda x, y: y + 1.0, "np.expm1({0})")
+              domain=(-0.8, 3.0), **_FAST)
+expm1 = unary("expm1", np.expm1, lambda x, y: y + 1.0, "np.expm1({0})", **_FAST)
 sqrt = unary("sqrt", np.sqrt, lambda x, y: 0.5 / y, "np.sqrt({0})", domain=(0.1, 3.0))
 square = unary("square", np.square, lambda x, y: 2.0 * x, "({0} * {0})")
-sin = unary("sin", np.sin, lambda x, y: np.cos(x), "np.sin({0})", domain=(-3.0, 3.0))
-cos = unary("cos", np.cos, lambda x, y: -np.sin(x), "np.cos({0})", domain=(-3.0, 3.0))
-tan = unary("tan", np.tan, lambda x, y: 1.0 + y * y, "np.tan({0})", domain=(-1.2, 1.2))
+sin = unary("sin", np.sin, lambda x, y: np.cos(x), "np.sin({0})", domain=(-3.0, 3.0), **_FAST)
+cos = unary("cos", np.cos, lambda x, y: -np.sin(x), "np.cos({0})", domain=(-3.0, 3.0),
+            **_FAST)
+tan = unary("tan", np.tan, lambda x, y: 1.0 + y * y, "np.tan({0})", domain=(-1.2, 1.2),
+            **_FAST)
 arcsin = unary("arcsin", np.arcsin, lambda x, y: 1.0 / np.sqrt(1.0 - x * x),
-               "np.arcsin({0})", domain=(-0.9, 0.9))
+               "np.arcsin({0})", domain=(-0.9, 0.9), **_FAST)
 arccos = unary("arccos", np.arccos, lambda x, y: -1.0 / np.sqrt(1.0 - x * x),
-               "np.arccos({0})", domain=(-0.9, 0.9))
+               "np.arccos({0})", domain=(-0.9, 0.9), **_FAST)
 arctan = unary("arctan", np.arctan, lambda x, y: 1.0 / (1.0 + x * x), "np.arctan({0})",
-               domain=(-3.0, 3.0))
-sinh = unary("sinh", np.sinh, lambda x, y: np.cosh(x), "np.sinh({0})")
-cosh = unary("cosh", np.cosh, lambda x, y: np.sinh(x), "np.cosh({0})")
-tanh = unary("tanh", np.tanh, lambda x, y: 1.0 - y * y, "np.tanh({0})")
-abs_ = unary("abs", np.abs, lambda x, y: np.sign(x), "np.abs({0})", avoid=0.0)
-sign = unary("sign", np.sign, None, "np.sign({0})", avoid=0.0)
+               domain=(-3.0, 3.0), **_FAST)
+sinh = unary("sinh", np.sinh, lambda x, y: np.cosh(x), "np.sinh({0})", **_FAST)
+cosh = unary("cosh", np.cosh, lambda x, y: np.sinh(x), "np.cosh({0})", **_FAST)
+tanh = unary("tanh", np.tanh, lambda x, y: 1.0 - y * y, "np.tanh({0})", **_FAST)
+abs_ = unary("abs", np.abs, lambda x, y: np.sign(x), "np.abs({0})", avoid=0.0,
+             numpy=(np.absolute, np.fabs))
+sign = unary("sign", np.sign, None, "np.sign({0})", avoid=0.0, scalar=_SIGN)
 
-add = binary("add", np.add, (_one, _one), "({0} + {1})")
+add = binary("add", np.add, (_one, _one), "({0} + {1})", commutative=True)
 sub = binary("sub", np.subtract, (_one, _minus_one), "({0} - {1})")
-mul = binary("mul", np.multiply, (lambda a, b, y: b, lambda a, b, y: a), "({0} * {1})")
+mul = binary("mul", np.multiply, (lambda a, b, y: b, lambda a, b, y: a), "({0} * {1})",
+             commutative=True)
 div = binary("div", np.true_divide, (lambda a, b, y: 1.0 / b, lambda a, b, y: -y / b),
              "({0} / {1})", domain=((-2.0, 2.0), (0.5, 2.0)))
+# np.power itself goes through numpy_api (integer exponents become products)
 pow_ = binary("pow", np.power,
               (lambda a, b, y: b * a ** (b - 1.0), lambda a, b, y: np.log(a) * y),
-              "({0} ** {1})", domain=((0.2, 2.0), (-2.0, 2.0)))
+              "({0} ** {1})", domain=((0.2, 2.0), (-2.0, 2.0)), numpy=(), **_FAST)
 arctan2 = binary("arctan2", np.arctan2,
                  (lambda a, b, y: b / (a * a + b * b), lambda a, b, y: -a / (a * a + b * b)),
-                 "np.arctan2({0}, {1})", domain=((0.3, 2.0), (-2.0, 2.0)))
+                 "np.arctan2({0}, {1})", domain=((0.3, 2.0), (-2.0, 2.0)), **_FAST)
 # Ties split the derivative equally between the two arguments, as JAX does.
 maximum = binary("maximum", np.maximum,
                  (lambda a, b, y: np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)),
                   lambda a, b, y: np.where(b > a, 1.0, np.where(a == b, 0.5, 0.0))),
-                 "np.maximum({0}, {1})", distinct=True)
+                 "np.maximum({0}, {1})", distinct=True, scalar=_MAXIMUM,
+                 numpy=(np.maximum, np.fmax))
 minimum = binary("minimum", np.minimum,
                  (lambda a, b, y: np.where(a < b, 1.0, np.where(a == b, 0.5, 0.0)),
                   lambda a, b, y: np.where(b < a, 1.0, np.where(a == b, 0.5, 0.0))),
-                 "np.minimum({0}, {1})", distinct=True)
+                 "np.minimum({0}, {1})", distinct=True, scalar=_MINIMUM,
+                 numpy=(np.minimum, np.fmin))
 
 less = comparison("lt", np.less, "({0} < {1})")
 less_equal = comparison("le", np.less_equal, "({0} <= {1})")
 greater = comparison("gt", np.greater, "({0} > {1})")
 greater_equal = comparison("ge", np.greater_equal, "({0} >= {1})")
-equal = comparison("eq", np.equal, "({0} == {1})")
-not_equal = comparison("ne", np.not_equal, "({0} != {1})")
-logical_and = comparison("logical_and", np.logical_and, "np.logical_and({0}, {1})")
-logical_or = comparison("logical_or", np.logical_or, "np.logical_or({0}, {1})")
-logical_xor = comparison("logical_xor", np.logical_xor, "np.logical_xor({0}, {1})")
+equal = comparison("eq", np.equal, "({0} == {1})", commutative=True)
+not_equal = comparison("ne", np.not_equal, "({0} != {1})", commutative=True)
+logical_and = comparison("logical_and", np.logical_and, "np.logical_and({0}, {1})",
+                         commutative=True)
+logical_or = comparison("logical_or", np.logical_or, "np.logical_or({0}, {1})",
+                        commutative=True)
+logical_xor = comparison("logical_xor", np.logical_xor, "np.logical_xor({0}, {1})",
+                         commutative=True)
 logical_not = comparison("logical_not", np.logical_not, "np.logical_not({0})")
 
 
@@ -224,8 +254,10 @@ def _where_fn(c, a, b):
     return np.where(c > 0, a, b)
 
 
+# (np.where has its own front end: one-argument form, Python scalars)
 where = Primitive("where", np.where, _where_abstract, _where_jvp, _where_vjp, _where_lower,
-                  batch_rule="elementwise",
+                  batch_rule="elementwise", kind="elementwise", nin=3,
+                  scalar="({1} if {0} else {2})", fuses=False,
                   tests=[Case(_where_fn, "broadcast", ((-1.0, 1.0), (-2.0, 2.0), (-2.0, 2.0)),
                               avoid=0.0, name="where")])
 
@@ -239,6 +271,6 @@ stop_gradient = Primitive(
     "stop_gradient", _identity, lambda x: x,
     lambda primals, tangents, out: None,
     lambda ct, primals, out, needs: (None,),
-    lambda args, op: args[0], batch_rule="elementwise")
+    lambda args, op: args[0], batch_rule="elementwise", kind="view")
 # Finite differences cannot see a stop_gradient: its test is written out in test_registry.
 stop_gradient.tests = [Case(lambda x: x * stop_gradient(x), ((3,),), name="stop_gradient")]

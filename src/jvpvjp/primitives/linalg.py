@@ -94,6 +94,7 @@ def _batching(args, batched, size, ta=False, tb=False):
 
 
 matmul = Primitive("matmul", _impl, _abstract, _jvp, _vjp, _lower, contiguous_args=True,
+                   kind="product",
                    batch_rule=_batching,
                    tests=[Case(np.matmul, ((3, 4), (4, 2)), ((-2, 2), (-2, 2)), name="mm"),
                           Case(np.matmul, ((2, 3, 4), (2, 4, 2)), ((-2, 2), (-2, 2)),

@@ -68,7 +68,7 @@ def _sum_vjp(ct, primals, out, needs, axes):
 
 reduce_sum = Primitive("reduce_sum", lambda x, axes: np.sum(x, axis=axes), _abstract,
                        _sum_jvp, _sum_vjp, _lower("np.sum", "_sum_rows", "_sum_cols"),
-                       tests=_cases("sum"))
+                       tests=_cases("sum"), kind="reduction", numpy_name="np.sum")
 
 
 # -- max / min: the derivative is shared equally between tied positions (as JAX does) ---
@@ -94,10 +94,12 @@ def _chooser_rules():
 
 reduce_max = Primitive("reduce_max", lambda x, axes: np.max(x, axis=axes), _abstract,
                        *_chooser_rules(), _lower("np.max", "_max_rows"),
-                       tests=_cases("max", unique=True))
+                       tests=_cases("max", unique=True), kind="reduction",
+                       numpy_name="np.max")
 reduce_min = Primitive("reduce_min", lambda x, axes: np.min(x, axis=axes), _abstract,
                        *_chooser_rules(), _lower("np.min", "_min_rows"),
-                       tests=_cases("min", unique=True))
+                       tests=_cases("min", unique=True), kind="reduction",
+                       numpy_name="np.min")
 
 
 # -- prod -----------------------------------------------------------------------------------
@@ -116,7 +118,8 @@ def _prod_vjp(ct, primals, out, needs, axes):
 
 reduce_prod = Primitive("reduce_prod", lambda x, axes: np.prod(x, axis=axes), _abstract,
                         _prod_jvp, _prod_vjp, _lower("np.prod", "_prod_rows"),
-                        tests=_cases("prod", domain=(0.5, 1.5)))
+                        tests=_cases("prod", domain=(0.5, 1.5)), kind="reduction",
+                        numpy_name="np.prod")
 
 
 def _reduction_batching(prim):

@@ -47,7 +47,7 @@ def _convert_lower(args, op):
 
 convert = Primitive(
     "convert", _convert_impl, lambda x, dtype: (x[0], np.dtype(dtype)),
-    _convert_jvp, _convert_vjp, _convert_lower, batch_rule="elementwise",
+    _convert_jvp, _convert_vjp, _convert_lower, batch_rule="elementwise", kind="shape",
     tests=[Case(lambda x: x.astype(np.float32).astype(np.float64), ((3, 2),), rtol=1e-3,
                 atol=1e-4, eps=1e-2, name="convert")])
 
@@ -73,6 +73,7 @@ reshape = Primitive(
     lambda p, t, out, shape: None if t[0] is None else reshape(t[0], shape=shape),
     lambda ct, p, out, needs, shape: (reshape(ct, shape=p[0].shape),),
     _reshape_lower,
+    kind="view",
     batch_rule=lambda args, batched, size, shape: reshape(args[0], shape=(size,) + tuple(shape)),
     tests=[Case(lambda x: np.reshape(x, (2, 6)), ((3, 4),), name="reshape"),
            Case(lambda x: np.reshape(x, (1, 1)), ((),), name="reshape_scalar"),
@@ -98,6 +99,7 @@ broadcast_to = Primitive(
     lambda p, t, out, shape: None if t[0] is None else broadcast_to(t[0], shape=shape),
     lambda ct, p, out, needs, shape: (unbroadcast(ct, p[0].shape),),
     _broadcast_lower,
+    kind="view",
     batch_rule=lambda args, batched, size, shape: broadcast_to(
         with_item_rank(args[0], True, len(shape)), shape=(size,) + tuple(shape)),
     tests=[Case(lambda x: np.broadcast_to(x, (2, 3, 4)), ((3, 1),), name="broadcast_to"),
@@ -121,6 +123,7 @@ transpose = Primitive(
     lambda ct, p, out, needs, perm: (transpose(ct, perm=_inverse(perm)),),
     lambda args, op: (f"{args[0]}.T" if op.params["perm"] == (1, 0) else
                       f"{args[0]}.transpose({op.params['perm']!r})"),
+    kind="view",
     batch_rule=lambda args, batched, size, perm: transpose(
         args[0], perm=(0,) + tuple(p + 1 for p in perm)),
     tests=[Case(lambda x: np.transpose(x, (1, 2, 0)), ((2, 3, 4),), name="transpose")])
@@ -168,6 +171,7 @@ concatenate = Primitive(
     "concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_abstract,
     _concat_jvp, _concat_vjp,
     lambda args, op: f"np.concatenate(({', '.join(args)},), axis={op.params['axis']})",
+    kind="shape",
     batch_rule=lambda args, batched, size, axis: concatenate(
         *[batch_all(x, b, size) for x, b in zip(args, batched)], axis=axis + 1),
     tests=[Case(lambda a, b: np.concatenate([a, b], axis=1), ((2, 3), (2, 2)),
@@ -196,7 +200,7 @@ gather = Primitive(
     "gather", _gather_impl, _gather_abstract,
     lambda p, t, out: None if t[0] is None else gather(t[0], p[1]),
     lambda ct, p, out, needs: (scatter_add(ct, p[1], shape=p[0].shape), None),
-    _gather_lower,
+    _gather_lower, kind="index",
     tests=[Case(lambda x: x[1:, ::-2], ((3, 4),), name="slice"),
            Case(lambda x: x[np.array([0, 2, 0])], ((3, 2),), name="repeated_index"),
            Case(lambda x: x[..., None, 1], ((2, 3),), name="ellipsis_newaxis"),
@@ -252,7 +256,7 @@ scatter_add = Primitive(
     "scatter_add", _scatter_impl, _scatter_abstract,
     lambda p, t, out, shape: None if t[0] is None else scatter_add(t[0], p[1], shape=shape),
     lambda ct, p, out, needs, shape: (gather(ct, p[1]), None),
-    _scatter_lower,
+    _scatter_lower, kind="index",
     tests=[Case(_scatter_fn, ((2, 2),), name="scatter_add")])
 
 
