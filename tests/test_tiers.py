@@ -365,3 +365,28 @@ def test_a_disk_probe_that_misses_does_not_swallow_promotion(auto, monkeypatch):
     assert jvpvjp.wait_for_compiles(30)
     assert probes == [1] and k.tier == "numba" and k() == ("numba",)
     assert "hot after" in k.history[-1][2]
+
+
+def test_long_programs_move_to_the_vector_tape_without_a_compile_budget(monkeypatch, rng):
+    """A program too long to compile has nothing to compile on its way to the vector tape
+    (its loop is shared): a few calls move it there, not seconds of interpreted time."""
+    from jvpvjp.backend import tiers
+    monkeypatch.setattr(config, "backend", "auto")
+    monkeypatch.setattr(config, "compile_max_ops", 20)       # 60 ops counts as long here
+    monkeypatch.setattr(config, "compile_seconds_fixed", 0.0)
+    assert tiers.load_runtime()
+    monkeypatch.setattr(tiers, "runtime_ready", lambda: False)   # start on the interpreter
+
+    def f(x):
+        for _ in range(30):
+            x = np.sin(x) * 1.001
+        return np.sum(x)
+    x = rng.normal(size=3)
+    g = grad(f)
+    with use_backend("numpy"):
+        ref = grad(f)(x)
+    for _ in range(5):
+        np.testing.assert_allclose(g(x), ref, rtol=1e-13)
+    assert jvpvjp.wait_for_compiles(60)
+    assert _tiers(g) == ["numpy", "vtape"]     # the reference's pinned path, then ours
+    np.testing.assert_allclose(g(x), ref, rtol=1e-13)

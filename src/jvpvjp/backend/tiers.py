@@ -22,6 +22,7 @@ Design notes
 from __future__ import annotations
 
 import atexit
+import gc
 import itertools
 import logging
 import os
@@ -125,6 +126,10 @@ def load_runtime():
         log.warning("jvpvjp: the Numba runtime could not be loaded (%s: %s); running on the "
                     "NumPy interpreter", type(e).__name__, e)
         return False
+    # Importing Numba (and compiling the loops, the first time) leaves a large heap of new
+    # objects; the first full collection after it takes ~0.1 s. Run it here, off the
+    # caller's path, rather than in whatever traced call happens to trigger it later.
+    gc.collect()
     _runtime["seconds"] = time.perf_counter() - t0
     _runtime["state"] = "ready"
     log.debug("jvpvjp: Numba runtime loaded in %.2f s", _runtime["seconds"])
@@ -239,7 +244,11 @@ class Tiered:
             _disk_has_kernels()      # the cache as this process found it, before it wrote
         tape = tape_tier(self._oplists) if runtime_ready() else None
         self._target = self._final_tier(n_ops)
-        self._threshold = config.compile_after * expected_compile_seconds(n_ops)
+        if self._target in ("tape", "vtape"):    # nothing to compile: the loop is shared
+            cost = (0.0 if runtime_ready() else config.compile_seconds_fixed) + 1e-5 * n_ops
+        else:
+            cost = expected_compile_seconds(n_ops)
+        self._threshold = config.compile_after * cost
         if tape is not None:
             self._build(tape, "first call", synchronous=True)
         else:
@@ -310,7 +319,13 @@ class Tiered:
             self._pending = True
         self._example = example
         how = how or f"hot after {self.calls} calls, {self.seconds:.3f} s"
-        _worker.submit(priority, lambda: self._upgrade(how, check))
+
+        def job():
+            before = self.tier
+            self._upgrade(how, check)
+            if self.tier != before:
+                gc.collect()     # the compile's garbage, now rather than in a later call
+        _worker.submit(priority, job)
 
     def _upgrade(self, how, check=None):
         if check is not None:             # only if the disk cache holds it
