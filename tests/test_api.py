@@ -340,6 +340,7 @@ def test_disk_cache_serves_a_fresh_process(tmp_path):
         print(len(glob.glob(os.path.join(jvpvjp.config.cache_dir, "kernels", "k_*.py"))))
     """)
     env = dict(os.environ, JVPVJP_CACHE_DIR=str(tmp_path), JVPVJP_BACKEND="numba")
+    env.pop("NUMBA_CACHE_DIR", None)          # Numba caches next to the kernel source
     runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                            text=True, check=True).stdout.split("\n") for _ in range(2)]
     assert runs[0][0] == runs[1][0]
