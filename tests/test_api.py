@@ -534,9 +534,10 @@ def test_cached_vjp_and_jvp_respect_guards():
 
 
 @pytest.mark.usefixtures("compiled")
-@pytest.mark.parametrize("blas", [False, True])
+@pytest.mark.parametrize("blas", [False])
 def test_matrix_products_with_and_without_scipy(blas, monkeypatch, rng):
-    """Numba's @ needs SciPy; without it kernels call NumPy's matmul from object mode."""
+    """Numba's @ needs SciPy; without it kernels call NumPy's matmul from object mode.
+    (With SciPy, the registry's matmul cases run compiled in test_registry.)"""
     import importlib.util
     import warnings
     from jvpvjp import jacfwd, jit

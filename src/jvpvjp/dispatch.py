@@ -83,7 +83,7 @@ def _float_check(value, where):
 class Args:
     """Flattened arguments: dynamic leaves (arrays) and the cache key."""
 
-    __slots__ = ("trees", "leaves", "dyn", "dyn_idx", "key", "nested", "arg_slices")
+    __slots__ = ("trees", "leaves", "dyn", "dyn_idx", "key", "nested", "arg_slices", "diff")
 
     def __init__(self, args, kwargs, diff_argnums, fname):
         trees, leaves, slices = [], [], []
@@ -118,6 +118,7 @@ class Args:
             dyn.append(v)
             dyn_idx.append(i)
             sig.append((v.shape, v.dtype.char, i in diff_leaf))
+        self.diff = [i in diff_leaf for i in dyn_idx]
         # Inside another trace, derivative programs are inlined rather than compiled.
         self.dyn, self.dyn_idx = dyn, dyn_idx
         self.nested = nested or tracing_active()
@@ -183,6 +184,10 @@ class Trace:
         with Builder(concrete=True) as b, np.errstate(all="ignore"):
             inputs = [b.new_input(value=(v.value if isinstance(v, Tracer) else v))
                       for v in args.dyn]
+            for t, v, d in zip(inputs, args.dyn, args.diff):
+                # differentiated here, or a value an outer trace differentiates
+                if d or (isinstance(v, Tracer) and v.builder.depends_on_diff(v.node)):
+                    b.diff_vars.add(t.node)
             if any(isinstance(v, Tracer) and v.value is None for v in args.dyn):
                 raise NotImplementedError(f"{fname} inside an abstract derivative program")
             a, kw = args.rebuild(inputs)

@@ -48,6 +48,11 @@ class TracingError(TypeError):
     """Raised when traced code does something jvpvjp cannot differentiate faithfully."""
 
 
+# conversions that drop a derivative (bool() and int() stay guards: their derivative is 0)
+_LOSSY = {"float": "float()", "item": ".item()", "array": "converting to a NumPy value",
+          "complex": "complex()"}
+
+
 _internal_files = {}
 
 
@@ -92,6 +97,7 @@ class Builder:
         self._scalar_consts = {}
         self.level = None
         self._thread = None
+        self.diff_vars = set()    # inputs being differentiated
 
     def __enter__(self):
         builders = _state.builders
@@ -106,6 +112,32 @@ class Builder:
             raise RuntimeError("internal error: trace builders closed out of order")
         builders.pop()
         self.level = -1   # tracers of a finished trace must not be used again
+
+    def depends_on_diff(self, var):
+        """Whether ``var`` depends on a differentiated input (of this trace, or through a
+        captured value, of an outer one) other than through a zero-derivative op."""
+        if not self.diff_vars and not self.captured:
+            return False
+        producer = {op.outvar: op for op in self.ops}
+        captured = {inner: outer for outer, inner in self.captured}
+        seen, stack = set(), [var]
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            if v in self.diff_vars:
+                return True
+            outer = captured.get(v)
+            if outer is not None:
+                if outer.builder.depends_on_diff(outer.node):
+                    return True
+                continue
+            op = producer.get(v)
+            if op is None or not op.prim.differentiable or op.prim.name == "stop_gradient":
+                continue
+            stack.extend(op.invars)
+        return False
 
     # -- values -> vars -------------------------------------------------------------
     def new_input(self, value=None, aval=None):
@@ -255,6 +287,14 @@ class Tracer:
                 f"is not known while a derivative program is built")
         if self.builder.level is None or self.builder.level < 0:
             return self.value
+        if kind in _LOSSY and self.dtype.kind in "fc" and \
+                self.builder.depends_on_diff(self.node):
+            raise TracingError(
+                f"{format_where(user_frame())}: {_LOSSY[kind]} of a value that depends on a "
+                f"differentiated input: its derivative would be lost (silently zero). Keep "
+                f"it an array: build arrays from traced values with np.stack / "
+                f"np.concatenate / np.where (not by assigning into a NumPy array); or, for a "
+                f"constant on purpose, use float(jvpvjp.stop_gradient(x)).")
         self.builder.add_guard(self, kind, user_frame())
         return self.value
 
