@@ -183,6 +183,37 @@ def rad2deg(x):
     return x * (180.0 / np.pi)
 
 
+@_composite_ufunc(np.heaviside)
+def heaviside(x, h0):
+    # 0 below zero, 1 above, h0 at zero, NaN for NaN (d/dh0 = 1 where x == 0)
+    return np.where(x > 0, 1.0, np.where(x < 0, 0.0, np.where(x == 0, h0, x)))
+
+
+@_composite_ufunc(np.floor_divide)
+def floor_divide(a, b):
+    return np.floor(np.true_divide(a, b))
+
+
+@_composite_ufunc(np.logaddexp2)
+def logaddexp2(a, b):
+    return logaddexp(a * np.log(2.0), b * np.log(2.0)) * (1.0 / np.log(2.0))
+
+
+@_composite_ufunc(np.isnan)
+def isnan(x):
+    return x != x
+
+
+@_composite_ufunc(np.isinf)
+def isinf(x):
+    return np.abs(x) == np.inf
+
+
+@_composite_ufunc(np.isfinite)
+def isfinite(x):
+    return np.logical_not(np.logical_or(x != x, np.abs(x) == np.inf))
+
+
 @_composite_ufunc(np.matmul)
 def matmul(a, b):
     a, b = _check_operand(a), _check_operand(b)
@@ -493,6 +524,40 @@ def where(condition, x=None, y=None):
     return ew.where(_as_dtype(condition, np.bool_), _as_dtype(x, common), _as_dtype(y, common))
 
 
+@implements(np.fix)
+def fix(x, out=None):
+    _no_extras("fix", out=out)
+    return np.trunc(x)
+
+
+@implements(np.round, np.around)
+def round_(a, decimals=0, out=None):
+    _no_extras("round", out=out)
+    if decimals == 0:
+        return np.rint(a)
+    scale = 10.0 ** decimals
+    return np.rint(a * scale) / scale
+
+
+@implements(np.sinc)
+def sinc(x):
+    # sin(pi x) / (pi x), 1 at 0 (where the derivative is 0, the limit)
+    px = np.pi * x
+    zero = px == 0
+    safe = np.where(zero, 1.0, px)
+    return np.where(zero, 1.0, np.sin(safe) / safe)
+
+
+@implements(np.nan_to_num)
+def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
+    dtype = _dtype_of(x)
+    big = np.finfo(dtype).max if dtype.kind == "f" else None
+    posinf = big if posinf is None else posinf
+    neginf = -big if neginf is None else neginf
+    x = np.where(x != x, nan, x)
+    return np.where(x == np.inf, posinf, np.where(x == -np.inf, neginf, x))
+
+
 @implements(np.clip)
 def clip(a, a_min=None, a_max=None, out=None, **kwargs):
     _no_extras("clip", out=out)
@@ -720,7 +785,8 @@ for _name, _uf in [("add", np.add), ("sub", np.subtract), ("mul", np.multiply),
                    ("truediv", np.true_divide), ("pow", np.power), ("matmul", np.matmul),
                    ("lt", np.less), ("le", np.less_equal), ("gt", np.greater),
                    ("ge", np.greater_equal), ("eq", np.equal), ("ne", np.not_equal),
-                   ("and", np.bitwise_and), ("or", np.bitwise_or), ("xor", np.bitwise_xor)]:
+                   ("and", np.bitwise_and), ("or", np.bitwise_or), ("xor", np.bitwise_xor),
+                   ("mod", np.remainder), ("floordiv", np.floor_divide)]:
     setattr(Tracer, f"__{_name}__", _binop(_uf))
     if _name not in ("lt", "le", "gt", "ge", "eq", "ne"):
         setattr(Tracer, f"__r{_name}__", _binop(_uf, reflected=True))

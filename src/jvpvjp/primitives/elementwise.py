@@ -191,13 +191,48 @@ arctan2 = binary("arctan2", np.arctan2,
 maximum = binary("maximum", np.maximum,
                  (lambda a, b, y: np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)),
                   lambda a, b, y: np.where(b > a, 1.0, np.where(a == b, 0.5, 0.0))),
-                 "np.maximum({0}, {1})", distinct=True, scalar=_MAXIMUM,
-                 numpy=(np.maximum, np.fmax))
+                 "np.maximum({0}, {1})", distinct=True, scalar=_MAXIMUM)
 minimum = binary("minimum", np.minimum,
                  (lambda a, b, y: np.where(a < b, 1.0, np.where(a == b, 0.5, 0.0)),
                   lambda a, b, y: np.where(b < a, 1.0, np.where(a == b, 0.5, 0.0))),
-                 "np.minimum({0}, {1})", distinct=True, scalar=_MINIMUM,
-                 numpy=(np.minimum, np.fmin))
+                 "np.minimum({0}, {1})", distinct=True, scalar=_MINIMUM)
+
+# Inverse hyperbolic functions and the cube root.
+arcsinh = unary("arcsinh", np.arcsinh, lambda x, y: 1.0 / np.sqrt(x * x + 1.0),
+                "np.arcsinh({0})", **_FAST)
+arccosh = unary("arccosh", np.arccosh, lambda x, y: 1.0 / np.sqrt(x * x - 1.0),
+                "np.arccosh({0})", domain=(1.2, 3.0), **_FAST)
+arctanh = unary("arctanh", np.arctanh, lambda x, y: 1.0 / (1.0 - x * x), "np.arctanh({0})",
+                domain=(-0.9, 0.9), **_FAST)
+cbrt = unary("cbrt", np.cbrt, lambda x, y: 1.0 / (3.0 * y * y), "np.cbrt({0})",
+             avoid=0.0, gap=0.3, **_FAST)
+
+# Piecewise-constant functions: derivative zero (test domains stay between their jumps).
+floor = unary("floor", np.floor, None, "np.floor({0})", domain=(0.1, 0.9))
+ceil = unary("ceil", np.ceil, None, "np.ceil({0})", domain=(0.1, 0.9))
+trunc = unary("trunc", np.trunc, None, "np.trunc({0})", domain=(-0.9, 0.9), avoid=0.0)
+rint = unary("rint", np.rint, None, "np.rint({0})", domain=(-0.4, 0.4))
+
+# remainder(a, b) = a - floor(a / b) * b; fmod(a, b) = a - trunc(a / b) * b
+remainder = binary("remainder", np.remainder,
+                   (_one, lambda a, b, y: -np.floor(a / b)), "np.remainder({0}, {1})",
+                   domain=((0.2, 1.8), (2.1, 3.0)))
+fmod = binary("fmod", np.fmod, (_one, lambda a, b, y: -np.trunc(a / b)),
+              "np.fmod({0}, {1})", domain=((-1.8, 1.8), (2.1, 3.0)))
+copysign = binary("copysign", np.copysign,
+                  (lambda a, b, y: np.sign(a) * np.sign(b), None), "np.copysign({0}, {1})",
+                  domain=((-2.0, 2.0), (-2.0, 2.0)), avoid=0.0)
+# fmax / fmin: NaN only where both are NaN; ties split the derivative as for maximum
+fmax = binary("fmax", np.fmax,
+              (lambda a, b, y: np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)),
+               lambda a, b, y: np.where(b > a, 1.0, np.where(a == b, 0.5, 0.0))),
+              "np.fmax({0}, {1})", distinct=True,
+              scalar="({0} if ({0} > {1} or {1} != {1}) else {1})")
+fmin = binary("fmin", np.fmin,
+              (lambda a, b, y: np.where(a < b, 1.0, np.where(a == b, 0.5, 0.0)),
+               lambda a, b, y: np.where(b < a, 1.0, np.where(a == b, 0.5, 0.0))),
+              "np.fmin({0}, {1})", distinct=True,
+              scalar="({0} if ({0} < {1} or {1} != {1}) else {1})")
 
 less = comparison("lt", np.less, "({0} < {1})")
 less_equal = comparison("le", np.less_equal, "({0} <= {1})")
