@@ -170,7 +170,10 @@ def _argnum_of(leaf_index, slices):
 
 
 def _as_output(x, what):
-    if isinstance(x, (Tracer, np.ndarray, np.generic, float, int, bool)):
+    if isinstance(x, Tracer):
+        x.check_fresh()
+        return x
+    if isinstance(x, (np.ndarray, np.generic, float, int, bool)):
         return x
     raise TypeError(f"{what} must be a pytree of arrays or numbers, found a "
                     f"{type(x).__name__}")

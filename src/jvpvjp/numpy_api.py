@@ -623,10 +623,19 @@ def _like(a, dtype=None, order="K", subok=True, shape=None, device=None):
     raise NotImplementedError  # replaced below
 
 
+def traced_constant(value):
+    """``value`` as an array of the innermost trace (so that it can be assigned into)."""
+    from .tracing import _state
+    b = _state.builders[-1]
+    return Tracer(b, b.const(value), value if b.concrete else None)
+
+
 def _make_like(fill):
     def like(a, dtype=None, order="K", subok=True, shape=None, device=None):
         shape = np.shape(a) if shape is None else shape
-        return np.full(shape, fill, dtype=dtype or _dtype_of(a))
+        out = np.full(shape, fill, dtype=dtype or _dtype_of(a))
+        # the array of a traced one is traced too: item assignment into it is recorded
+        return traced_constant(out) if is_traced(a) else out
     return like
 
 
@@ -640,8 +649,9 @@ def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, devi
     if is_traced(fill_value):
         return broadcast_to(_as_dtype(fill_value, dtype or _dtype_of(a)),
                             np.shape(a) if shape is None else shape)
-    return np.full(np.shape(a) if shape is None else shape, fill_value,
-                   dtype=dtype or _dtype_of(a))
+    out = np.full(np.shape(a) if shape is None else shape, fill_value,
+                  dtype=dtype or _dtype_of(a))
+    return traced_constant(out) if is_traced(a) else out
 
 
 @implements(np.shape)
@@ -659,8 +669,13 @@ def size(a, axis=None):
     return a.size if axis is None else a.shape[axis]
 
 
-@implements(np.copy, np.asanyarray)
+@implements(np.copy)
 def copy(a, *args, **kwargs):
+    return Tracer(a.builder, a.node, a.value) if isinstance(a, Tracer) else np.copy(a)
+
+
+@implements(np.asanyarray)
+def asanyarray(a, *args, **kwargs):
     return a
 
 
@@ -726,7 +741,59 @@ def getitem(x, key):
     if positions.shape == x.shape and np.array_equal(positions.reshape(-1),
                                                      np.arange(positions.size)):
         return x
-    return sh.gather(x, positions)
+    out = sh.gather(x, positions)
+    if _basic(key):
+        out.mark_view_of(x)          # NumPy returns a view
+    return out
+
+
+def _basic(key):
+    """Whether NumPy index ``key`` is basic indexing (a view), not advanced (a copy)."""
+    key = key if isinstance(key, tuple) else (key,)
+    return all(k is None or k is Ellipsis or isinstance(k, (slice, int, np.integer))
+               for k in key)
+
+
+def setitem(x, key, value):
+    """``x[key] = value`` on a traced array, recorded as a functional update (NumPy's
+    semantics: value cast to x's dtype and broadcast, the last write wins)."""
+    from .tracing import _state, format_where, user_frame, TracingError as TE
+    where = format_where(user_frame())
+    if x._base is not None:
+        raise TE(f"{where}: assignment into a view of a traced array (a slice, reshape or "
+                 f"transpose of it) would change that array in NumPy; assign into the array "
+                 f"itself (y[a, b] = v rather than y[a][b] = v)")
+    if x.is_input:
+        raise TE(f"{where}: assignment into an argument of the traced function would change "
+                 f"the caller's array; copy it first (x = x.copy()) and assign into the copy")
+    if not _state.builders or _state.builders[-1] is not x.builder:
+        raise TE(f"{where}: assignment into a traced array of an enclosing transform; copy "
+                 f"it first (y = y.copy())")
+    if is_traced(value) and value.dtype.kind in "fc" and x.dtype.kind not in "fc" and \
+            value.builder.depends_on_diff(value.node):
+        raise TE(f"{where}: assigning a differentiated value into a {x.dtype} array would "
+                 f"drop its derivative (NumPy casts it); make the array floating-point")
+    key = _concrete_key(key)
+    try:
+        positions = index_positions(x.shape, key)
+    except IndexError as e:
+        raise IndexError(f"{e} (indexing an array of shape {x.shape})\n  at {where}") from None
+    flat = positions.reshape(-1)
+    vals = reshape(broadcast_to(_as_dtype(value, x.dtype), positions.shape), (flat.size,))
+    # the last write to a position wins: keep each position's last occurrence
+    last = {}
+    for k, pos in enumerate(flat.tolist()):
+        last[pos] = k
+    order = np.fromiter(last.values(), np.int64, len(last))
+    pos = np.fromiter(last.keys(), np.int64, len(last))
+    # every position of x reads the value written there (a gather: exact, -0.0 and inf
+    # kept); the others keep x's own value
+    source = np.zeros(x.size, np.int64)
+    source[pos] = order
+    mask = np.zeros(x.size, bool)
+    mask[pos] = True
+    new = np.where(mask.reshape(x.shape), sh.gather(vals, source.reshape(x.shape)), x)
+    x.rebind(new)
 
 
 # -- Tracer protocol and methods -----------------------------------------------------------
@@ -795,6 +862,7 @@ Tracer.__pos__ = lambda self: self
 Tracer.__abs__ = lambda self: HANDLED_UFUNCS[np.absolute](self)
 Tracer.__invert__ = lambda self: HANDLED_UFUNCS[np.invert](self)
 Tracer.__getitem__ = getitem
+Tracer.__setitem__ = setitem
 Tracer.astype = _astype
 Tracer.sum = lambda self, axis=None, keepdims=False, **kw: sum(self, axis=axis, keepdims=keepdims, **kw)
 Tracer.prod = lambda self, axis=None, keepdims=False, **kw: prod(self, axis=axis, keepdims=keepdims, **kw)
@@ -815,4 +883,4 @@ Tracer.squeeze = lambda self, axis=None: squeeze(self, axis)
 Tracer.swapaxes = swapaxes
 Tracer.dot = lambda self, b: dot(self, b)
 Tracer.clip = lambda self, min=None, max=None: clip(self, min, max)
-Tracer.copy = lambda self: self
+Tracer.copy = lambda self, order="C": Tracer(self.builder, self.node, self.value)

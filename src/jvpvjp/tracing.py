@@ -147,7 +147,9 @@ class Builder:
         else:
             var = Var(*aval)
         self.invars.append(var)
-        return Tracer(self, var, value)
+        t = Tracer(self, var, value)
+        t.is_input = True
+        return t
 
     def const(self, value):
         if type(value) is float:
@@ -229,6 +231,9 @@ def bind(prim, *args, **params):
     if builder._thread != threading.get_ident():
         raise TracingError("a traced value of one thread's trace was used in another "
                            "thread; pass arrays, not traced values, between threads")
+    for a in args:
+        if isinstance(a, Tracer) and a._base is not None:
+            a.check_fresh()
     invars = [builder.to_var(a) for a in args]
     where = user_frame() if builder.concrete else None
     try:
@@ -245,13 +250,16 @@ def bind(prim, *args, **params):
                                  f"{value.dtype}, abstract evaluation said {shape} {dtype}")
     out = Var(shape, dtype)
     builder.ops.append(Op(prim, tuple(invars), out, params, where))
-    return Tracer(builder, out, value)
+    result = Tracer(builder, out, value)
+    if prim.kind == "view" and isinstance(args[0], Tracer):
+        result.mark_view_of(args[0])
+    return result
 
 
 class Tracer:
     """A traced array. Behaves like a read-only ``numpy.ndarray`` inside traced code."""
 
-    __slots__ = ("builder", "node", "value")
+    __slots__ = ("builder", "node", "value", "_base", "_version", "is_input")
     __array_priority__ = 1000
     __hash__ = None
 
@@ -259,6 +267,29 @@ class Tracer:
         self.builder = builder
         self.node = var
         self.value = value
+        self._base = None      # (array this is a NumPy view of, its _version then)
+        self._version = 0      # item assignments so far
+        self.is_input = False  # an argument of the traced function (never assigned into)
+
+    def mark_view_of(self, x):
+        """Record that NumPy would make this a view of ``x``: once ``x`` is assigned to,
+        using this raises instead of silently showing the old values."""
+        root = x if x._base is None else x._base[0]
+        self._base = (root, root._version)
+
+    def check_fresh(self):
+        """Raise if this is a view of an array assigned to since the view was taken."""
+        if self._base is not None and self._base[0]._version != self._base[1]:
+            raise TracingError(
+                f"{format_where(user_frame())}: a view of a traced array (a slice, reshape "
+                f"or transpose of it) is used after the array was assigned to; in NumPy it "
+                f"would show the new values. Take the view after the assignment, or copy it "
+                f"before (v = y[...].copy())")
+
+    def rebind(self, new):
+        """Item assignment: this array now stands for ``new`` (a functional update)."""
+        self.node, self.value = new.node, new.value
+        self._version += 1
 
     shape = property(lambda self: self.node.shape)
     dtype = property(lambda self: self.node.dtype)
@@ -287,13 +318,15 @@ class Tracer:
                 f"is not known while a derivative program is built")
         if self.builder.level is None or self.builder.level < 0:
             return self.value
+        self.check_fresh()
         if kind in _LOSSY and self.dtype.kind in "fc" and \
                 self.builder.depends_on_diff(self.node):
             raise TracingError(
                 f"{format_where(user_frame())}: {_LOSSY[kind]} of a value that depends on a "
                 f"differentiated input: its derivative would be lost (silently zero). Keep "
                 f"it an array: build arrays from traced values with np.stack / "
-                f"np.concatenate / np.where (not by assigning into a NumPy array); or, for a "
+                f"np.concatenate / np.where, or assign into y = np.zeros_like(x) (a traced "
+                f"array), not into a NumPy array; or, for a "
                 f"constant on purpose, use float(jvpvjp.stop_gradient(x)).")
         self.builder.add_guard(self, kind, user_frame())
         return self.value
@@ -336,9 +369,7 @@ class Tracer:
             "function jvpvjp does not handle); its derivative would be lost silently. "
             "Use jvpvjp-supported NumPy functions on it, or jvpvjp.stop_gradient first.")
 
-    def __setitem__(self, key, value):
-        raise TracingError("traced arrays are immutable: build a new array instead of "
-                           "assigning into one (e.g. np.where, np.concatenate)")
+    # __setitem__: numpy_api.setitem (a functional update)
 
     def __reduce__(self):
         raise TracingError("traced values cannot be pickled")
