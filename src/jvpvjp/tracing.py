@@ -365,9 +365,11 @@ class Tracer:
 
     def __array__(self, dtype=None, copy=None):
         raise TracingError(
-            "a traced value was converted to a NumPy array (np.asarray, np.array or a "
-            "function jvpvjp does not handle); its derivative would be lost silently. "
-            "Use jvpvjp-supported NumPy functions on it, or jvpvjp.stop_gradient first.")
+            f"{format_where(user_frame())}: a traced value was converted to a NumPy array "
+            f"(np.asarray, np.array of a list holding it, assignment into a NumPy array, or "
+            f"a function jvpvjp does not handle); its derivative would be lost silently. "
+            f"Build arrays with np.stack / np.concatenate, or assign into "
+            f"y = np.zeros_like(x); use jvpvjp.stop_gradient first for a constant.")
 
     # __setitem__: numpy_api.setitem (a functional update)
 
