@@ -260,8 +260,8 @@ def test_nested_grad_and_perturbation_confusion():
 
 # -- bad input ----------------------------------------------------------------------------------
 def test_unsupported_numpy_function_names_it():
-    with pytest.raises(NotImplementedError, match="numpy.cumsum"):
-        grad(lambda x: np.sum(np.cumsum(x)))(np.ones(3))
+    with pytest.raises(NotImplementedError, match="numpy.sort"):
+        grad(lambda x: np.sum(np.sort(x)))(np.ones(3))
     with pytest.raises(NotImplementedError, match="numpy.einsum"):
         grad(lambda x: np.einsum("i,i->", x, x))(np.ones(3))
 

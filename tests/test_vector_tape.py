@@ -336,7 +336,7 @@ def test_supports_refuses():
     ol32 = make_oplist(lambda x: x * 2.0)(np.ones(3, np.float32))
     assert not vt.supports(ol32)
     x = Var((3,), np.float64)
-    fake = types.SimpleNamespace(name="cumsum")
+    fake = types.SimpleNamespace(name="sort", kind="other")
     unknown = OpList([x], [Var((3,), np.float64)], [])
     unknown.ops.append(Op(fake, (x,), unknown.outvars[0], {}))
     assert not vt.supports(unknown)

@@ -558,6 +558,20 @@ def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
     return np.where(x == np.inf, posinf, np.where(x == -np.inf, neginf, x))
 
 
+@implements(np.cumsum)
+def cumsum(a, axis=None, dtype=None, out=None):
+    _no_extras("cumsum", out=out)
+    if dtype is not None:
+        a = _as_dtype(a, np.dtype(dtype))
+    elif _dtype_of(a).kind in "bi":        # NumPy accumulates booleans and ints as int64
+        a = _as_dtype(a, np.result_type(_dtype_of(a), np.int64))
+    if axis is None:
+        a, axis = reshape(a, (-1,)), 0
+    if np.ndim(a) == 0:
+        a = reshape(a, (1,))
+    return reductions.cumsum(a, axis=int(axis) % np.ndim(a))
+
+
 @implements(np.clip)
 def clip(a, a_min=None, a_max=None, out=None, **kwargs):
     _no_extras("clip", out=out)
@@ -884,3 +898,4 @@ Tracer.swapaxes = swapaxes
 Tracer.dot = lambda self, b: dot(self, b)
 Tracer.clip = lambda self, min=None, max=None: clip(self, min, max)
 Tracer.copy = lambda self, order="C": Tracer(self.builder, self.node, self.value)
+Tracer.cumsum = lambda self, axis=None, dtype=None, out=None: cumsum(self, axis, dtype, out)

@@ -111,6 +111,21 @@ def _batched_matmul_tt(a, b):
     return out
 
 
-HELPERS = ["_flat", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_scatter_add",
+@njit(**_opts)
+def _cumsum_rows(a):
+    """Running sums along each row, in order (as NumPy's add.accumulate)."""
+    out = np.empty_like(a)
+    for i in range(a.shape[0]):
+        if a.shape[1] == 0:
+            continue
+        s = a[i, 0]
+        out[i, 0] = s
+        for j in range(1, a.shape[1]):
+            s = s + a[i, j]
+            out[i, j] = s
+    return out
+
+
+HELPERS = ["_cumsum_rows", "_flat", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_scatter_add",
            "_batched_matmul_nn", "_batched_matmul_tn", "_batched_matmul_nt",
            "_batched_matmul_tt"]

@@ -40,8 +40,8 @@ MAX_RANK = 6
 W = 10                     # fields per instruction: op, out, n, a, sa, b, sb, c, sc, x
 
 # Opcodes: the loop's own instructions, then one per elementwise primitive (`opcodes`).
-COPY, COPYND, RROWS, RCOLS, MATMUL, GATHER, SCATTER, TOBOOL = range(8)
-_N_OWN = 8
+COPY, COPYND, RROWS, RCOLS, MATMUL, GATHER, SCATTER, TOBOOL, CUMSUM = range(9)
+_N_OWN = 9
 
 # reduction kinds (field sb of RROWS / RCOLS)
 K_SUM_PW, K_SUM, K_MAX, K_MIN, K_PROD = range(5)
@@ -49,7 +49,7 @@ K_SUM_PW, K_SUM, K_MAX, K_MIN, K_PROD = range(5)
 # how this backend runs the primitives that are not elementwise or views
 _REDUCE = {"reduce_sum": K_SUM, "reduce_max": K_MAX, "reduce_min": K_MIN,
            "reduce_prod": K_PROD}
-_OWN = {"convert", "matmul", "concatenate", "gather", "scatter_add"}
+_OWN = {"convert", "matmul", "concatenate", "gather", "scatter_add", "cumsum"}
 
 _F64, _BOOL = np.dtype(np.float64), np.dtype(np.bool_)
 
@@ -219,6 +219,16 @@ def _run_py(code, aux, itab, buf):
         elif op == 7:               # to_bool
             for i in range(n):
                 buf[o + i] = 1.0 if buf[a + i * sa] != 0.0 else 0.0
+        elif op == 8:               # cumsum: n rows of b contiguous elements, in order
+            if b > 0:
+                for j in range(n):
+                    r = a + j * b
+                    q = o + j * b
+                    s = buf[r]
+                    buf[q] = s
+                    for i in range(1, b):
+                        s += buf[r + i]
+                        buf[q + i] = s
         # ELEMENTWISE: one branch per elementwise primitive, generated (loop_source)
 
 _opcodes = {}
@@ -618,6 +628,8 @@ class VectorTapeKernel:
                 self._reduce(op, _REDUCE[name], scratch)
             elif name == "matmul":
                 self._matmul(op)
+            elif name == "cumsum":
+                self._cumsum(op, scratch)
             elif name == "concatenate":
                 r = self._alloc(_size(out.shape))
                 loc[out] = (r.off, None, r)
@@ -679,6 +691,27 @@ class VectorTapeKernel:
         scratch.append(t)
         self._copy_nd(dims, off, [st[p] for p in perm], t.off, _contig_strides(dims))
         self._emit(RROWS, r.off, n, t.off, 0, m, kind)
+
+    def _cumsum(self, op, scratch):
+        (x,), out = op.invars, op.outvar
+        axis, shape = op.params["axis"], x.shape
+        n, m = _size(shape), shape[axis]
+        rows = n // m if m else 0
+        r = self._alloc(n)
+        self._loc[out] = (r.off, None, r)
+        if axis == len(shape) - 1:
+            self._emit(CUMSUM, r.off, rows, self._dense(x), 0, m)
+            return
+        # the axis last by a strided copy, the running sums, and back
+        off, st = self._strides(x)
+        perm = [ax for ax in range(len(shape)) if ax != axis] + [axis]
+        dims = [shape[p] for p in perm]
+        t, u = self._alloc(n), self._alloc(n)
+        scratch.extend((t, u))
+        self._copy_nd(dims, off, [st[p] for p in perm], t.off, _contig_strides(dims))
+        self._emit(CUMSUM, u.off, rows, t.off, 0, m)
+        dst = _contig_strides(shape)
+        self._copy_nd(dims, u.off, _contig_strides(dims), r.off, [dst[p] for p in perm])
 
     def _matmul(self, op):
         (xa, xb), out = op.invars, op.outvar

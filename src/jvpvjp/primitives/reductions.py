@@ -130,3 +130,50 @@ def _reduction_batching(prim):
 
 for _prim in (reduce_sum, reduce_max, reduce_min, reduce_prod):
     _prim.batch_rule = _reduction_batching(_prim)
+
+
+# -- cumsum: running sums along one axis (a scan) -------------------------------------------
+def _cumsum_abstract(x, axis):
+    shape, dtype = x
+    if not 0 <= axis < len(shape):
+        raise ValueError(f"axis {axis} is out of bounds for array of dimension {len(shape)}")
+    return shape, dtype
+
+
+def _flip(x, axis):
+    """``x`` reversed along ``axis`` (a gather at constant positions)."""
+    from .shape import gather
+    key = tuple(slice(None, None, -1) if i == axis else slice(None) for i in range(x.ndim))
+    size = int(np.prod(x.shape, dtype=np.int64))
+    return gather(x, np.arange(size, dtype=np.int64).reshape(x.shape)[key])
+
+
+def _cumsum_vjp(ct, primals, out, needs, axis):
+    # the transpose of a running sum is the running sum from the other end
+    return (_flip(cumsum(_flip(ct, axis), axis=axis), axis),)
+
+
+def _cumsum_lower(args, op):
+    (x,), axis = args, op.params["axis"]
+    shape = op.invars[0].shape
+    n = len(shape)
+    perm = tuple(i for i in range(n) if i != axis) + (axis,)
+    inner = shape[axis]
+    outer = int(np.prod([shape[i] for i in perm[:-1]], dtype=np.int64))
+    if perm == tuple(range(n)):
+        return f"_cumsum_rows(_flat({x}).reshape(({outer}, {inner}))).reshape({shape!r})"
+    inv = tuple(perm.index(i) for i in range(n))
+    moved = tuple(shape[i] for i in perm)
+    return (f"np.ascontiguousarray(_cumsum_rows(_flat({x}.transpose({perm!r}))"
+            f".reshape(({outer}, {inner}))).reshape({moved!r}).transpose({inv!r}))")
+
+
+cumsum = Primitive(
+    "cumsum", lambda x, axis: np.cumsum(x, axis=axis), _cumsum_abstract,
+    lambda p, t, out, axis: None if t[0] is None else cumsum(t[0], axis=axis),
+    _cumsum_vjp, _cumsum_lower,
+    batch_rule=lambda args, batched, size, axis: cumsum(args[0], axis=axis + 1)
+    if batched[0] else cumsum(args[0], axis=axis),
+    tests=[Case(lambda x: np.cumsum(x, axis=1), ((3, 4),), name="cumsum_axis1"),
+           Case(lambda x: np.cumsum(x, axis=0), ((2, 3, 2),), name="cumsum_axis0"),
+           Case(lambda x: np.cumsum(x), ((2, 3),), name="cumsum_flat")])
