@@ -205,13 +205,13 @@ def test_compiled_loop_equals_the_generic_loop(mode, rng, blocks):
         nums = tuple(range(len(args)))
         a = _Args(args, {}, nums, "test")
         trace = _Trace(fn, a, False, "test")
-        first, second, spec = _programs(trace, a.diff_mask(nums), mode)
+        first, second, spec = _programs(trace, a.diff, mode)
         dyn = [x[()] if x.ndim == 0 else x for x in a.dyn]
         assert (spec.block > 1) == (blocks != "one_by_one")
         fused = compile_jacobian(first, second, spec, backend="numba")
         assert type(fused).__name__ == "NumbaJacobianKernel"
         # the reference: interpreted, one seed at a time
-        first1, second1, spec1 = _programs(trace, a.diff_mask(nums), mode, batch=False)
+        first1, second1, spec1 = _programs(trace, a.diff, mode, batch=False)
         generic = JacobianLoop(compile_oplist(first1, "numpy"),
                                compile_oplist(second1, "numpy"), spec1)
         for x, y in zip(fused(*dyn), generic(*dyn)):

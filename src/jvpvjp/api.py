@@ -150,7 +150,7 @@ def _value_and_grad(fun, argnums, has_aux, compile, with_value):
                 return (results[0], g) if with_value else g
         single, nums = normalize_argnums(argnums, len(args), fname)
         a = Args(args, kwargs, nums, fname)
-        diff = a.diff_mask(nums)
+        diff = a.diff
         if a.nested:
             trace = Trace(fun, a, has_aux, fname)
             prog = vjp_oplist(trace.oplist, diff + [False] * len(trace.captured), n_seeded=1)
@@ -314,7 +314,7 @@ def vjp(fun, *primals, has_aux=False, compile="auto"):
     _check_compile(compile, fname)
     nums = tuple(range(len(primals)))
     a = Args(tuple(primals), {}, nums, fname)
-    diff = a.diff_mask(nums)
+    diff = a.diff
 
     def program(trace):
         return vjp_oplist(trace.oplist, diff + [False] * len(trace.captured),

@@ -118,7 +118,7 @@ class Args:
             dyn.append(v)
             dyn_idx.append(i)
             sig.append((v.shape, v.dtype.char, i in diff_leaf))
-        self.diff = [i in diff_leaf for i in dyn_idx]
+        self.diff = [i in diff_leaf for i in dyn_idx]     # per dynamic leaf
         # Inside another trace, derivative programs are inlined rather than compiled.
         self.dyn, self.dyn_idx = dyn, dyn_idx
         self.nested = nested or tracing_active()
@@ -126,13 +126,6 @@ class Args:
 
     def kernel_inputs(self):
         return [x[()] if x.ndim == 0 else x for x in self.dyn]
-
-    def diff_mask(self, diff_argnums):
-        diff_leaf = set()
-        for i in diff_argnums:
-            lo, hi = self.arg_slices[i]
-            diff_leaf.update(range(lo, hi))
-        return [i in diff_leaf for i in self.dyn_idx]
 
     def per_argument(self, nums, flat):
         """Split values for the dynamic leaves of arguments ``nums`` (given in leaf order,

@@ -179,7 +179,7 @@ def _jacobian_transform(fun, argnums, has_aux, mode, fname, compile="auto"):
                 return path.unpack(results[:path.trace.n_out])
         single, nums = normalize_argnums(argnums, len(args), fname)
         a = Args(args, kwargs, nums, fname)
-        diff = a.diff_mask(nums)
+        diff = a.diff
         if a.nested:
             trace = Trace(fun, a, has_aux, fname)
             _check_outputs(trace, fname)

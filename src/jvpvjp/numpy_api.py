@@ -699,10 +699,6 @@ builtins_max, builtins_min = builtins.max, builtins.min
 
 
 # -- indexing -----------------------------------------------------------------------------
-def index_positions(shape, key):
-    """Flat positions selected by NumPy index ``key`` from an array of ``shape``."""
-    table = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
-    return np.asarray(table[key])
 
 
 def _concrete_key(key):
@@ -746,12 +742,7 @@ def getitem(x, key):
     new_shape = _reshape_only_shape(x.shape, key)
     if new_shape is not None:        # x[:, None], x[..., None, :]: a reshape, no copy
         return reshape(x, new_shape)
-    try:
-        positions = index_positions(x.shape, key)
-    except IndexError as e:
-        from .tracing import format_where, user_frame
-        raise IndexError(f"{e} (indexing an array of shape {x.shape})\n  at "
-                         f"{format_where(user_frame())}") from None
+    positions = _positions(x.shape, key)
     if positions.shape == x.shape and np.array_equal(positions.reshape(-1),
                                                      np.arange(positions.size)):
         return x
@@ -759,6 +750,16 @@ def getitem(x, key):
     if _basic(key):
         out.mark_view_of(x)          # NumPy returns a view
     return out
+
+
+def _positions(shape, key):
+    """`index_positions`, its IndexError naming the shape and the user's line."""
+    try:
+        return sh.index_positions(shape, key)
+    except IndexError as e:
+        from .tracing import format_where, user_frame
+        raise IndexError(f"{e} (indexing an array of shape {shape})\n  at "
+                         f"{format_where(user_frame())}") from None
 
 
 def _basic(key):
@@ -788,18 +789,12 @@ def setitem(x, key, value):
         raise TE(f"{where}: assigning a differentiated value into a {x.dtype} array would "
                  f"drop its derivative (NumPy casts it); make the array floating-point")
     key = _concrete_key(key)
-    try:
-        positions = index_positions(x.shape, key)
-    except IndexError as e:
-        raise IndexError(f"{e} (indexing an array of shape {x.shape})\n  at {where}") from None
+    positions = _positions(x.shape, key)
     flat = positions.reshape(-1)
     vals = reshape(broadcast_to(_as_dtype(value, x.dtype), positions.shape), (flat.size,))
-    # the last write to a position wins: keep each position's last occurrence
-    last = {}
-    for k, pos in enumerate(flat.tolist()):
-        last[pos] = k
-    order = np.fromiter(last.values(), np.int64, len(last))
-    pos = np.fromiter(last.keys(), np.int64, len(last))
+    # the last write to a position wins: each position's last occurrence in flat
+    pos, from_end = np.unique(flat[::-1], return_index=True)
+    order = flat.size - 1 - from_end
     # every position of x reads the value written there (a gather: exact, -0.0 and inf
     # kept); the others keep x's own value
     source = np.zeros(x.size, np.int64)
@@ -813,8 +808,8 @@ def setitem(x, key, value):
 # -- Tracer protocol and methods -----------------------------------------------------------
 def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
     if kwargs.get("out") is not None:
-        raise TracingError(f"numpy.{ufunc.__name__}(..., out=...) writes into an array; "
-                           f"traced arrays are immutable")
+        raise TracingError(f"numpy.{ufunc.__name__}(..., out=...) on traced values is not "
+                           f"supported; use the result (y = f(x)) or y[...] = f(x)")
     if method == "reduce" and ufunc in _UFUNC_REDUCE:
         extra = {k: v for k, v in kwargs.items() if k in ("axis", "keepdims")}
         if "axis" not in extra:
@@ -897,5 +892,5 @@ Tracer.squeeze = lambda self, axis=None: squeeze(self, axis)
 Tracer.swapaxes = swapaxes
 Tracer.dot = lambda self, b: dot(self, b)
 Tracer.clip = lambda self, min=None, max=None: clip(self, min, max)
-Tracer.copy = lambda self, order="C": Tracer(self.builder, self.node, self.value)
+Tracer.copy = lambda self, order="C": copy(self)
 Tracer.cumsum = lambda self, axis=None, dtype=None, out=None: cumsum(self, axis, dtype, out)

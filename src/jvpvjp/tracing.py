@@ -49,8 +49,7 @@ class TracingError(TypeError):
 
 
 # conversions that drop a derivative (bool() and int() stay guards: their derivative is 0)
-_LOSSY = {"float": "float()", "item": ".item()", "array": "converting to a NumPy value",
-          "complex": "complex()"}
+_LOSSY = {"float": "float()", "item": ".item()", "array": "converting to a NumPy value"}
 
 
 _internal_files = {}
@@ -98,6 +97,7 @@ class Builder:
         self.level = None
         self._thread = None
         self.diff_vars = set()    # inputs being differentiated
+        self._producer = {}       # outvar -> op, for ops[:len(self._producer)]
 
     def __enter__(self):
         builders = _state.builders
@@ -118,7 +118,9 @@ class Builder:
         captured value, of an outer one) other than through a zero-derivative op."""
         if not self.diff_vars and not self.captured:
             return False
-        producer = {op.outvar: op for op in self.ops}
+        producer = self._producer
+        for op in self.ops[len(producer):]:      # ops recorded since the last call
+            producer[op.outvar] = op
         captured = {inner: outer for outer, inner in self.captured}
         seen, stack = set(), [var]
         while stack:
@@ -257,7 +259,8 @@ def bind(prim, *args, **params):
 
 
 class Tracer:
-    """A traced array. Behaves like a read-only ``numpy.ndarray`` inside traced code."""
+    """A traced array. Behaves like a ``numpy.ndarray`` inside traced code (item
+    assignment is a functional update: `numpy_api.setitem`)."""
 
     __slots__ = ("builder", "node", "value", "_base", "_version", "is_input")
     __array_priority__ = 1000

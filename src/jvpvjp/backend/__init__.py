@@ -2,7 +2,8 @@
 
 One interface, chosen by name: ``"numba"`` generates one Python function per op list,
 compiles it with Numba (and caches it on disk); long scalar op lists go instead to
-``"tape"``, one precompiled interpreter loop (no compile time per program); ``"numpy"``
+``"tape"``, one precompiled interpreter loop (no compile time per program), long array op
+lists to ``"vtape"``, its counterpart over arrays; ``"numpy"``
 interprets the op list with the primitives' NumPy implementations (no compile time; also
 the reference in tests).
 
@@ -84,14 +85,11 @@ def compile_oplist(ol, backend=None):
         if tape.supports(ol):      # long scalar program: interpreter loop, no compile
             name = "tape"
         elif len(ol.ops) > config.compile_max_ops:
-            from .tiers import _vector_tape
-            vt = _vector_tape()
-            if vt is not None and vt.supports(ol):
+            from . import vector_tape
+            if vector_tape.supports(ol):
                 name = "vtape"
     if name not in _BACKENDS and name in ("numba", "tape", "vtape"):
-        from . import numba_backend, tape  # noqa: F401  (they register themselves)
-        from .tiers import _vector_tape
-        _vector_tape()
+        from . import numba_backend, tape, vector_tape  # noqa: F401  (they register themselves)
     try:
         return _BACKENDS[name](ol)
     except KeyError:

@@ -12,9 +12,10 @@ Design notes
   helpers; large transcendental ops and reductions to NumPy, from object mode.
 * Array constants are passed as arguments (never printed into the source), scalar constants
   are typed literals (so float32 programs stay float32).
-* The source is written to ``config.cache_dir`` under the hash of its text and imported from
-  there, so Numba's ``cache=True`` keeps the machine code across processes. Files are
-  written atomically (temporary file + rename); a source that fails to load is rewritten.
+* The source is written to ``config.cache_dir`` under the hash of its text and compiled
+  under that file's name, so Numba's ``cache=True`` keeps the machine code across
+  processes. Files are written atomically (temporary file + rename); a file whose text
+  differs from the source is rewritten, never trusted (see "the disk cache" below).
 """
 from __future__ import annotations
 
@@ -275,6 +276,11 @@ _lock = threading.Lock()
 _PYTHON_EXACT = {np.dtype(np.int64), np.dtype(np.bool_)}
 
 
+def _digest(source):
+    """The name of a generated source in the disk cache: a hash of its text."""
+    return hashlib.sha256(source.encode()).hexdigest()[:24]
+
+
 def _atomic_write(path, text):
     """Write ``text`` to ``path`` so that a reader sees the old file or the new one, never
     a part (temporary file in the same directory + rename; concurrent writers are safe)."""
@@ -340,7 +346,7 @@ def _load(source, digest):
 
 def _compiled(source):
     """The ``kernel`` of a generated module, loaded once per process per source text."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+    digest = _digest(source)
     with _lock:
         fn = _modules.get(digest)
         if fn is None:
@@ -372,7 +378,7 @@ def on_disk(source):
     (loading it then takes milliseconds, not a compile). Cheap: reads two small files."""
     if not config.cache_dir:
         return False
-    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+    digest = _digest(source)
     directory = os.path.join(config.cache_dir, "kernels")
     try:
         with open(os.path.join(directory, f"k_{digest}.ok"), "rb") as f:
@@ -590,7 +596,7 @@ def _reload(source, fn):
     """The first call of ``fn``, fresh from the disk cache, failed before its code ran: if
     the kernel has cache files, delete them and execute its module again. Returns the new
     kernel, or None if the cache cannot be to blame."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+    digest = _digest(source)
     with _lock:
         current = _modules.get(digest)
         if current is not None and current is not fn and id(fn) not in _unconfirmed:
@@ -666,6 +672,7 @@ class NumbaKernel:
         # type back (guard values need not).
         self._scalar_out = [(i, v.dtype.type) for i, v in enumerate(ol.outvars)
                             if v.shape == () and v.dtype not in _PYTHON_EXACT]
+        self._fresh = True    # not called yet: its first success confirms the cache entry
 
     def __call__(self, *args):
         try:
@@ -689,11 +696,13 @@ class NumbaKernel:
                     return self._fall_back(e2, args)
                 raise
             _confirm(fn)
+            self._fresh = False
             _warn_once("corrupt", f"jvpvjp: the kernel disk cache in {config.cache_dir!r} "
                        f"had a corrupt entry ({_describe(e)}); removed it and compiled again")
         else:
-            if _unconfirmed:
+            if self._fresh:
                 _confirm(self.fn)
+                self._fresh = False
         if self._scalar_out:
             res = list(res)
             for i, t in self._scalar_out:
@@ -855,6 +864,7 @@ class NumbaJacobianKernel(NumbaKernel):
         self._scalar_out = [(len(spec.outputs[0]) + i, v.dtype.type)
                             for i, v in enumerate(known)
                             if v.shape == () and v.dtype not in _PYTHON_EXACT]
+        self._fresh = True
 
     def _fall_back(self, error, args):
         from . import JacobianLoop

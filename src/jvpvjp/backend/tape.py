@@ -5,7 +5,8 @@ Design notes
 Generated code compiles in time that grows with the op list (seconds per thousand scalar
 ops through Numba), so an unrolled Python loop over scalars of 10^4 to 10^6 steps cannot
 go through `numba_backend`. Such op lists are encoded instead as integer opcodes and slot
-indices into one float64 buffer, and run by `_run`, compiled once and cached on disk. The
+indices into one float64 buffer, and run by one loop generated from the registry
+(`loop_source`), compiled once and cached in the kernel disk cache. The
 derivative programs are op lists too, so forward, tangent and adjoint sweeps all run on the
 same loop. Booleans are stored as 0.0 / 1.0.
 """
@@ -123,16 +124,17 @@ def _fusable_products(ol):
 
 
 def supports(ol):
-    """Scalar float64/bool op lists made of the opcodes above."""
+    """Scalar float64/bool op lists made of the tape's opcodes (`opcodes`)."""
     def ok(v):
         return v.shape == () and v.dtype in (np.float64, np.bool_)
     if not all(ok(v) for v in ol.invars) or not all(ok(v) for v in ol.consts):
         return False
+    table = opcodes()
     for op in ol.ops:
         if not ok(op.outvar):
             return False
         name = op.prim.name
-        if name in opcodes() or op.prim.kind == "view":
+        if name in table or op.prim.kind == "view":
             continue
         if name == "convert" and all(ok(v) for v in op.invars):
             continue

@@ -116,11 +116,9 @@ def load_runtime():
         _runtime["state"] = "loading"
     t0 = time.perf_counter()
     try:
-        from . import tape
+        from . import tape, vector_tape
         tape.warm_up()
-        vt = _vector_tape()
-        if vt is not None:
-            vt.warm_up()
+        vector_tape.warm_up()
     except Exception as e:      # no usable Numba: stay on the NumPy interpreter
         _runtime["state"] = "failed"
         log.warning("jvpvjp: the Numba runtime could not be loaded (%s: %s); running on the "
@@ -144,21 +142,12 @@ def _request_runtime():
 # -- which tiers an op list can use --------------------------------------------------------
 def tape_tier(oplists):
     """"tape", "vtape" or None: the precompiled tape all of ``oplists`` run on."""
-    from . import tape
+    from . import tape, vector_tape
     if all(tape.supports(ol) for ol in oplists):
         return "tape"
-    vt = _vector_tape()
-    if vt is not None and all(vt.supports(ol) and _small_arrays(ol) for ol in oplists):
+    if all(vector_tape.supports(ol) and _small_arrays(ol) for ol in oplists):
         return "vtape"
     return None
-
-
-def _vector_tape():
-    try:
-        from . import vector_tape
-    except ImportError:
-        return None
-    return vector_tape if hasattr(vector_tape, "warm_up") else None
 
 
 def _small_arrays(ol):
@@ -265,11 +254,10 @@ class Tiered:
             return "numba"
         # long programs: a tape if one runs them (the tape's loop is compiled once), else
         # the NumPy interpreter; never one giant Numba function
-        from . import tape
+        from . import tape, vector_tape
         if all(tape.supports(ol) for ol in self._oplists):
             return "tape"
-        vt = _vector_tape()
-        if vt is not None and all(vt.supports(ol) for ol in self._oplists):
+        if all(vector_tape.supports(ol) for ol in self._oplists):
             return "vtape"
         return "numpy"
 
@@ -306,11 +294,17 @@ class Tiered:
                     and _disk_has_kernels():
                 self._promote(args, priority=0, how="found in the disk cache",
                               check=self._on_disk)
-            if not self._pending and self.seconds >= self._threshold and self.calls >= 2 \
-                    and self._target is not None and _RANK[self._target] > _RANK[tier]:
+            if not self._pending and self._hot() and self._target is not None \
+                    and _RANK[self._target] > _RANK[tier]:
                 self._promote(args)
             return out
         return call
+
+    def _hot(self):
+        return self.calls >= 2 and self.seconds >= self._threshold
+
+    def _why_hot(self):
+        return f"hot after {self.calls} calls, {self.seconds:.3f} s"
 
     def _promote(self, example, priority=2, how=None, check=None):
         with self._lock:
@@ -318,7 +312,7 @@ class Tiered:
                 return
             self._pending = True
         self._example = example
-        how = how or f"hot after {self.calls} calls, {self.seconds:.3f} s"
+        how = how or self._why_hot()
 
         def job():
             before = self.tier
@@ -334,12 +328,12 @@ class Tiered:
             except Exception:
                 found = False
             if not found:
-                if not (self.calls >= 2 and self.seconds >= self._threshold):
+                if not self._hot():
                     with self._lock:
                         self._example = None
                         self._pending = False      # promoted again when hot
                     return
-                how = f"hot after {self.calls} calls, {self.seconds:.3f} s"   # meanwhile
+                how = self._why_hot()              # it became hot meanwhile
         try:
             target = self._target
             if target in ("tape", "vtape", "numba") and not load_runtime():
@@ -359,11 +353,6 @@ class Tiered:
         finally:
             self._example = None
             self._done.set()
-
-    def load_from_disk(self, example):
-        """The compiled kernel is in the disk cache: load it now, in the background."""
-        if self._target == "numba" and self.tier != "numba":
-            self._promote(example, priority=0, how="found in the disk cache")
 
     def compile_now(self, example):
         """Move to the final tier before returning (``compile="eager"``)."""

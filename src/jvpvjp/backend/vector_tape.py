@@ -4,7 +4,9 @@ Design notes
 ------------
 `tape` runs unrolled scalar programs; this module does the same for arrays. An op list is
 encoded once, in Python, into fixed-width int64 instructions over one float64 value
-buffer, and run by `_run_py`, compiled once per machine and cached on disk: a program of
+buffer, and run by one loop (`loop_source`: `_run_py`'s own instructions, the template,
+plus a branch per elementwise primitive), compiled once per machine and kept in the
+kernel disk cache: a program of
 10^4 array ops costs its encoding (a few microseconds per op) and no Numba compile.
 
 * Buffer. Every Var lives at an offset of one flat float64 buffer (C order); booleans are
@@ -32,6 +34,7 @@ they may differ in the last bit or two, as the other compiled backends do.
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -303,24 +306,9 @@ def warm_up():
     run_loop()
 
 
-_SIZES = {}
-
-
-def _size(shape):
-    """prod(shape), memoised (called for every operand while encoding)."""
-    n = _SIZES.get(shape)
-    if n is None:
-        n = 1
-        for d in shape:
-            n *= int(d)
-        _SIZES[shape] = n
-    return n
-
-
 # -- what the tape runs --------------------------------------------------------------------
 def _value_ok(v):
-    return (v.dtype is _F64 or v.dtype is _BOOL or v.dtype == _F64 or v.dtype == _BOOL) \
-        and len(v.shape) <= MAX_RANK
+    return v.dtype in (_F64, _BOOL) and len(v.shape) <= MAX_RANK
 
 
 def supports(ol):
@@ -351,7 +339,7 @@ def supports(ol):
                 return False
             if name == "scatter_add" and (out.dtype != _F64):
                 return False
-            size = _size(x.shape) if name == "gather" else _size(out.shape)
+            size = x.size if name == "gather" else out.size
             lo = -size if name == "gather" else 0
             t = ol.consts[idx]
             key = (id(idx), lo, size)
@@ -372,7 +360,7 @@ def supports(ol):
                 return False
         elif name in ("reduce_max", "reduce_min"):
             axes = op.params["axes"]
-            if _size(out.shape) and any(ins[0].shape[ax] == 0 for ax in axes):
+            if out.size and any(ins[0].shape[ax] == 0 for ax in axes):
                 return False
     for v in list(ol.outvars) + [g.var for g in ol.guards]:
         if v in table_ok or not _value_ok(v):
@@ -449,22 +437,22 @@ class VectorTapeKernel:
             if v.dtype.kind in "iu":
                 continue
             loc[v] = (self._top, None, None)
-            self._top += _size(v.shape)
+            self._top += v.size
             consts.append(np.asarray(c, np.float64).reshape(-1))
         self.n_const = self._top
         self._const_vals = np.concatenate(consts) if consts else np.zeros(0)
         self._in_plan = []
         for v in ol.invars:
-            r = self._alloc(_size(v.shape))
+            r = self._alloc(v.size)
             loc[v] = (r.off, None, r)
-            self._in_plan.append((r.off, _size(v.shape), v.shape == ()))
+            self._in_plan.append((r.off, v.size, v.shape == ()))
         self._encode_ops(ol)
         results = list(ol.outvars) + [g.var for g in ol.guards]
         plan = []
         for v in results:
             off = self._dense(v)
             kind = (0 if v.dtype == _F64 else 1) + (2 if v.shape != () else 0)
-            plan.append((off, _size(v.shape), v.shape, kind))
+            plan.append((off, v.size, v.shape, kind))
         self._out_plan = plan
         self.code = np.array(self._code, np.int64)
         self.aux = np.array(self._aux, np.int64)
@@ -517,7 +505,7 @@ class VectorTapeKernel:
         off, st, reg = self._loc[v]
         if st is None:
             return off
-        r = self._alloc(_size(v.shape))
+        r = self._alloc(v.size)
         self._copy_nd(v.shape, off, st, r.off, _contig_strides(v.shape))
         self._loc[v] = (r.off, None, r)
         self._release(reg)
@@ -537,7 +525,7 @@ class VectorTapeKernel:
     def _operand(self, v, shape, n, scratch):
         """(offset, stride) reading ``v`` broadcast to ``shape`` (size ``n``) elementwise."""
         off, st, reg = self._loc[v]
-        size = _size(v.shape)
+        size = v.size
         if size == 1 or (st is not None and not any(st)):
             return off, 0
         if size == n and (st is None or v.shape == shape):
@@ -584,7 +572,7 @@ class VectorTapeKernel:
             scratch = []
             kind = table.get(name)
             if kind is not None:           # elementwise: operands broadcast to the output
-                n = _size(out.shape)
+                n = out.size
                 fields = []
                 for v in ins:
                     fields.extend(self._operand(v, out.shape, n, scratch))
@@ -596,7 +584,7 @@ class VectorTapeKernel:
                 if not (out.dtype == _BOOL and x.dtype != _BOOL):
                     self._view(out, *loc[x])           # same storage: an alias
                 else:
-                    n = _size(out.shape)
+                    n = out.size
                     a, sa = self._operand(x, out.shape, n, scratch)
                     r = self._alloc(n)
                     loc[out] = (r.off, None, r)
@@ -631,7 +619,7 @@ class VectorTapeKernel:
             elif name == "cumsum":
                 self._cumsum(op, scratch)
             elif name == "concatenate":
-                r = self._alloc(_size(out.shape))
+                r = self._alloc(out.size)
                 loc[out] = (r.off, None, r)
                 axis = op.params["axis"]
                 dst = _contig_strides(out.shape)
@@ -643,17 +631,17 @@ class VectorTapeKernel:
             elif name == "gather":
                 x, idx = ins
                 a = self._dense(x)
-                n = _size(out.shape)
+                n = out.size
                 r = self._alloc(n)
                 loc[out] = (r.off, None, r)
-                emit(GATHER, r.off, n, a, x=self._table(idx, _size(x.shape)))
+                emit(GATHER, r.off, n, a, x=self._table(idx, x.size))
             elif name == "scatter_add":
                 x, idx = ins
                 a = self._dense(x)
-                n = _size(out.shape)
+                n = out.size
                 r = self._alloc(n)
                 loc[out] = (r.off, None, r)
-                emit(SCATTER, r.off, n, a, 0, _size(x.shape), x=self._table(idx, n))
+                emit(SCATTER, r.off, n, a, 0, x.size, x=self._table(idx, n))
             else:       # supports() keeps this out
                 raise ValueError(f"the vector tape does not run {name}")
             for r in scratch:
@@ -669,10 +657,8 @@ class VectorTapeKernel:
         (x,), out = op.invars, op.outvar
         axes = set(op.params["axes"])
         shape = x.shape
-        n = _size(out.shape)
-        m = 1
-        for ax in axes:
-            m *= shape[ax]
+        n = out.size
+        m = math.prod(shape[ax] for ax in axes)
         off, st, _ = self._loc[x]
         pattern = [ax in axes for ax, d in enumerate(shape) if d != 1]
         r = self._alloc(n)
@@ -687,7 +673,7 @@ class VectorTapeKernel:
         off, st = self._strides(x)
         perm = [ax for ax in range(len(shape)) if ax not in axes] + sorted(axes)
         dims = [shape[p] for p in perm]
-        t = self._alloc(_size(x.shape))
+        t = self._alloc(x.size)
         scratch.append(t)
         self._copy_nd(dims, off, [st[p] for p in perm], t.off, _contig_strides(dims))
         self._emit(RROWS, r.off, n, t.off, 0, m, kind)
@@ -695,7 +681,7 @@ class VectorTapeKernel:
     def _cumsum(self, op, scratch):
         (x,), out = op.invars, op.outvar
         axis, shape = op.params["axis"], x.shape
-        n, m = _size(shape), shape[axis]
+        n, m = x.size, shape[axis]
         rows = n // m if m else 0
         r = self._alloc(n)
         self._loc[out] = (r.off, None, r)
@@ -720,16 +706,14 @@ class VectorTapeKernel:
         sa_, sb_ = xa.shape, xb.shape
         mm, kk = (sa_[-1], sa_[-2]) if ta else (sa_[-2], sa_[-1])
         nn = sb_[-2] if tb else sb_[-1]
-        nb = 1
-        for d in sa_[:-2]:
-            nb *= d
-        r = self._alloc(_size(out.shape))
+        nb = math.prod(sa_[:-2])
+        r = self._alloc(out.size)
         self._loc[out] = (r.off, None, r)
         x = len(self._aux)
         self._aux.extend((nb, mm, kk, nn,
                           mm * kk, 1 if ta else kk, mm if ta else 1,
                           kk * nn, 1 if tb else nn, kk if tb else 1))
-        self._emit(MATMUL, r.off, _size(out.shape), a, 0, b, 0, x=x)
+        self._emit(MATMUL, r.off, out.size, a, 0, b, 0, x=x)
 
     # -- calls ---------------------------------------------------------------------------
     def _fresh_buffer(self):

@@ -142,10 +142,9 @@ def _cumsum_abstract(x, axis):
 
 def _flip(x, axis):
     """``x`` reversed along ``axis`` (a gather at constant positions)."""
-    from .shape import gather
+    from .shape import gather, index_positions
     key = tuple(slice(None, None, -1) if i == axis else slice(None) for i in range(x.ndim))
-    size = int(np.prod(x.shape, dtype=np.int64))
-    return gather(x, np.arange(size, dtype=np.int64).reshape(x.shape)[key])
+    return gather(x, index_positions(x.shape, key))
 
 
 def _cumsum_vjp(ct, primals, out, needs, axis):

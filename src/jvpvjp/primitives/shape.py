@@ -154,7 +154,6 @@ def _concat_jvp(primals, tangents, out, axis):
 
 
 def _concat_vjp(ct, primals, out, needs, axis):
-    from ..numpy_api import index_positions
     cts, start = [], 0
     for p, need in zip(primals, needs):
         stop = start + p.shape[axis]
@@ -194,6 +193,12 @@ def _gather_lower(args, op):
     if op.outvar.shape == ():
         return f"_flat({x})[{idx}]"
     return f"_flat({x})[_flat({idx})].reshape({op.outvar.shape!r})"
+
+
+def index_positions(shape, key):
+    """Flat positions selected by NumPy index ``key`` from an array of ``shape``."""
+    table = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+    return np.asarray(table[key])
 
 
 gather = Primitive(
