@@ -260,10 +260,10 @@ def test_nested_grad_and_perturbation_confusion():
 
 # -- bad input ----------------------------------------------------------------------------------
 def test_unsupported_numpy_function_names_it():
-    with pytest.raises(NotImplementedError, match="numpy.sort"):
-        grad(lambda x: np.sum(np.sort(x)))(np.ones(3))
-    with pytest.raises(NotImplementedError, match="numpy.einsum"):
-        grad(lambda x: np.einsum("i,i->", x, x))(np.ones(3))
+    with pytest.raises(NotImplementedError, match="numpy.histogram"):
+        grad(lambda x: np.sum(np.histogram(x)[1]))(np.ones(3))
+    with pytest.raises(NotImplementedError, match="numpy.unique"):
+        grad(lambda x: np.sum(np.unique(x)))(np.ones(3))
 
 
 def test_shape_mismatch_names_the_user_line():
@@ -290,9 +290,14 @@ def test_integer_argument_is_a_type_error():
         grad(lambda x: x * 1.0)(3)
 
 
+_ASARRAY_BOUND_AT_IMPORT = np.asarray     # as `from numpy import asarray` binds it
+
+
 def test_converting_a_traced_value_to_an_array_raises():
+    # np.asarray looked up while tracing is jvpvjp's; one bound before cannot see tracers
+    assert grad(lambda x: np.sum(np.asarray(x) ** 2))(np.ones(3)).tolist() == [2.0] * 3
     with pytest.raises(jvpvjp.TracingError, match="derivative would be lost"):
-        grad(lambda x: np.sum(np.asarray(x)))(np.ones(3))
+        grad(lambda x: np.sum(_ASARRAY_BOUND_AT_IMPORT(x)))(np.ones(3))
 
 
 def test_assignment_into_an_argument_raises():

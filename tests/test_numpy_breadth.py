@@ -27,6 +27,85 @@ COMPOSITES = {
 }
 
 
+M = rng.normal(size=(3, 4))
+V = rng.normal(size=4)
+C3 = rng.normal(size=(2, 3, 4))
+U = rng.permutation(20).reshape(5, 4) / 7.0 - 1.0      # distinct values: no ties in sorts
+
+
+def _put_along(a):
+    y = np.zeros_like(a)
+    np.put_along_axis(y, np.array([[0], [2], [1]]), a[:, :1] ** 2, 1)
+    return y
+
+
+def _sorted_in_place(a):
+    y = a * 1.0
+    y.sort(axis=0)
+    return y
+
+
+def _from_lists(x):
+    y = np.array([x[0] ** 2, 3.0, x[1] * x[0]])
+    z = np.asarray([[x[0], 1.0], [2.0, x[1]]])
+    return np.concatenate([y, np.ravel(z @ z), np.r_[x, 5.0, y], np.ravel(np.c_[x, x ** 2]),
+                           np.asarray(x), np.array(x, ndmin=2)[0], np.ascontiguousarray(x)])
+
+
+def _scipy_rosen(x):
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    return scipy_optimize.rosen(x)
+
+
+MOVEMENT = {
+    "tile": (lambda a: np.tile(a, (2, 1, 3)), (M,)),
+    "repeat": (lambda a: np.repeat(a, [1, 2, 0], axis=0) + np.repeat(a, 2)[:12].reshape(3, 4),
+               (M,)),
+    "roll": (lambda a: np.roll(a, 2, axis=1) * np.roll(a, -1), (M,)),
+    "flip": (lambda a: np.flip(a) + np.fliplr(a) * np.flipud(a), (M,)),
+    "rot90": (lambda a: np.rot90(a, 3), (M,)),
+    "diagonal": (lambda c: np.diagonal(c, 1, 1, 2), (C3,)),
+    "take": (lambda a: np.take(a, [0, 5, 5, 11]) + np.take(a, [1, 0], axis=1).sum(), (M,)),
+    "pad constant": (lambda a: np.pad(a, ((1, 2), (0, 1)), constant_values=3.0), (M,)),
+    "pad modes": (lambda a: np.pad(a, 2, mode="reflect").sum() + np.pad(a, 2, "wrap") ** 2
+                  + np.pad(a, 2, "edge") * np.pad(a, 2, "symmetric"), (M,)),
+    "diag of vector": (lambda v: np.diag(v, 1) @ np.diag(v, 1).T, (V,)),
+    "diag of matrix": (lambda a: np.diag(a, -1) + np.diagflat(a[:2, :2]).sum(), (M,)),
+    "tril/triu": (lambda a: np.tril(a, 1) + np.triu(a) ** 2 + np.tril(a[0])[:3], (M,)),
+    "trace": (lambda a: np.trace(a) + np.trace(a, 1) + np.trace(C3, 0, 1, 2).sum() * a, (M,)),
+    "split": (lambda a: np.concatenate([p * (i + 1) for i, p in
+                                        enumerate(np.split(a, 2, axis=1))]), (M,)),
+    "array_split": (lambda a: np.array_split(a.ravel(), 5)[3], (M,)),
+    "hsplit/vsplit": (lambda a: np.hsplit(a, [1, 3])[1] + np.vsplit(a, 3)[2].sum(), (M,)),
+    "append": (lambda a, v: np.append(a, v) + np.append(a, a, axis=0).sum(), (M, V)),
+    "column_stack": (lambda v: np.column_stack([v, v ** 2]), (V,)),
+    "dstack": (lambda a: np.dstack([a, a * 2]), (M,)),
+    "block": (lambda a: np.block([[a, a], [a * 2, a]]), (M,)),
+    "meshgrid": (lambda v: builtins_sum(m * (i + 1) for i, m in
+                                        enumerate(np.meshgrid(v, v[:2] ** 2))), (V,)),
+    "where of one argument": (lambda a: a[np.where(a > 0)] ** 2, (M,)),
+    "delete": (lambda a: np.delete(a, 1, axis=1), (M,)),
+    "put_along_axis": (_put_along, (M,)),
+    "reduction where/initial": (lambda a: np.sum(a, where=a > 0) + np.max(a, initial=0.5)
+                                + np.max(a, axis=0, where=a < 1, initial=-5.0), (M,)),
+    "sort": (lambda a: np.sort(a) * np.arange(4) + np.sort(a, axis=0)[1], (U,)),
+    "sort flat": (lambda a: np.sort(a, axis=None)[-3:], (U,)),
+    "argsort/take_along_axis": (lambda a: np.take_along_axis(a, np.argsort(a, axis=1),
+                                                             axis=1)[:, ::2], (U,)),
+    "argmax/argmin index": (lambda a: a[np.arange(5), np.argmax(a, axis=1)]
+                            + a.ravel()[a.argmin()] + a[np.argmax(a[:, 0])].sum(), (U,)),
+    "median": (lambda a: np.median(a) + np.median(a, axis=0).sum()
+               + np.median(a[:, :3], axis=1, keepdims=True).sum(), (U,)),
+    "percentile/quantile": (lambda a: np.percentile(a, [10, 50, 95], axis=0)
+                            + np.quantile(a, 0.3), (U,)),
+    "ndarray.sort": (_sorted_in_place, (U,)),
+    "arrays from lists": (_from_lists, (V[:2],)),
+    "scipy.optimize.rosen": (_scipy_rosen, (V,)),
+}
+COMPOSITES.update(MOVEMENT)
+builtins_sum = sum
+
+
 @pytest.mark.parametrize("name", sorted(COMPOSITES))
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_composites_match_numpy_and_finite_differences(name, backend):
@@ -35,6 +114,7 @@ def test_composites_match_numpy_and_finite_differences(name, backend):
         want = f(*args)
         with use_backend(backend):
             got = jvpvjp.jit(f)(*args)
+            assert np.shape(got) == np.shape(want)
             np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14)
             check_grads(f, args, order=1, atol=1e-6, rtol=1e-5)
 
@@ -61,3 +141,46 @@ def test_round_half_to_even_and_integer_derivatives_are_zero():
     for fn in (np.floor, np.ceil, np.trunc, np.rint, np.fix, np.round):
         np.testing.assert_array_equal(jvpvjp.grad(lambda v: np.sum(fn(v) * v))(S + 0.01),
                                       fn(S + 0.01))
+
+
+def test_numpy_is_itself_again_after_a_trace_and_other_threads_see_numpy():
+    import threading
+    originals = np.array, np.asarray, np.r_
+    seen = {}
+
+    def f(x):
+        t = threading.Thread(target=lambda: seen.update(a=np.array([1.0, 2.0])))
+        t.start()
+        t.join()
+        return np.sum(np.array([x, x * x]))
+
+    assert jvpvjp.grad(f)(2.0) == 5.0
+    assert (np.array, np.asarray, np.r_) == originals
+    assert type(seen["a"]) is np.ndarray and seen["a"].tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="inhomogeneous|sequence"):
+        jvpvjp.grad(lambda x: np.sum(np.array([x, [x, x]])))(1.0)
+    assert (np.array, np.asarray, np.r_) == originals
+
+
+def test_predicates_on_traced_values():
+    def f(x):
+        y = x * 1.0
+        if np.allclose(y, x) and np.all(x > -5) and not np.any(np.isnan(x)) and \
+                np.array_equal(y, x) and (x > 0).any():
+            return np.sum(np.where(np.isclose(x, 0.5), 0.0, x ** 2))
+        return np.sum(x)
+    x = np.array([0.5, 1.0, 2.0])
+    for backend in ("numpy", "numba"):
+        with use_backend(backend):
+            np.testing.assert_allclose(jvpvjp.grad(f)(x), [0.0, 2.0, 4.0])
+            # a replay where the branch flips retraces (the predicates are guards)
+            np.testing.assert_allclose(jvpvjp.grad(f)(np.array([-0.5, -1.0, -2.0])),
+                                       [1.0, 1.0, 1.0])
+
+
+def test_traced_index_out_of_bounds_raises_on_replay():
+    f = jvpvjp.jit(lambda x, i: x[i] * 2.0)
+    assert f(np.arange(3.0), np.int64(2)) == 4.0
+    assert f(np.arange(3.0), np.int64(-3)) == 0.0
+    with pytest.raises(IndexError, match="out of bounds"):
+        f(np.arange(3.0), np.int64(3))

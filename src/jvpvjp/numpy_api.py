@@ -274,46 +274,130 @@ def _no_extras(name, **kwargs):
                                   f"traced values")
 
 
-def _reduce(prim, name, a, axis=None, keepdims=False, **kwargs):
+_IDENTITY_OF = {"sum": 0, "prod": 1, "max": -np.inf, "min": np.inf}
+
+
+def _reduce(prim, name, a, axis=None, keepdims=False, dtype=None, initial=None, where=None,
+            **kwargs):
     _no_extras(name, **kwargs)
     a = _check_operand(a)
-    if not is_traced(a):
-        return getattr(np, name)(a, axis=axis, keepdims=keepdims)
+    if not is_traced(a) and not is_traced(where) and not is_traced(initial):
+        extra = {k: v for k, v in (("dtype", dtype), ("initial", initial), ("where", where))
+                 if v is not None and v is not np._NoValue}
+        return getattr(np, name)(a, axis=axis, keepdims=keepdims, **extra)
+    if dtype is not None:
+        a = _as_dtype(a, np.dtype(dtype))
+    elif name in ("sum", "prod") and _dtype_of(a).kind in "bi" and a.dtype.itemsize < 8:
+        a = _as_dtype(a, np.int64 if _dtype_of(a).kind != "u" else np.uint64)
+    initial = None if initial is np._NoValue else initial
+    where = None if where is np._NoValue or where is True else where
+    if where is not None:
+        if name in ("max", "min") and initial is None:
+            raise ValueError(f"reduction operation '{name}' does not have an identity, so to "
+                             f"use a where mask one has to specify 'initial'")
+        a = np.where(where, a, _IDENTITY_OF[name])
+        a = broadcast_to(a, np.broadcast_shapes(np.shape(a), np.shape(where)))
     axes = _normalize_axes(axis, a.ndim)
-    if name in ("sum", "prod") and a.dtype == np.bool_:
-        a = sh.convert(a, dtype=np.int64)
     if not axes:
-        return a
-    if name in ("max", "min") and any(a.shape[i] == 0 for i in axes):
+        out = a
+    elif name in ("max", "min") and any(a.shape[i] == 0 for i in axes) and initial is None:
         raise ValueError(f"zero-size array to reduction operation {name} which has no identity")
-    out = prim(a, axes=axes)
+    elif any(a.shape[i] == 0 for i in axes):
+        shape = tuple(d for i, d in enumerate(a.shape) if i not in axes)
+        out = traced_constant(np.full(shape, _IDENTITY_OF[name], a.dtype))
+    else:
+        out = prim(a, axes=axes)
+    if initial is not None:
+        combine = {"sum": np.add, "prod": np.multiply, "max": np.maximum,
+                   "min": np.minimum}[name]
+        out = combine(out, np.asarray(initial, a.dtype) if not is_traced(initial) else initial)
     if keepdims:
-        out = sh.reshape(out, shape=reductions._keepdims_shape(a.shape, axes))
+        out = reshape(out, reductions._keepdims_shape(a.shape, axes))
     return out
 
 
 @implements(np.sum)
 def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
-    return _reduce(reductions.reduce_sum, "sum", a, axis, keepdims, dtype=dtype, out=out,
-                   initial=initial, where=where)
+    return _reduce(reductions.reduce_sum, "sum", a, axis, keepdims, dtype, initial, where,
+                   out=out)
 
 
 @implements(np.prod)
 def prod(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
-    return _reduce(reductions.reduce_prod, "prod", a, axis, keepdims, dtype=dtype, out=out,
-                   initial=initial, where=where)
+    return _reduce(reductions.reduce_prod, "prod", a, axis, keepdims, dtype, initial, where,
+                   out=out)
 
 
 @implements(np.max, np.amax)
 def max(a, axis=None, out=None, keepdims=False, initial=None, where=None):
-    return _reduce(reductions.reduce_max, "max", a, axis, keepdims, out=out, initial=initial,
-                   where=where)
+    return _reduce(reductions.reduce_max, "max", a, axis, keepdims, None, initial, where,
+                   out=out)
 
 
 @implements(np.min, np.amin)
 def min(a, axis=None, out=None, keepdims=False, initial=None, where=None):
-    return _reduce(reductions.reduce_min, "min", a, axis, keepdims, out=out, initial=initial,
-                   where=where)
+    return _reduce(reductions.reduce_min, "min", a, axis, keepdims, None, initial, where,
+                   out=out)
+
+
+# -- predicates: boolean results, no derivative (guards when used in ``if``) --------------
+def _truth_reduce(a, axis, keepdims, every):
+    a = _check_operand(a)
+    if not is_traced(a):
+        return (np.all if every else np.any)(a, axis=axis, keepdims=keepdims)
+    t = a if a.dtype == np.bool_ else a != 0
+    if t.size == 0:
+        return np.full(np.shape(np.any(np.zeros(t.shape), axis=axis, keepdims=keepdims)),
+                       every)
+    f = _as_dtype(t, np.dtype(np.float64))
+    r = (min if every else max)(f, axis=axis, keepdims=keepdims)
+    return r > 0.5
+
+
+@implements(np.any)
+def any_(a, axis=None, out=None, keepdims=False, *, where=None):
+    _no_extras("any", out=out, where=where)
+    return _truth_reduce(a, axis, keepdims, every=False)
+
+
+@implements(np.all)
+def all_(a, axis=None, out=None, keepdims=False, *, where=None):
+    _no_extras("all", out=out, where=where)
+    return _truth_reduce(a, axis, keepdims, every=True)
+
+
+@implements(np.isclose)
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    a, b = _as_float64(_check_operand(a)), _as_float64(_check_operand(b))
+    with np.errstate(invalid="ignore"):
+        close = (np.abs(a - b) <= atol + rtol * np.abs(b)) | (a == b)
+    if equal_nan:
+        close = close | ((a != a) & (b != b))
+    return close
+
+
+@implements(np.allclose)
+def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    return all_(isclose(a, b, rtol, atol, equal_nan))
+
+
+@implements(np.array_equal)
+def array_equal(a1, a2, equal_nan=False):
+    if np.shape(a1) != np.shape(a2):
+        return False
+    eq = _check_operand(a1) == _check_operand(a2)
+    if equal_nan:
+        eq = eq | ((a1 != a1) & (a2 != a2))
+    return all_(eq)
+
+
+@implements(np.array_equiv)
+def array_equiv(a1, a2):
+    try:
+        np.broadcast_shapes(np.shape(a1), np.shape(a2))
+    except ValueError:
+        return False
+    return all_(_check_operand(a1) == _check_operand(a2))
 
 
 def _count(a, axis):
@@ -514,9 +598,10 @@ def vstack(tup, dtype=None, casting=None):
 
 @implements(np.where)
 def where(condition, x=None, y=None):
+    if x is None and y is None:
+        return nonzero(condition)
     if x is None or y is None:
-        raise NotImplementedError("numpy.where with one argument (its result shape depends "
-                                  "on values) on traced values")
+        raise ValueError("either both or neither of x and y should be given")
     condition, x, y = _check_operand(condition), _check_operand(x), _check_operand(y)
     if _dtype_of(condition) != np.bool_:
         condition = condition != 0
@@ -613,23 +698,335 @@ def outer(a, b, out=None):
     return reshape(a, (-1, 1)) * reshape(b, (1, -1))
 
 
-@implements(np.trace)
-def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
-    _no_extras("trace", dtype=dtype, out=out)
-    if np.ndim(a) != 2 or (axis1, axis2) != (0, 1):
-        raise NotImplementedError("numpy.trace of other than a 2-D array")
-    n, m = np.shape(a)
-    rows = np.arange(builtins_max(0, -offset), builtins_min(n, m - offset))
-    return sum(getitem(a, (rows, rows + offset)))
+# -- data movement: one gather from the positions NumPy itself moves ----------------------
+def moved(x, fn, fill=None, view=False):
+    """``fn(x)`` for a NumPy function ``fn`` that only moves, repeats or drops elements: run
+    on the table of ``x``'s flat positions, ``fn`` says where each output element comes
+    from, and the result is one gather (its derivatives are the gather's). Where ``fn``
+    puts the sentinel ``x.size`` (passed as ``fn``'s second argument), the output is
+    ``fill``."""
+    x = _check_operand(x)
+    if not is_traced(x):
+        return fn(np.asarray(x), fill) if fill is not None else fn(np.asarray(x))
+    table = np.arange(x.size, dtype=np.int64).reshape(x.shape)
+    pos = np.asarray(fn(table, x.size) if fill is not None else fn(table))
+    if pos.shape == x.shape and np.array_equal(pos.reshape(-1), np.arange(x.size)):
+        return x
+    src = x
+    if fill is not None and (pos == x.size).any():
+        src = concatenate([reshape(x, (-1,)), reshape(_as_dtype(fill, x.dtype), (1,))])
+    out = sh.gather(src, pos.astype(np.int64, copy=False))
+    if view:
+        out.mark_view_of(x)              # NumPy returns a view
+    return out
+
+
+def _movement(func, view=False):
+    """Register NumPy ``func`` (data movement only, array first) as a `moved` gather."""
+    def handler(a, *args, **kwargs):
+        if any(is_traced(v) for v in args + tuple(kwargs.values())):
+            raise NotImplementedError(f"numpy.{func.__name__} with traced arguments other "
+                                      f"than the array")
+        return moved(a, lambda t: func(t, *args, **kwargs), view=view)
+    HANDLED_FUNCTIONS[func] = handler
+    return handler
+
+
+for _f in (np.tile, np.repeat, np.roll, np.take, np.resize, np.delete):
+    _movement(_f)
+for _f in (np.flip, np.fliplr, np.flipud, np.rot90, np.diagonal, np.rollaxis):
+    _movement(_f, view=True)
+
+
+def _axis_of(a, axis):
+    return _normalize_axes(axis, np.ndim(a))[0]
+
+
+def _flat_along(shape, indices, axis):
+    """Flat positions in an array of ``shape`` of ``indices`` along ``axis`` (traced
+    integers, NumPy's negative indices wrap): ``take_along_axis`` as one gather."""
+    table = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+    out_shape = tuple(np.broadcast_shapes(
+        tuple(1 if i == axis else d for i, d in enumerate(shape)),
+        tuple(1 if i == axis else d for i, d in enumerate(indices.shape))))
+    out_shape = out_shape[:axis] + (indices.shape[axis],) + out_shape[axis + 1:]
+    base = np.take_along_axis(table, np.zeros(out_shape, np.int64), axis)
+    stride = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    indices = np.where(indices < 0, indices + shape[axis], indices)
+    return base + indices * stride
+
+
+@implements(np.take_along_axis)
+def take_along_axis(arr, indices, axis=-1):
+    arr = _check_operand(arr)
+    if axis is None:
+        arr, axis = ravel(arr), 0
+    axis = _axis_of(arr, axis)
+    if is_traced(indices) and (not indices.builder.concrete or indices.value is None or
+                               is_traced(arr)):
+        if indices.dtype.kind not in "iu":
+            raise IndexError("`indices` must be an integer array")
+        if not is_traced(arr):
+            arr = traced_constant(np.asarray(arr))
+        return sh.gather(arr, _flat_along(arr.shape, indices, axis))
+    indices = _concrete_key(indices)
+    return moved(arr, lambda t: np.take_along_axis(t, indices, axis))
+
+
+def _positions_along(prim, name):
+    def handler(a, axis=-1 if name == "argsort" else None, *args, **kwargs):
+        kwargs.pop("kind", None)
+        kwargs.pop("stable", None)
+        keepdims = kwargs.pop("keepdims", False)
+        _no_extras(name, **{k: v for k, v in kwargs.items() if k != "order"})
+        a = _check_operand(a)
+        if not is_traced(a):
+            return getattr(np, name)(a, axis=axis)
+        if axis is None:
+            flat = reshape(a, (-1,))
+            out = prim(flat, axis=0)
+            return reshape(out, (1,) * a.ndim) if keepdims else out
+        axis = _axis_of(a, axis)
+        out = prim(a, axis=axis)
+        if keepdims and name != "argsort":
+            out = reshape(out, a.shape[:axis] + (1,) + a.shape[axis + 1:])
+        return out
+    HANDLED_FUNCTIONS[getattr(np, name)] = handler
+    return handler
+
+
+argsort = _positions_along(reductions.argsort, "argsort")
+argmax = _positions_along(reductions.argmax, "argmax")
+argmin = _positions_along(reductions.argmin, "argmin")
+
+
+@implements(np.sort)
+def sort(a, axis=-1, kind=None, order=None, stable=None):
+    a = _check_operand(a)
+    if axis is None:
+        a, axis = ravel(a), 0
+    if not is_traced(a):
+        return np.sort(a, axis=axis)
+    if a.ndim == 0:
+        raise np.exceptions.AxisError(axis, 0)
+    return take_along_axis(a, argsort(a, axis), axis)
+
+
+def _quantiles(a, q, axis, keepdims, method, name):
+    """Linear interpolation between order statistics (NumPy's default method)."""
+    if method != "linear":
+        raise NotImplementedError(f"numpy.{name} with method={method!r} on traced values")
+    if is_traced(q):
+        raise NotImplementedError(f"numpy.{name} at traced quantiles")
+    a = _check_operand(a)
+    a = _as_float64(a) if _dtype_of(a).kind in "iub" else a
+    if axis is None:
+        src, axis = ravel(a), 0
+    else:
+        axes = _normalize_axes(axis, a.ndim)
+        if len(axes) != 1:
+            raise NotImplementedError(f"numpy.{name} over several axes on traced values")
+        src, axis = a, axes[0]
+    q = np.asarray(q, dtype=np.float64)
+    if np.any((q < 0) | (q > 1)):
+        raise ValueError("Quantiles must be in the range [0, 1]")
+    n = src.shape[axis]
+    s = sort(src, axis)
+    pos = q.reshape(-1) * (n - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = pos - lo
+    take = lambda idx: moveaxis(np.take(s, idx, axis=axis), axis, 0)
+    vlo, vhi = take(lo), take(hi)
+    shape = (-1,) + (1,) * (vlo.ndim - 1)
+    out = vlo + (vhi - vlo) * frac.reshape(shape)
+    out = reshape(out, q.shape + out.shape[1:])
+    if keepdims:
+        nd = np.ndim(a)
+        keep = tuple(1 if (i == axis or axis is None) else d for i, d in enumerate(np.shape(a)))
+        out = reshape(out, q.shape + keep)
+    return out
+
+
+@implements(np.quantile)
+def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
+             keepdims=False, *, weights=None, interpolation=None):
+    _no_extras("quantile", out=out, weights=weights, interpolation=interpolation)
+    return _quantiles(a, q, axis, keepdims, method, "quantile")
+
+
+@implements(np.percentile)
+def percentile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
+               keepdims=False, *, weights=None, interpolation=None):
+    _no_extras("percentile", out=out, weights=weights, interpolation=interpolation)
+    return _quantiles(a, np.asarray(q, dtype=np.float64) / 100.0, axis, keepdims, method,
+                      "percentile")
+
+
+@implements(np.median)
+def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
+    _no_extras("median", out=out)
+    return _quantiles(a, 0.5, axis, keepdims, "linear", "median")
+
+
+@implements(np.put_along_axis)
+def put_along_axis(arr, indices, values, axis):
+    indices = _concrete_key(indices)
+    if not is_traced(arr):
+        if is_traced(values):
+            raise TracingError("numpy.put_along_axis of traced values into a NumPy array "
+                               "would drop their derivative; make arr np.zeros_like(x)")
+        return np.put_along_axis(arr, indices, values, axis)
+    check_assignable(arr, values)
+    table = np.arange(arr.size, dtype=np.int64).reshape(arr.shape)
+    setitem_flat(arr, np.take_along_axis(table, indices, axis), values)
+
+
+@implements(np.pad)
+def pad(array, pad_width, mode="constant", **kwargs):
+    if mode == "constant":
+        value = kwargs.pop("constant_values", 0)
+        if np.ndim(value) != 0:
+            raise NotImplementedError("numpy.pad with per-axis constant_values on traced values")
+        if kwargs:
+            raise NotImplementedError(f"numpy.pad arguments {sorted(kwargs)}")
+        return moved(array, lambda t, s: np.pad(t, pad_width, "constant", constant_values=s),
+                     fill=value)
+    if mode not in ("edge", "reflect", "symmetric", "wrap"):
+        raise NotImplementedError(f"numpy.pad mode {mode!r} on traced values")
+    return moved(array, lambda t: np.pad(t, pad_width, mode, **kwargs))
 
 
 @implements(np.diag)
 def diag(v, k=0):
+    if np.ndim(v) == 1:
+        return moved(v, lambda t, s: np.diag(t, k) + np.where(np.eye(t.size + abs(k), k=k),
+                                                               0, s), fill=0.0)
     if np.ndim(v) != 2:
-        raise NotImplementedError("numpy.diag building a matrix from a vector on traced values")
-    n, m = np.shape(v)
-    rows = np.arange(builtins_max(0, -k), builtins_min(n, m - k))
-    return getitem(v, (rows, rows + k))
+        raise ValueError("Input must be 1- or 2-d.")
+    return moved(v, lambda t: np.diag(t, k))
+
+
+@implements(np.diagflat)
+def diagflat(v, k=0):
+    return diag(ravel(v), k)
+
+
+def _triangle(name):
+    func = getattr(np, name)
+
+    @implements(func)
+    def handler(m, k=0):
+        m = _check_operand(m)
+        if not is_traced(m):
+            return func(m, k)
+        if m.ndim < 2:
+            m = broadcast_to(m, (m.shape[-1] if m.ndim else 1,) * 2)
+        keep = func(np.ones(m.shape[-2:], bool), k)
+        return np.where(keep, m, np.zeros((), m.dtype))
+    return handler
+
+
+_triangle("tril")
+_triangle("triu")
+
+
+@implements(np.trace)
+def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    _no_extras("trace", out=out)
+    return sum(np.diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
+
+
+def _splitter(func):
+    @implements(func)
+    def handler(ary, indices_or_sections, axis=None):
+        ary = _check_operand(ary)
+        kw = {} if axis is None else {"axis": axis}
+        pieces = func(np.arange(ary.size, dtype=np.int64).reshape(ary.shape),
+                      indices_or_sections, **kw)
+        return [moved(ary, lambda t, p=p: t.reshape(-1)[p], view=True) for p in pieces]
+    return handler
+
+
+for _f in (np.split, np.array_split, np.hsplit, np.vsplit, np.dsplit):
+    _splitter(_f)
+
+
+@implements(np.append)
+def append(arr, values, axis=None):
+    if axis is None:
+        return concatenate([ravel(arr), ravel(values)])
+    return concatenate([arr, values], axis=axis)
+
+
+@implements(np.dstack)
+def dstack(tup):
+    return concatenate([atleast_3d(a) for a in tup], axis=2)
+
+
+@implements(np.column_stack)
+def column_stack(tup):
+    return concatenate([_as_columns(_check_operand(a)) for a in tup], axis=1)
+
+
+@implements(np.atleast_3d)
+def atleast_3d(*arys):
+    res = []
+    for a in arys:
+        nd = np.ndim(a)
+        shape = np.shape(a)
+        res.append(reshape(a, (1, 1, 1) if nd == 0 else (1,) + shape + (1,) if nd == 1
+                           else shape + (1,) if nd == 2 else shape))
+    return res[0] if len(res) == 1 else res
+
+
+@implements(np.block)
+def block(arrays):
+    def depth(x):
+        return 1 + depth(x[0]) if isinstance(x, list) else 0
+    levels = depth(arrays)
+    def build(x, level):
+        if not isinstance(x, list):
+            return _check_operand(x)
+        parts = [build(e, level + 1) for e in x]
+        nd = builtins_max(levels, *[np.ndim(p) for p in parts])
+        parts = [reshape(p, (1,) * (nd - np.ndim(p)) + np.shape(p)) for p in parts]
+        return concatenate(parts, axis=nd - levels + level)
+    return build(arrays, 0)
+
+
+@implements(np.meshgrid)
+def meshgrid(*xi, copy=True, sparse=False, indexing="xy"):
+    xi = [ravel(_check_operand(x)) for x in xi]
+    n = len(xi)
+    shapes = [[1] * n for _ in xi]
+    for i, x in enumerate(xi):
+        shapes[i][i] = x.size
+    if indexing == "xy" and n > 1:
+        for s in shapes:
+            s[0], s[1] = s[1], s[0]
+    out = [reshape(x, tuple(s)) for x, s in zip(xi, shapes)]
+    if sparse:
+        return out
+    full = tuple(np.broadcast_shapes(*[tuple(s) for s in shapes]))
+    return [broadcast_to(o, full) for o in out]
+
+
+def _value_positions(name):
+    """Functions whose result is positions that depend on values (np.nonzero, ...): the
+    positions are taken as a guarded constant (no derivative; a new pattern retraces)."""
+    func = getattr(np, name)
+
+    @implements(func)
+    def handler(a, *args, **kwargs):
+        a = _check_operand(a)
+        return func(a.concrete_value() if is_traced(a) else a, *args, **kwargs)
+    return handler
+
+
+nonzero = _value_positions("nonzero")
+for _name in ("flatnonzero", "argwhere", "count_nonzero"):
+    _value_positions(_name)
 
 
 @implements(np.zeros_like, np.ones_like, np.empty_like)
@@ -668,6 +1065,26 @@ def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, devi
     return traced_constant(out) if is_traced(a) else out
 
 
+@implements(np.result_type)
+def result_type(*arrays_and_dtypes):
+    return np.result_type(*[_dtype_of(a) for a in arrays_and_dtypes])
+
+
+@implements(np.can_cast)
+def can_cast(from_, to, casting="safe"):
+    return np.can_cast(_dtype_of(from_), to, casting)
+
+
+@implements(np.iscomplexobj)
+def iscomplexobj(x):
+    return _dtype_of(x).kind == "c"
+
+
+@implements(np.isrealobj)
+def isrealobj(x):
+    return _dtype_of(x).kind != "c"
+
+
 @implements(np.shape)
 def shape(a):
     return a.shape
@@ -688,9 +1105,97 @@ def copy(a, *args, **kwargs):
     return Tracer(a.builder, a.node, a.value) if isinstance(a, Tracer) else np.copy(a)
 
 
-@implements(np.asanyarray)
-def asanyarray(a, *args, **kwargs):
-    return a
+# -- arrays from Python containers -----------------------------------------------------
+# NumPy does not dispatch np.array / np.asarray (and np.r_, np.c_) on what a list holds, so
+# while a user function is traced they are replaced on the numpy module (`tracing`):
+# calls without a tracer of this thread's trace go to NumPy unchanged.
+def _holds_tracer(x):
+    if isinstance(x, Tracer):
+        return True
+    if isinstance(x, (list, tuple)):
+        for e in x:
+            if _holds_tracer(e):
+                return True
+    return False
+
+
+def _this_thread_traces():
+    from .tracing import _state
+    return bool(_state.builders)
+
+
+def traced_array(obj, dtype=None, ndmin=0, copy=True):
+    """``np.array(obj, dtype, ndmin=ndmin)`` for an ``obj`` that holds traced values."""
+    if dtype is not None and np.dtype(dtype) == object:
+        raise TypeError("an object array of traced values is not supported")
+    try:
+        out = stack_nested(obj) if isinstance(obj, (list, tuple)) else obj
+    except ValueError:
+        raise ValueError("setting an array element with a sequence: the nested lists have "
+                         "an inhomogeneous shape (their elements' shapes differ)") from None
+    if not is_traced(out):
+        out = np.asarray(out)
+    if dtype is not None:
+        out = _as_dtype(out, np.dtype(dtype))
+    elif isinstance(obj, Tracer) and copy:
+        out = Tracer(obj.builder, obj.node, obj.value)     # np.array copies
+    if out.ndim < ndmin:
+        out = reshape(out, (1,) * (ndmin - out.ndim) + out.shape)
+    return out
+
+
+def _from_data(original, copies):
+    def array(obj, dtype=None, *args, ndmin=0, copy=None, **kwargs):
+        if not _this_thread_traces() or not _holds_tracer(obj):
+            if ndmin:
+                kwargs["ndmin"] = ndmin
+            if copy is not None:
+                kwargs["copy"] = copy
+            return original(obj, dtype, *args, **kwargs)
+        return traced_array(obj, dtype, ndmin, copies if copy is None else copy)
+    array.__name__, array.__qualname__ = original.__name__, original.__name__
+    array.__doc__, array.__wrapped__ = original.__doc__, original
+    return array
+
+
+def _as_columns(x):
+    return reshape(x, (-1, 1)) if np.ndim(x) < 2 else x
+
+
+class _Concatenator:
+    """``np.r_`` / ``np.c_`` that also take traced values (plain items: NumPy's)."""
+
+    def __init__(self, original, columns):
+        self._original, self._columns = original, columns
+
+    def __getitem__(self, key):
+        items = key if isinstance(key, tuple) else (key,)
+        if not _this_thread_traces() or not _holds_tracer(list(items)):
+            return self._original[key]
+        if any(isinstance(k, str) for k in items):
+            raise NotImplementedError("np.r_ / np.c_ with a directive string on traced values")
+        parts = []
+        for k in items:
+            if isinstance(k, slice):
+                k = self._original[k]
+            k = traced_array(k) if _holds_tracer(k) else np.asarray(k)
+            parts.append(_as_columns(k) if self._columns else atleast_1d(k))
+        return concatenate(parts, axis=-1 if self._columns else 0)
+
+    def __len__(self):
+        return 0
+
+
+def _install_patches():
+    from .tracing import NUMPY_PATCHES
+    for name, copies in [("array", True), ("asarray", False), ("asanyarray", False),
+                         ("ascontiguousarray", False), ("asfortranarray", False)]:
+        NUMPY_PATCHES[name] = _from_data(getattr(np, name), copies)
+    NUMPY_PATCHES["r_"] = _Concatenator(np.r_, columns=False)
+    NUMPY_PATCHES["c_"] = _Concatenator(np.c_, columns=True)
+
+
+_install_patches()
 
 
 import builtins  # noqa: E402
@@ -735,7 +1240,27 @@ def _reshape_only_shape(shape, key):
     return tuple(out)
 
 
+def _take_first_axis(x, k):
+    """``x[k]`` for traced integers ``k``: a gather at positions computed in the program
+    (a new index replays the same kernel). That ``k`` is in bounds is a guard: a replay
+    with an index out of bounds retraces, and the trace raises NumPy's IndexError."""
+    n = x.shape[0]
+    if not bool(np.all((k >= -n) & (k < n))):
+        from .tracing import format_where, user_frame
+        raise IndexError(f"index {k.value} is out of bounds for axis 0 with size {n}\n  at "
+                         f"{format_where(user_frame())}")
+    inner = x.shape[1:]
+    stride = int(np.prod(inner, dtype=np.int64))
+    k = np.where(k < 0, k + n, k)
+    pos = reshape(k, k.shape + (1,) * len(inner)) * stride + \
+        np.arange(stride, dtype=np.int64).reshape(inner)
+    return sh.gather(x, _as_dtype(pos, np.dtype(np.int64)))
+
+
 def getitem(x, key):
+    lone = key[0] if isinstance(key, tuple) and len(key) == 1 else key
+    if is_traced(lone) and lone.dtype.kind in "iu" and is_traced(x) and x.ndim >= 1:
+        return _take_first_axis(x, lone)
     key = _concrete_key(key)
     if not is_traced(x):
         return np.asarray(x)[key]
@@ -772,6 +1297,13 @@ def _basic(key):
 def setitem(x, key, value):
     """``x[key] = value`` on a traced array, recorded as a functional update (NumPy's
     semantics: value cast to x's dtype and broadcast, the last write wins)."""
+    check_assignable(x, value)
+    key = _concrete_key(key)
+    setitem_flat(x, _positions(x.shape, key), value)
+
+
+def check_assignable(x, value):
+    """Raise where writing ``value`` into traced ``x`` could differ from NumPy."""
     from .tracing import _state, format_where, user_frame, TracingError as TE
     where = format_where(user_frame())
     if x._base is not None:
@@ -788,8 +1320,11 @@ def setitem(x, key, value):
             value.builder.depends_on_diff(value.node):
         raise TE(f"{where}: assigning a differentiated value into a {x.dtype} array would "
                  f"drop its derivative (NumPy casts it); make the array floating-point")
-    key = _concrete_key(key)
-    positions = _positions(x.shape, key)
+
+
+def setitem_flat(x, positions, value):
+    """Write ``value`` (broadcast to ``positions``' shape) at the flat ``positions`` of
+    traced ``x``: a functional update, the last write to a position wins."""
     flat = positions.reshape(-1)
     vals = reshape(broadcast_to(_as_dtype(value, x.dtype), positions.shape), (flat.size,))
     # the last write to a position wins: each position's last occurrence in flat
@@ -894,3 +1429,16 @@ Tracer.dot = lambda self, b: dot(self, b)
 Tracer.clip = lambda self, min=None, max=None: clip(self, min, max)
 Tracer.copy = lambda self, order="C": copy(self)
 Tracer.cumsum = lambda self, axis=None, dtype=None, out=None: cumsum(self, axis, dtype, out)
+Tracer.argsort = lambda self, axis=-1, kind=None, order=None: argsort(self, axis)
+Tracer.argmax = lambda self, axis=None, out=None, keepdims=False: argmax(self, axis, keepdims=keepdims)
+Tracer.argmin = lambda self, axis=None, out=None, keepdims=False: argmin(self, axis, keepdims=keepdims)
+
+
+def _sort_in_place(self, axis=-1, kind=None, order=None):
+    check_assignable(self, self)
+    self.rebind(sort(self, axis))
+
+
+Tracer.sort = _sort_in_place
+Tracer.any = lambda self, axis=None, out=None, keepdims=False: any_(self, axis, out, keepdims)
+Tracer.all = lambda self, axis=None, out=None, keepdims=False: all_(self, axis, out, keepdims)

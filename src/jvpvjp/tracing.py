@@ -44,6 +44,32 @@ def tracing_active():
     return bool(_state.builders)
 
 
+# NumPy functions that NumPy does not dispatch to ``__array_function__`` (``np.array``,
+# ``np.asarray``, ``np.r_``, ...): name -> replacement, filled in by `numpy_api`. The
+# replacements are installed on the ``numpy`` module while a user function is traced, and
+# pass every call through unchanged unless it is this thread's trace and holds a tracer.
+NUMPY_PATCHES = {}
+_patch_lock = threading.Lock()
+_patch_depth = [0, {}]      # traces open in any thread, the originals
+
+
+def _patch_numpy(enter):
+    with _patch_lock:
+        depth, originals = _patch_depth
+        if enter:
+            if depth == 0:
+                for name, fn in NUMPY_PATCHES.items():
+                    originals[name] = getattr(np, name)
+                    setattr(np, name, fn)
+            _patch_depth[0] = depth + 1
+        else:
+            _patch_depth[0] = depth - 1
+            if depth == 1:
+                for name, fn in originals.items():
+                    setattr(np, name, fn)
+                originals.clear()
+
+
 class TracingError(TypeError):
     """Raised when traced code does something jvpvjp cannot differentiate faithfully."""
 
@@ -104,6 +130,8 @@ class Builder:
         self.level = len(builders)
         builders.append(self)
         self._thread = threading.get_ident()
+        if self.concrete:
+            _patch_numpy(True)
         return self
 
     def __exit__(self, *exc):
@@ -112,6 +140,8 @@ class Builder:
             raise RuntimeError("internal error: trace builders closed out of order")
         builders.pop()
         self.level = -1   # tracers of a finished trace must not be used again
+        if self.concrete:
+            _patch_numpy(False)
 
     def depends_on_diff(self, var):
         """Whether ``var`` depends on a differentiated input (of this trace, or through a

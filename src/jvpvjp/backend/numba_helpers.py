@@ -126,6 +126,32 @@ def _cumsum_rows(a):
     return out
 
 
-HELPERS = ["_cumsum_rows", "_flat", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_scatter_add",
+@njit(**_opts)
+def _argsort_rows(a):
+    """Stable argsort of each row (NaNs last, as NumPy's)."""
+    out = np.empty(a.shape, np.int64)
+    for i in range(a.shape[0]):
+        out[i] = np.argsort(a[i], kind="mergesort")
+    return out
+
+
+@njit(**_opts)
+def _argmax_rows(a):
+    """Position of each row's first maximum (of its first NaN, as NumPy's)."""
+    out = np.empty(a.shape[0], np.int64)
+    for i in range(a.shape[0]):
+        out[i] = np.argmax(a[i])
+    return out
+
+
+@njit(**_opts)
+def _argmin_rows(a):
+    out = np.empty(a.shape[0], np.int64)
+    for i in range(a.shape[0]):
+        out[i] = np.argmin(a[i])
+    return out
+
+
+HELPERS = ["_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_scatter_add",
            "_batched_matmul_nn", "_batched_matmul_tn", "_batched_matmul_nt",
            "_batched_matmul_tt"]

@@ -255,6 +255,12 @@ def supported():
         p.name for p in REGISTRY.values() if p.kind == "view"}
 
 
+def declined():
+    """Names of the primitives left to the other tiers (their ``tapes`` field is False)."""
+    from ..primitives import REGISTRY
+    return {p.name for p in REGISTRY.values() if not p.tapes}
+
+
 _MARK = "        # ELEMENTWISE: one branch per elementwise primitive, generated (loop_source)\n"
 
 

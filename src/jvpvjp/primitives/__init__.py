@@ -26,7 +26,10 @@ backends, the simplifier and the NumPy front end read these fields.
   to the ``lower`` template of rows built by `elementwise.unary` / `binary` / `comparison`;
 * ``commutative``; ``fuses`` (an elementwise lowering that may be inlined into its consumer);
   ``numpy_faster`` (NumPy's SIMD loop beats Numba's scalar one on large arrays);
-  ``numpy_name`` (a reduction's NumPy function, called from compiled code on large arrays).
+  ``numpy_name`` (a reduction's NumPy function, called from compiled code on large arrays);
+* ``tapes``: the tape interpreters run it. ``False`` for ops that do much work per element
+  or have integer results (sorting, linear algebra): a program holding one starts in the
+  NumPy interpreter, where such an op costs what NumPy's call costs.
 """
 from __future__ import annotations
 
@@ -86,6 +89,7 @@ class Primitive:
     fuses: bool = True
     numpy_faster: bool = False
     numpy_name: str | None = None
+    tapes: bool = True
 
     KINDS = ("elementwise", "reduction", "view", "product", "shape", "index", "other")
 

@@ -152,19 +152,31 @@ def _cumsum_vjp(ct, primals, out, needs, axis):
     return (_flip(cumsum(_flip(ct, axis), axis=axis), axis),)
 
 
-def _cumsum_lower(args, op):
-    (x,), axis = args, op.params["axis"]
-    shape = op.invars[0].shape
-    n = len(shape)
-    perm = tuple(i for i in range(n) if i != axis) + (axis,)
-    inner = shape[axis]
-    outer = int(np.prod([shape[i] for i in perm[:-1]], dtype=np.int64))
-    if perm == tuple(range(n)):
-        return f"_cumsum_rows(_flat({x}).reshape(({outer}, {inner}))).reshape({shape!r})"
-    inv = tuple(perm.index(i) for i in range(n))
-    moved = tuple(shape[i] for i in perm)
-    return (f"np.ascontiguousarray(_cumsum_rows(_flat({x}.transpose({perm!r}))"
-            f".reshape(({outer}, {inner}))).reshape({moved!r}).transpose({inv!r}))")
+def rows_lowering(helper, reduces=False):
+    """A Numba lowering along ``op.params["axis"]``: that axis moved last, the array as
+    rows, ``helper`` applied to the rows (it keeps them, or reduces each to one value when
+    ``reduces``), the result put back in ``x``'s layout."""
+    def lower(args, op):
+        (x,), axis = args, op.params["axis"]
+        shape = op.invars[0].shape
+        n = len(shape)
+        perm = tuple(i for i in range(n) if i != axis) + (axis,)
+        inner = shape[axis]
+        outer = int(np.prod([shape[i] for i in perm[:-1]], dtype=np.int64))
+        src = x if perm == tuple(range(n)) else f"{x}.transpose({perm!r})"
+        rows = f"{helper}(_flat({src}).reshape(({outer}, {inner})))"
+        if reduces:
+            return f"{rows}[0]" if op.outvar.shape == () else \
+                f"{rows}.reshape({op.outvar.shape!r})"
+        if perm == tuple(range(n)):
+            return f"{rows}.reshape({shape!r})"
+        inv = tuple(perm.index(i) for i in range(n))
+        moved = tuple(shape[i] for i in perm)
+        return f"np.ascontiguousarray({rows}.reshape({moved!r}).transpose({inv!r}))"
+    return lower
+
+
+_cumsum_lower = rows_lowering("_cumsum_rows")
 
 
 cumsum = Primitive(
@@ -176,3 +188,42 @@ cumsum = Primitive(
     tests=[Case(lambda x: np.cumsum(x, axis=1), ((3, 4),), name="cumsum_axis1"),
            Case(lambda x: np.cumsum(x, axis=0), ((2, 3, 2),), name="cumsum_axis0"),
            Case(lambda x: np.cumsum(x), ((2, 3),), name="cumsum_flat")])
+
+
+# -- argsort, argmax, argmin: positions along one axis (no derivative) ------------------------
+def _positions_abstract(reduces):
+    def abstract(x, axis):
+        shape, dtype = x
+        if not 0 <= axis < len(shape):
+            raise ValueError(f"axis {axis} is out of bounds for array of dimension "
+                             f"{len(shape)}")
+        if reduces and shape[axis] == 0:
+            raise ValueError("attempt to get argmax of an empty sequence")
+        out = tuple(d for i, d in enumerate(shape) if i != axis) if reduces else shape
+        return out, np.dtype(np.int64)
+    return abstract
+
+
+def _positions_primitive(name, impl, helper, reduces, tests):
+    return Primitive(
+        name, lambda x, axis: np.asarray(impl(x, axis), dtype=np.int64),
+        _positions_abstract(reduces), lower=rows_lowering(helper, reduces),
+        differentiable=False, kind="other", tapes=False,
+        batch_rule=lambda args, batched, size, axis: prims[name](
+            args[0], axis=axis + 1 if batched[0] else axis),
+        tests=tests)
+
+
+prims = {}
+prims["argsort"] = argsort = _positions_primitive(
+    "argsort", lambda x, axis: np.argsort(x, axis=axis, kind="stable"), "_argsort_rows", False,
+    [Case(lambda x: np.sort(x, axis=0), ((4, 3),), unique=True, name="sort_axis0"),
+     Case(lambda x: np.sort(x), ((2, 5),), unique=True, name="sort_last")])
+prims["argmax"] = argmax = _positions_primitive(
+    "argmax", lambda x, axis: np.argmax(x, axis=axis), "_argmax_rows", True,
+    [Case(lambda x: np.take_along_axis(x, np.argmax(x, axis=1)[:, None], 1), ((3, 4),),
+          unique=True, name="take_argmax")])
+prims["argmin"] = argmin = _positions_primitive(
+    "argmin", lambda x, axis: np.argmin(x, axis=axis), "_argmin_rows", True,
+    [Case(lambda x: x.reshape(-1)[np.argmin(x)] * x, ((3, 4),), unique=True,
+          name="index_argmin")])
