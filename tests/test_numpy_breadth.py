@@ -103,6 +103,38 @@ MOVEMENT = {
     "scipy.optimize.rosen": (_scipy_rosen, (V,)),
 }
 COMPOSITES.update(MOVEMENT)
+
+MB, Q4, W3 = rng.normal(size=(4, 5)), rng.normal(size=(4, 4)) * 0.5, rng.normal(size=3)
+T3, U3 = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 4, 5))
+PRODUCTS = {
+    "einsum ij,jk->ik": (lambda a, b: np.einsum("ij,jk->ik", a, b), (M, MB)),
+    "einsum bij,bjk->bik": (lambda t, u: np.einsum("bij,bjk->bik", t, u), (T3, U3)),
+    "einsum ii-> and ii->i": (lambda q: np.einsum("ii->", q) + np.einsum("ii->i", q), (Q4,)),
+    "einsum transpose, sum, outer": (lambda a, w: np.einsum("ij->ji", a) * np.einsum("ij->", a)
+                                     + np.einsum("i,j->ji", a[0], w), (M, W3)),
+    "einsum implicit output": (lambda a, b: np.einsum("ij,jk", a, b) + np.einsum("i,i", a[0], a[1]),
+                               (M, MB)),
+    "einsum ellipsis, broadcast": (lambda t, b: np.einsum("...ij,...jk->...ik", t, U3)
+                                   + np.einsum("...ij,jk->...ik", t, b), (T3, MB)),
+    "einsum three operands": (lambda a, b, q: np.einsum("ij,jk,lj->ikl", a, b, q), (M, MB, Q4)),
+    "einsum bilinear form": (lambda v, q: np.einsum("i,ij,j->", v, q, v), (V, Q4)),
+    "einsum diagonal and trace of product": (lambda q, v: np.einsum("ii,i->i", q, v)
+                                             + np.einsum("ij,ji->", q, q), (Q4, V)),
+    "tensordot": (lambda t, u: np.tensordot(t, u, axes=([0, 2], [0, 1])), (T3, U3)),
+    "tensordot integer axes": (lambda a, b: np.tensordot(a, b, 1) + np.tensordot(a, a, 2),
+                               (M, MB)),
+    "inner/vdot": (lambda a, v: np.inner(a, v) + np.inner(a, a).sum() + np.vdot(a, a * 2),
+                   (M, V)),
+    "kron": (lambda a, q, v: np.kron(a, q[:2, :3]).sum() + np.kron(v, a[0]), (M, Q4, V)),
+    "cross": (lambda a: np.cross(a[:, :3], a[:, 1:]) + np.cross(a[:, :3], a[:, 1:], axis=1),
+              (M,)),
+    "multi_dot": (lambda a, b, q, v: np.linalg.multi_dot([a, q, b]).sum()
+                  + np.linalg.multi_dot([v, q, q, v]), (M, MB, Q4, V)),
+    "matrix_power": (lambda q: np.linalg.matrix_power(q, 5) + np.linalg.matrix_power(q, 0)
+                     + np.linalg.matrix_power(q, 1), (Q4,)),
+    "dot of N-d arrays": (lambda t, u: np.dot(t, u), (T3, U3)),
+}
+COMPOSITES.update(PRODUCTS)
 builtins_sum = sum
 
 

@@ -8,6 +8,7 @@ Anything not listed raises ``NotImplementedError`` naming the NumPy function.
 from __future__ import annotations
 
 import numbers
+from operator import index as operator_index
 
 import numpy as np
 
@@ -675,8 +676,8 @@ def dot(a, b, out=None):
     if np.ndim(a) == 0 or np.ndim(b) == 0:
         return a * b
     if np.ndim(a) > 2 or np.ndim(b) > 2:
-        raise NotImplementedError("numpy.dot of arrays with more than 2 dimensions on traced "
-                                  "values; use np.matmul or np.tensordot semantics explicitly")
+        # dot(a, b)[i, j, k, m] = sum(a[i, j, :] * b[k, :, m])
+        return tensordot(a, b, axes=([-1], [builtins_max(np.ndim(b) - 2, 0)]))
     return matmul(a, b)
 
 
@@ -1201,6 +1202,224 @@ _install_patches()
 import builtins  # noqa: E402
 
 builtins_max, builtins_min = builtins.max, builtins.min
+
+
+# -- einsum and the products built on it ---------------------------------------------------
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _parse_einsum(subscripts, shapes):
+    """Explicit subscripts, one letter per axis (``...`` expanded), and the output's."""
+    subscripts = subscripts.replace(" ", "")
+    if "->" in subscripts:
+        ins, out = subscripts.split("->")
+    else:
+        ins, out = subscripts, None
+    terms = ins.split(",")
+    if len(terms) != len(shapes):
+        raise ValueError(f"einsum: {len(terms)} operand subscripts for {len(shapes)} operands")
+    used = set(c for c in subscripts if c.isalpha())
+    spare = [c for c in _LETTERS if c not in used]
+    n_ell = builtins_max([len(s) - len(t.replace("...", "")) for t, s in zip(terms, shapes)
+                          if "..." in t] + [0])
+    ell = "".join(spare[:n_ell])
+    full = []
+    for t, s in zip(terms, shapes):
+        if "..." in t:
+            k = len(s) - len(t.replace("...", ""))
+            t = t.replace("...", ell[n_ell - k:] if k else "")
+        if len(t) != len(s) or not t.isalpha() and t:
+            raise ValueError(f"einsum: subscripts {t!r} do not match an operand of shape {s}")
+        full.append(t)
+    if out is None:
+        counts = {}
+        for t in full:
+            for c in t:
+                counts[c] = counts.get(c, 0) + 1
+        out = ell + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in ell))
+    else:
+        out = out.replace("...", ell)
+    sizes = {}
+    for t, s in zip(full, shapes):
+        for c, d in zip(t, s):
+            if sizes.get(c, 1) != d and d != 1:
+                if sizes.get(c, 1) != 1:
+                    raise ValueError(f"einsum: index {c!r} has sizes {sizes[c]} and {d}")
+            sizes[c] = builtins_max(sizes.get(c, 1), d)
+    if any(c not in sizes for c in out) or len(set(out)) != len(out):
+        raise ValueError(f"einsum: invalid output subscripts {out!r}")
+    return full, out, sizes
+
+
+def _einsum_single(x, sub, keep):
+    """Operand ``x`` with subscripts ``sub`` reduced to the indices ``keep`` (in order of
+    first appearance in ``sub``): repeated indices take the diagonal, the rest are summed."""
+    uniq = "".join(dict.fromkeys(sub))
+    if uniq != sub:                     # a repeated index: the diagonal (data movement)
+        x = moved(x, lambda t: np.einsum(f"{sub}->{uniq}", t))
+        sub = uniq
+    drop = tuple(i for i, c in enumerate(sub) if c not in keep)
+    if drop:
+        x = sum(x, axis=drop)
+        sub = "".join(c for c in sub if c in keep)
+    return x, sub
+
+
+def _contract(a, sa, b, sb, keep, sizes):
+    """Two operands contracted over their shared indices not in ``keep``, as one matmul:
+    (batch, a's own, shared) @ (batch, shared, b's own). Returns the product and its
+    subscripts (batch, a's own, b's own)."""
+    batch = [c for c in sa if c in sb and c in keep]
+    summed = [c for c in sa if c in sb and c not in keep]
+    own_a = [c for c in sa if c not in sb]
+    own_b = [c for c in sb if c not in sa]
+
+    def arrange(x, s, order):
+        x = transpose(x, [s.index(c) for c in order])
+        full = tuple(sizes[c] for c in order)
+        return broadcast_to(x, full) if x.shape != full else x
+
+    a = arrange(a, sa, batch + own_a + summed)
+    b = arrange(b, sb, batch + summed + own_b)
+    nb, m, k, n = (int(np.prod([sizes[c] for c in cs], dtype=np.int64))
+                   for cs in (batch, own_a, summed, own_b))
+    lead = (nb,) if batch else ()
+    p = matmul(reshape(a, lead + (m, k)), reshape(b, lead + (k, n)))
+    return reshape(p, tuple(sizes[c] for c in batch + own_a + own_b)), \
+        "".join(batch + own_a + own_b)
+
+
+@implements(np.einsum)
+def einsum(subscripts, *operands, out=None, dtype=None, order="K", casting="safe",
+           optimize=False):
+    _no_extras("einsum", out=out)
+    if not isinstance(subscripts, str):
+        raise NotImplementedError("numpy.einsum in the interleaved (operand, axes) form on "
+                                  "traced values")
+    ops = [_check_operand(o) for o in operands]
+    if dtype is not None:
+        ops = [_as_dtype(o, np.dtype(dtype)) for o in ops]
+    common = np.result_type(*[_dtype_of(o) for o in ops])
+    if common.kind in "iub":
+        common = np.dtype(np.float64) if builtins.any(
+            is_traced(o) and o.dtype.kind == "f" for o in ops) else common
+    ops = [_as_dtype(o, common) for o in ops]
+    subs, out_sub, sizes = _parse_einsum(subscripts, [np.shape(o) for o in ops])
+    if common.kind not in "f":
+        raise TypeError(f"einsum of {common} traced arrays is not supported")
+    # contract in the order NumPy's greedy path finds for these shapes
+    if len(ops) > 2:
+        dummies = [np.empty(tuple(sizes[c] for c in t)) for t in subs]
+        path = np.einsum_path(",".join(subs) + "->" + out_sub, *dummies,
+                              optimize="greedy")[0][1:]
+    else:
+        path = [tuple(range(len(ops)))]
+    ops, subs = list(ops), list(subs)
+    for pair in path:
+        taken = [(ops.pop(i), subs.pop(i)) for i in sorted(pair, reverse=True)][::-1]
+        rest = out_sub + "".join(subs)
+        x, s = taken[0]
+        if len(taken) == 1:
+            x, s = _einsum_single(x, s, rest)
+        for j in range(1, len(taken)):
+            y, t = taken[j]
+            later = rest + "".join(u for _, u in taken[j + 1:])
+            x, s = _einsum_single(x, s, later + t)
+            y, t = _einsum_single(y, t, later + s)
+            x, s = _contract(x, s, y, t, later, sizes)
+        ops.append(x)
+        subs.append(s)
+    x, s = _einsum_single(ops[0], subs[0], out_sub)
+    x = transpose(x, [s.index(c) for c in out_sub]) if np.ndim(x) else x
+    return x
+
+
+@implements(np.tensordot)
+def tensordot(a, b, axes=2):
+    na, nb = np.ndim(a), np.ndim(b)
+    if isinstance(axes, numbers.Integral):
+        axes_a, axes_b = list(range(na - axes, na)), list(range(axes))
+    else:
+        axes_a, axes_b = axes
+        axes_a = [axes_a] if isinstance(axes_a, numbers.Integral) else list(axes_a)
+        axes_b = [axes_b] if isinstance(axes_b, numbers.Integral) else list(axes_b)
+    axes_a, axes_b = [x % na for x in axes_a], [x % nb for x in axes_b]
+    if len(axes_a) != len(axes_b):
+        raise ValueError("shape-mismatch for sum")
+    sa = _LETTERS[:na]
+    sb = list(_LETTERS[na:na + nb])
+    for i, j in zip(axes_a, axes_b):
+        if np.shape(a)[i] != np.shape(b)[j]:
+            raise ValueError("shape-mismatch for sum")
+        sb[j] = sa[i]
+    sb = "".join(sb)
+    out = "".join(c for i, c in enumerate(sa) if i not in axes_a) + \
+        "".join(c for j, c in enumerate(sb) if j not in axes_b)
+    return einsum(f"{sa},{sb}->{out}", a, b)
+
+
+@implements(np.kron)
+def kron(a, b):
+    a, b = _check_operand(a), _check_operand(b)
+    nd = builtins_max(np.ndim(a), np.ndim(b))
+    a = reshape(a, (1,) * (nd - np.ndim(a)) + np.shape(a))
+    b = reshape(b, (1,) * (nd - np.ndim(b)) + np.shape(b))
+    sa, sb = _LETTERS[:nd], _LETTERS[nd:2 * nd]
+    p = einsum(f"{sa},{sb}->{''.join(x + y for x, y in zip(sa, sb))}", a, b)
+    return reshape(p, tuple(x * y for x, y in zip(np.shape(a), np.shape(b))))
+
+
+@implements(np.cross)
+def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
+    if axis is not None:
+        axisa = axisb = axisc = axis
+    a, b = moveaxis(_check_operand(a), axisa, -1), moveaxis(_check_operand(b), axisb, -1)
+    if a.shape[-1] not in (2, 3) or b.shape[-1] not in (2, 3):
+        raise ValueError("incompatible dimensions for cross product (dimension must be 2 or 3)")
+    a0, a1 = a[..., 0], a[..., 1]
+    b0, b1 = b[..., 0], b[..., 1]
+    a2 = a[..., 2] if a.shape[-1] == 3 else None
+    b2 = b[..., 2] if b.shape[-1] == 3 else None
+    z = a0 * b1 - a1 * b0
+    if a2 is None and b2 is None:
+        return z
+    a2 = 0.0 if a2 is None else a2
+    b2 = 0.0 if b2 is None else b2
+    x = a1 * b2 - a2 * b1
+    y = a2 * b0 - a0 * b2
+    full = tuple(np.broadcast_shapes(*[np.shape(v) for v in (x, y, z)]))
+    return moveaxis(stack([broadcast_to(c, full) for c in (x, y, z)], axis=-1), -1, axisc)
+
+
+@implements(np.linalg.multi_dot)
+def multi_dot(arrays, *, out=None):
+    _no_extras("multi_dot", out=out)
+    arrays = list(arrays)
+    result = arrays[0]
+    for x in arrays[1:]:
+        result = dot(result, x)
+    return result
+
+
+@implements(np.linalg.matrix_power)
+def matrix_power(a, n):
+    a = _check_operand(a)
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise np.linalg.LinAlgError("Last 2 dimensions of the array must be square")
+    n = operator_index(n)
+    if n == 0:
+        return traced_constant(np.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype),
+                                               a.shape).copy())
+    if n < 0:
+        a, n = np.linalg.inv(a), -n
+    result, power = None, a
+    while n:
+        if n & 1:
+            result = power if result is None else matmul(result, power)
+        n >>= 1
+        if n:
+            power = matmul(power, power)
+    return result
 
 
 # -- indexing -----------------------------------------------------------------------------
