@@ -111,7 +111,7 @@ PRODUCTS = {
     "einsum bij,bjk->bik": (lambda t, u: np.einsum("bij,bjk->bik", t, u), (T3, U3)),
     "einsum ii-> and ii->i": (lambda q: np.einsum("ii->", q) + np.einsum("ii->i", q), (Q4,)),
     "einsum transpose, sum, outer": (lambda a, w: np.einsum("ij->ji", a) * np.einsum("ij->", a)
-                                     + np.einsum("i,j->ji", a[0], w), (M, W3)),
+                                     + np.einsum("i,j->ji", w, a[0]), (M, W3)),
     "einsum implicit output": (lambda a, b: np.einsum("ij,jk", a, b) + np.einsum("i,i", a[0], a[1]),
                                (M, MB)),
     "einsum ellipsis, broadcast": (lambda t, b: np.einsum("...ij,...jk->...ik", t, U3)
