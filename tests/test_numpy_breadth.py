@@ -135,6 +135,64 @@ PRODUCTS = {
     "dot of N-d arrays": (lambda t, u: np.dot(t, u), (T3, U3)),
 }
 COMPOSITES.update(PRODUCTS)
+
+SQ = rng.normal(size=(4, 4)) + 4.0 * np.eye(4)
+SPD = SQ @ SQ.T
+SQ3 = rng.normal(size=(2, 3, 3)) + 3.0 * np.eye(3)
+TALL, WIDE = rng.normal(size=(5, 3)), rng.normal(size=(3, 5))
+
+
+def _svd_products(t):
+    u, s, vt = np.linalg.svd(t, full_matrices=False)
+    return (u * s) @ vt + np.abs(u).sum() + np.abs(vt).sum()
+
+
+def _qr_parts(t):
+    q, r = np.linalg.qr(t)
+    return np.concatenate([q.ravel(), r.ravel()])
+
+
+def _lstsq(t, y):
+    x, residuals, rank, s = np.linalg.lstsq(t, y)
+    return np.concatenate([x, residuals, s * rank])
+
+
+LINALG = {
+    "solve vector and matrix": (lambda a, b: np.linalg.solve(a, b[:, 0]).sum()
+                                + np.linalg.solve(a, b), (SQ, TALL[:4, :2])),
+    "solve batched, broadcast": (lambda a: np.linalg.solve(a, a[0, :, :1]), (SQ3,)),
+    "inv": (lambda a: np.linalg.inv(a), (SQ,)),
+    "det": (lambda a: np.linalg.det(a) + np.linalg.det(SQ3).sum() * a, (SQ,)),
+    "slogdet": (lambda a: np.linalg.slogdet(a)[1] * np.linalg.slogdet(a).sign, (SQ3,)),
+    "cholesky": (lambda s: np.linalg.cholesky(s), (SPD,)),
+    "cholesky reads one triangle": (lambda s: np.linalg.cholesky(s + np.triu(s, 1) * 0.3)
+                                    + np.linalg.cholesky(s + np.tril(s, -1) * 0.3, upper=True),
+                                    (SPD,)),
+    "eigvalsh": (lambda s: np.linalg.eigvalsh(s), (SPD,)),
+    "eigh": (lambda s: (lambda w, v: np.concatenate([w, (v[:, 1:2] @ v[:, 1:2].T).ravel()]))(
+        *np.linalg.eigh(s + np.triu(s, 1))), (SPD,)),
+    "eigh UPLO=U": (lambda s: np.linalg.eigh(s + np.tril(s, -1), UPLO="U")[0], (SPD,)),
+    "svd values": (lambda t: np.linalg.svd(t, compute_uv=False) + np.linalg.svdvals(t), (TALL,)),
+    "svd tall": (_svd_products, (TALL,)),
+    "svd wide": (_svd_products, (WIDE,)),
+    "svd square, full_matrices": (lambda a: np.abs(np.linalg.svd(a)[0]), (SQ,)),
+    "qr": (_qr_parts, (TALL,)),
+    "qr mode r": (lambda t: np.linalg.qr(t, mode="r"), (TALL,)),
+    "pinv": (lambda t: np.linalg.pinv(t) + np.linalg.pinv(t.T).T, (TALL,)),
+    "lstsq": (_lstsq, (TALL, rng.normal(size=5))),
+    "matrix norms": (lambda a: np.stack([np.linalg.norm(a, o) for o in
+                                         (None, "fro", "nuc", 1, -1, 2, -2, np.inf, -np.inf)]),
+                     (SQ,)),
+    "vector norms": (lambda v: np.stack([np.linalg.norm(v, o) for o in
+                                         (None, 1, 2, 3, 0.5, np.inf, -np.inf)]), (V,)),
+    "norm over axes": (lambda a: np.linalg.norm(SQ3, axis=(1, 2), ord=2)
+                       + np.linalg.norm(a, axis=0).sum()
+                       + np.linalg.norm(a, ord=1, axis=(0, 1), keepdims=True).sum()
+                       + np.linalg.matrix_norm(a, ord="nuc") + np.linalg.vector_norm(a, ord=3),
+                       (SQ,)),
+    "matrix_power, negative": (lambda a: np.linalg.matrix_power(a, -2), (SQ,)),
+}
+COMPOSITES.update(LINALG)
 builtins_sum = sum
 
 
@@ -147,7 +205,8 @@ def test_composites_match_numpy_and_finite_differences(name, backend):
         with use_backend(backend):
             got = jvpvjp.jit(f)(*args)
             assert np.shape(got) == np.shape(want)
-            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14)
+            tol = 1e-10 if name in LINALG else 1e-13       # LAPACK in NumPy and Numba
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol / 10)
             check_grads(f, args, order=1, atol=1e-6, rtol=1e-5)
 
 
@@ -216,3 +275,25 @@ def test_traced_index_out_of_bounds_raises_on_replay():
     assert f(np.arange(3.0), np.int64(-3)) == 0.0
     with pytest.raises(IndexError, match="out of bounds"):
         f(np.arange(3.0), np.int64(3))
+
+
+def test_linear_algebra_to_second_order():
+    for name in ("solve vector and matrix", "cholesky reads one triangle", "eigh", "svd tall",
+                 "qr", "matrix norms"):
+        f, args = COMPOSITES[name]
+        check_grads(f, args, order=2, atol=1e-5, rtol=1e-4)
+
+
+def test_singular_matrix_raises_numpys_error_traced_and_replayed():
+    f = jvpvjp.grad(lambda a: np.sum(np.linalg.inv(a)))
+    f(np.eye(2) * 2.0)
+    for backend in ("numpy", "numba"):
+        with use_backend(backend), pytest.raises(np.linalg.LinAlgError):
+            f(np.ones((2, 2)))
+
+
+def test_wide_qr_and_full_svd_of_a_rectangle_raise_clearly():
+    with pytest.raises(NotImplementedError, match="wide"):
+        jvpvjp.grad(lambda a: np.sum(np.linalg.qr(a)[1]))(np.ones((2, 3)) + np.eye(2, 3))
+    with pytest.raises(NotImplementedError, match="full_matrices=False"):
+        jvpvjp.grad(lambda a: np.sum(np.linalg.svd(a)[1]))(np.ones((3, 2)))

@@ -429,24 +429,6 @@ def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, 
                        where=where, mean=mean, correction=correction))
 
 
-@implements(np.linalg.norm)
-def norm(x, ord=None, axis=None, keepdims=False):
-    x = _check_operand(x)
-    if ord is None or ord == 2 and (axis is None and x.ndim == 1 or isinstance(axis, int)):
-        if ord == 2 or axis is None or isinstance(axis, int) or len(axis) == 2:
-            return np.sqrt(sum(x * x, axis=axis, keepdims=keepdims))
-    if ord in ("fro",):
-        return np.sqrt(sum(x * x, axis=axis, keepdims=keepdims))
-    vector = axis is None and x.ndim == 1 or isinstance(axis, int)
-    if vector and ord == 1:
-        return sum(np.abs(x), axis=axis, keepdims=keepdims)
-    if vector and ord == np.inf:
-        return max(np.abs(x), axis=axis, keepdims=keepdims)
-    if vector and isinstance(ord, numbers.Real) and ord > 0:
-        return sum(np.abs(x) ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
-    raise NotImplementedError(f"numpy.linalg.norm with ord={ord!r} on traced values")
-
-
 @implements(np.reshape)
 def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
     shape = newshape if shape is None else shape
@@ -1420,6 +1402,242 @@ def matrix_power(a, n):
         if n:
             power = matmul(power, power)
     return result
+
+
+
+# -- np.linalg ------------------------------------------------------------------------------
+def _float_matrix(a, name, square=True):
+    a = _check_operand(a)
+    if _dtype_of(a).kind in "iub":
+        a = _as_float64(a)
+    if np.ndim(a) < 2:
+        raise np.linalg.LinAlgError(f"{np.ndim(a)}-dimensional array given. Array must be at "
+                                    f"least two-dimensional")
+    if square and np.shape(a)[-1] != np.shape(a)[-2]:
+        raise np.linalg.LinAlgError("Last 2 dimensions of the array must be square")
+    return a
+
+
+def _linalg_function(func):
+    """Register a np.linalg function; with no traced argument it is NumPy's."""
+    def register(fn):
+        def handler(*args, **kwargs):
+            if not builtins.any(is_traced(x) for x in args + tuple(kwargs.values())):
+                return func(*args, **kwargs)
+            return fn(*args, **kwargs)
+        handler.__name__ = fn.__name__
+        HANDLED_FUNCTIONS[func] = handler
+        return fn
+    return register
+
+
+@_linalg_function(np.linalg.solve)
+def linalg_solve(a, b):
+    a = _float_matrix(a, "solve")
+    b = _check_operand(b)
+    common = np.result_type(_dtype_of(a), _dtype_of(b), np.float16)
+    a, b = _as_dtype(a, common), _as_dtype(b, common)
+    vector = np.ndim(b) == 1
+    if vector:
+        b = reshape(b, np.shape(b) + (1,))
+    batch = tuple(np.broadcast_shapes(np.shape(a)[:-2], np.shape(b)[:-2]))
+    a = broadcast_to(a, batch + np.shape(a)[-2:])
+    b = broadcast_to(b, batch + np.shape(b)[-2:])
+    if not is_traced(a):
+        a = traced_constant(np.asarray(a))
+    x = linalg.solve(a, b)
+    return reshape(x, np.shape(x)[:-1]) if vector else x
+
+
+@_linalg_function(np.linalg.inv)
+def linalg_inv(a):
+    a = _float_matrix(a, "inv")
+    n = a.shape[-1]
+    eye = np.broadcast_to(np.eye(n, dtype=a.dtype), a.shape)
+    return linalg.solve(a, traced_constant(np.ascontiguousarray(eye)))
+
+
+@_linalg_function(np.linalg.det)
+def linalg_det(a):
+    return linalg.det(_float_matrix(a, "det"))
+
+
+@_linalg_function(np.linalg.slogdet)
+def linalg_slogdet(a):
+    packed = linalg.slogdet(_float_matrix(a, "slogdet"))
+    return np.linalg._linalg.SlogdetResult(packed[..., 0], packed[..., 1])
+
+
+@_linalg_function(np.linalg.cholesky)
+def linalg_cholesky(a, /, *, upper=False):
+    a = _float_matrix(a, "cholesky")
+    if not upper:
+        return linalg.cholesky(a)
+    # NumPy reads the upper triangle then: the lower one of the transpose
+    return swapaxes(linalg.cholesky(swapaxes(a, -1, -2)), -1, -2)
+
+
+def _eigh(a, UPLO):
+    a = _float_matrix(a, "eigh")
+    if UPLO not in ("L", "U"):
+        raise ValueError("UPLO argument must be 'L' or 'U'")
+    if UPLO == "U":                  # the upper triangle is the lower one of the transpose
+        a = swapaxes(a, -1, -2)
+    packed = linalg.eigh(a)
+    n = a.shape[-1]
+    return packed[..., n], packed[..., :n]
+
+
+@_linalg_function(np.linalg.eigh)
+def linalg_eigh(a, UPLO="L"):
+    w, v = _eigh(a, UPLO)
+    return np.linalg._linalg.EighResult(w, v)
+
+
+@_linalg_function(np.linalg.eigvalsh)
+def linalg_eigvalsh(a, UPLO="L"):
+    return _eigh(a, UPLO)[0]
+
+
+def _svd(a):
+    a = _float_matrix(a, "svd", square=False)
+    return linalg.svd_parts(linalg.svd(a), a.shape)
+
+
+@_linalg_function(np.linalg.svd)
+def linalg_svd(a, full_matrices=True, compute_uv=True, hermitian=False):
+    u, s, vt = _svd(a)
+    if not compute_uv:
+        return s
+    m, n = np.shape(a)[-2:]
+    if full_matrices and m != n:
+        raise NotImplementedError(
+            "numpy.linalg.svd with full_matrices=True of a non-square traced matrix (the "
+            "extra singular vectors are not unique, nor is their derivative); pass "
+            "full_matrices=False")
+    return np.linalg._linalg.SVDResult(u, s, vt)
+
+
+@_linalg_function(np.linalg.svdvals)
+def linalg_svdvals(x, /):
+    return _svd(x)[1]
+
+
+@_linalg_function(np.linalg.qr)
+def linalg_qr(a, mode="reduced"):
+    a = _float_matrix(a, "qr", square=False)
+    if mode not in ("reduced", "r"):
+        raise NotImplementedError(f"numpy.linalg.qr mode={mode!r} on traced values "
+                                  f"('reduced' and 'r' are supported)")
+    q, r = linalg.qr_parts(linalg.qr(a), a.shape)
+    return r if mode == "r" else np.linalg._linalg.QRResult(q, r)
+
+
+def _pinv_cutoff(s, rcond, rtol, shape):
+    if rcond is None and rtol is None:
+        rtol = builtins_max(shape[-2:]) * np.finfo(s.dtype).eps
+    tol = rcond if rcond is not None else rtol
+    return tol * max(s, axis=-1, keepdims=True)
+
+
+@_linalg_function(np.linalg.pinv)
+def linalg_pinv(a, rcond=None, hermitian=False, *, rtol=None):
+    a = _float_matrix(a, "pinv", square=False)
+    u, s, vt = _svd(a)
+    cutoff = _pinv_cutoff(s, rcond, rtol, a.shape)
+    kept = s > cutoff
+    s_inv = np.where(kept, 1.0 / np.where(kept, s, 1.0), 0.0)
+    return matmul(swapaxes(vt, -1, -2) * s_inv[..., None, :], swapaxes(u, -1, -2))
+
+
+@_linalg_function(np.linalg.lstsq)
+def linalg_lstsq(a, b, rcond=None):
+    a = _float_matrix(a, "lstsq", square=False)
+    b = _check_operand(b)
+    m, n = a.shape
+    u, s, vt = _svd(a)
+    tol = (np.finfo(a.dtype).eps * builtins_max(m, n) if rcond is None else rcond) * \
+        max(s)
+    kept = s > tol
+    rank = int(sum(kept))             # a guard: the rank holds only on this path
+    s_inv = np.where(kept, 1.0 / np.where(kept, s, 1.0), 0.0)
+    ub = matmul(swapaxes(u, -1, -2), b)
+    x = matmul(swapaxes(vt, -1, -2), ub * (s_inv if np.ndim(b) == 1 else s_inv[:, None]))
+    if rank == n and m > n:
+        r = b - matmul(a, x)
+        residuals = reshape(sum(r * r, axis=0), (-1,))
+    else:
+        residuals = np.zeros((0,), a.dtype)
+    return x, residuals, rank, s
+
+
+def _matrix_norm(x, ord, axes, keepdims):
+    r, c = axes
+    if ord in (None, "fro"):
+        return np.sqrt(sum(x * x, axis=axes, keepdims=keepdims))
+    if ord in (2, -2, "nuc"):
+        moved = moveaxis(x, (r, c), (-2, -1))
+        s = _svd(moved)[1]
+        out = {2: lambda: max(s, axis=-1), -2: lambda: min(s, axis=-1),
+               "nuc": lambda: sum(s, axis=-1)}[ord]()
+        if keepdims:
+            out = expand_dims(out, sorted(axes))
+        return out
+    if ord in (1, -1, np.inf, -np.inf):
+        # 1: the largest column sum of |x|, inf: the largest row sum
+        along, over = (r, c) if ord in (1, -1) else (c, r)
+        sums = sum(np.abs(x), axis=along, keepdims=True)
+        out = (max if ord > 0 else min)(sums, axis=over, keepdims=True)
+        return out if keepdims else squeeze(out, axis=axes)
+    raise ValueError(f"Invalid norm order {ord!r} for matrices")
+
+
+@implements(np.linalg.norm)
+def norm(x, ord=None, axis=None, keepdims=False):
+    x = _check_operand(x)
+    if _dtype_of(x).kind in "iub":
+        x = _as_float64(x)
+    if axis is None:
+        if ord is None:
+            return np.sqrt(sum(x * x, keepdims=keepdims))
+        axis = tuple(range(x.ndim))
+        if len(axis) not in (1, 2):
+            raise ValueError("Improper number of dimensions to norm.")
+    axes = _normalize_axes(axis, x.ndim) if not isinstance(axis, (tuple, list)) else \
+        tuple(a % x.ndim for a in axis)
+    if len(axes) == 2:
+        return _matrix_norm(x, ord, axes, keepdims)
+    if len(axes) != 1:
+        raise ValueError("Improper number of dimensions to norm.")
+    (ax,) = axes
+    a = np.abs(x)
+    if ord is None or ord == 2:
+        return np.sqrt(sum(x * x, axis=ax, keepdims=keepdims))
+    if ord == np.inf:
+        return max(a, axis=ax, keepdims=keepdims)
+    if ord == -np.inf:
+        return min(a, axis=ax, keepdims=keepdims)
+    if ord == 0:
+        return sum(_as_dtype(x != 0, x.dtype), axis=ax, keepdims=keepdims)
+    if ord == 1:
+        return sum(a, axis=ax, keepdims=keepdims)
+    if isinstance(ord, str):
+        raise ValueError(f"Invalid norm order '{ord}' for vectors")
+    return sum(a ** ord, axis=ax, keepdims=keepdims) ** (1.0 / ord)
+
+
+@implements(np.linalg.matrix_norm)
+def matrix_norm(x, /, *, keepdims=False, ord="fro"):
+    return norm(x, ord=ord, axis=(-2, -1), keepdims=keepdims)
+
+
+@implements(np.linalg.vector_norm)
+def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
+    x = _check_operand(x)
+    if axis is None:
+        out = norm(ravel(x), ord=ord)
+        return reshape(out, (1,) * x.ndim) if keepdims else out
+    return norm(x, ord=ord, axis=axis, keepdims=keepdims)
 
 
 # -- indexing -----------------------------------------------------------------------------

@@ -152,6 +152,79 @@ def _argmin_rows(a):
     return out
 
 
-HELPERS = ["_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_scatter_add",
+# np.linalg over a (batch, ...) stack of matrices; a factorisation's results packed along
+# the last axis as the primitives in primitives/linalg.py define them
+@njit(**_opts)
+def _solve_batched(a, b):
+    out = np.empty(b.shape, b.dtype)
+    for i in range(a.shape[0]):
+        out[i] = np.linalg.solve(np.ascontiguousarray(a[i]), np.ascontiguousarray(b[i]))
+    return out
+
+
+@njit(**_opts)
+def _det_batched(a):
+    out = np.empty(a.shape[0], a.dtype)
+    for i in range(a.shape[0]):
+        out[i] = np.linalg.det(np.ascontiguousarray(a[i]))
+    return out
+
+
+@njit(**_opts)
+def _slogdet_batched(a):
+    out = np.empty((a.shape[0], 2), a.dtype)
+    for i in range(a.shape[0]):
+        sign, logabs = np.linalg.slogdet(np.ascontiguousarray(a[i]))
+        out[i, 0] = sign
+        out[i, 1] = logabs
+    return out
+
+
+@njit(**_opts)
+def _cholesky_batched(a):
+    out = np.empty(a.shape, a.dtype)
+    for i in range(a.shape[0]):
+        out[i] = np.linalg.cholesky(np.ascontiguousarray(a[i]))
+    return out
+
+
+@njit(**_opts)
+def _eigh_batched(a):
+    n = a.shape[1]
+    out = np.empty((a.shape[0], n, n + 1), a.dtype)
+    for i in range(a.shape[0]):
+        w, v = np.linalg.eigh(np.ascontiguousarray(a[i]))
+        out[i, :, :n] = v
+        out[i, :, n] = w
+    return out
+
+
+@njit(**_opts)
+def _svd_batched(a):
+    m, n = a.shape[1], a.shape[2]
+    k = min(m, n)
+    out = np.empty((a.shape[0], m * k + k + k * n), a.dtype)
+    for i in range(a.shape[0]):
+        u, s, vt = np.linalg.svd(np.ascontiguousarray(a[i]), full_matrices=False)
+        out[i, :m * k] = np.ascontiguousarray(u).reshape(m * k)
+        out[i, m * k:m * k + k] = s
+        out[i, m * k + k:] = np.ascontiguousarray(vt).reshape(k * n)
+    return out
+
+
+@njit(**_opts)
+def _qr_batched(a):
+    m, n = a.shape[1], a.shape[2]
+    k = min(m, n)
+    out = np.empty((a.shape[0], m * k + k * n), a.dtype)
+    for i in range(a.shape[0]):
+        q, r = np.linalg.qr(np.ascontiguousarray(a[i]))
+        out[i, :m * k] = np.ascontiguousarray(q).reshape(m * k)
+        out[i, m * k:] = np.ascontiguousarray(r).reshape(k * n)
+    return out
+
+
+HELPERS = ["_solve_batched", "_det_batched", "_slogdet_batched", "_cholesky_batched",
+           "_eigh_batched", "_svd_batched", "_qr_batched", "_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_scatter_add",
            "_batched_matmul_nn", "_batched_matmul_tn", "_batched_matmul_nt",
            "_batched_matmul_tt"]

@@ -105,3 +105,417 @@ matmul = Primitive("matmul", _impl, _abstract, _jvp, _vjp, _lower, contiguous_ar
                                name="broadcast_batch"),
                           Case(lambda a, b: np.dot(a, b), ((3, 4), (4,)),
                                ((-2, 2), (-2, 2)), name="np_dot")])
+
+
+# -- np.linalg: factorisations and solves ---------------------------------------------------
+# Each works on (..., m, n) arrays with equal leading (batch) dimensions (`numpy_api`
+# broadcasts). A factorisation with several results returns them packed into one array
+# along the last axes (`numpy_api` takes them apart with views), so that every primitive
+# keeps one output. The rules are written with NumPy functions on traced values: they emit
+# ops like any traced code, so derivatives of any order compose. NumPy's cholesky and eigh
+# read only the lower triangle; their derivatives are those of that function (a change to
+# the upper triangle changes nothing), so they match finite differences on any input.
+from numpy.linalg import LinAlgError  # noqa: E402
+
+
+def _T(x):
+    return np.swapaxes(x, -1, -2)
+
+
+def _square(name, a):
+    shape, dtype = a
+    if dtype.kind != "f":
+        raise TypeError(f"{name} needs a floating array, got {dtype}")
+    if len(shape) < 2 or shape[-1] != shape[-2]:
+        raise LinAlgError(f"{name}: last 2 dimensions of the array must be square, got "
+                          f"shape {shape}")
+    return shape, dtype
+
+
+def _lower_triangle_input(da):
+    """The change of the matrix a routine reading the lower triangle sees."""
+    return np.tril(da) + _T(np.tril(da, -1))
+
+
+def _lower_triangle_cotangent(s):
+    """The cotangent of the input of such a routine, given the cotangent ``s`` of the
+    symmetric matrix it sees."""
+    return np.tril(s) + np.tril(_T(s), -1)
+
+
+def _eye_like(x):
+    n = x.shape[-1]
+    return np.broadcast_to(np.eye(n, dtype=x.dtype), tuple(x.shape[:-2]) + (n, n))
+
+
+def _linalg_lower(helper):
+    """A lowering through a Numba helper that loops over a (batch, ...) stack of matrices:
+    inputs flattened to one batch axis, the result reshaped back."""
+    def lower(args, op):
+        batch = op.invars[0].shape[:-2]
+        nb = int(np.prod(batch, dtype=np.int64))
+        ins = [f"_flat({x}).reshape({(nb,) + v.shape[len(batch):]!r})"
+               for x, v in zip(args, op.invars)]
+        out = f"{helper}({', '.join(ins)})"
+        return f"{out}[0]" if op.outvar.shape == () else \
+            f"{out}.reshape({op.outvar.shape!r})"
+    return lower
+
+
+def _batched(prim):
+    """Batching: the batch axis is one more leading (batch) dimension."""
+    def rule(args, batched, size, **params):
+        return prim(*[batch_all(x, b, size) for x, b in zip(args, batched)], **params)
+    return rule
+
+
+def _linalg(name, impl, abstract, jvp, vjp, helper, tests):
+    prim = Primitive(name, impl, abstract, jvp, vjp, _linalg_lower(helper), kind="other",
+                     tapes=False, tests=tests)
+    prim.batch_rule = _batched(prim)
+    return prim
+
+
+# solve: a x = b for (..., n, n) a and (..., n, k) b
+def _solve_abstract(a, b):
+    (sa, da), (sb, db) = _square("solve", a), b
+    if db != da or len(sb) != len(sa) or sb[:-2] != sa[:-2] or sb[-2] != sa[-1]:
+        raise ValueError(f"solve: shapes {sa} and {sb} do not match")
+    return sb, da
+
+
+def _solve_jvp(primals, tangents, x):
+    (a, b), (da, db) = primals, tangents
+    rhs = db
+    if da is not None:
+        rhs = -(da @ x) if rhs is None else rhs - da @ x
+    return None if rhs is None else solve(a, rhs)
+
+
+def _solve_vjp(ct, primals, x, needs):
+    a, _ = primals
+    gb = solve(_T(a), ct)
+    return (-(gb @ _T(x)) if needs[0] else None, gb if needs[1] else None)
+
+
+solve = _linalg(
+    "solve", lambda a, b: np.linalg.solve(a, b), _solve_abstract, _solve_jvp, _solve_vjp,
+    "_solve_batched",
+    [Case(lambda a, b: np.linalg.solve(a + 3.0 * np.eye(3), b), ((3, 3), (3, 2)),
+          ((-1, 1), (-2, 2)), name="solve"),
+     Case(lambda a, b: np.linalg.solve(a + 3.0 * np.eye(3), b), ((2, 3, 3), (3,)),
+          ((-1, 1), (-2, 2)), name="solve_batched_vector"),
+     Case(lambda a: np.linalg.inv(a + 3.0 * np.eye(3)), ((3, 3),), ((-1, 1),), name="inv")])
+
+
+# det
+def _det_jvp(primals, tangents, out):
+    (a,), (da,) = primals, tangents
+    return None if da is None else out * np.trace(solve(a, da), axis1=-2, axis2=-1)
+
+
+def _det_vjp(ct, primals, out, needs):
+    (a,) = primals
+    return ((ct * out)[..., None, None] * solve(_T(a), _eye_like(a)),)
+
+
+det = _linalg(
+    "det", lambda a: np.linalg.det(a),
+    lambda a: (_square("det", a)[0][:-2], a[1]), _det_jvp, _det_vjp, "_det_batched",
+    [Case(lambda a: np.linalg.det(a + 3.0 * np.eye(3)), ((3, 3),), ((-1, 1),), name="det"),
+     Case(lambda a: np.linalg.det(a - 3.0 * np.eye(2)), ((2, 2, 2),), ((-1, 1),),
+          name="det_batched")])
+
+
+# slogdet: packed (..., 2) = (sign, log |det|); the sign has no derivative
+def _slogdet_impl(a):
+    sign, logabs = np.linalg.slogdet(a)
+    return np.stack([sign, logabs], axis=-1)
+
+
+def _slogdet_jvp(primals, tangents, out):
+    (a,), (da,) = primals, tangents
+    if da is None:
+        return None
+    dl = np.trace(solve(a, da), axis1=-2, axis2=-1)
+    return np.stack([np.zeros_like(dl), dl], axis=-1)
+
+
+def _slogdet_vjp(ct, primals, out, needs):
+    (a,) = primals
+    return (ct[..., 1][..., None, None] * solve(_T(a), _eye_like(a)),)
+
+
+slogdet = _linalg(
+    "slogdet", _slogdet_impl, lambda a: (_square("slogdet", a)[0][:-2] + (2,), a[1]),
+    _slogdet_jvp, _slogdet_vjp, "_slogdet_batched",
+    [Case(lambda a: np.linalg.slogdet(a - 3.0 * np.eye(3))[1] *
+          np.linalg.slogdet(a - 3.0 * np.eye(3))[0], ((3, 3),), ((-1, 1),), name="slogdet"),
+     Case(lambda a: np.linalg.slogdet(a + 3.0 * np.eye(3)).logabsdet, ((2, 3, 3),),
+          ((-1, 1),), name="slogdet_batched")])
+
+
+# cholesky: lower L with L L^T = the symmetric matrix of a's lower triangle
+def _phi(x):
+    """The lower triangle with half the diagonal."""
+    return np.tril(x) - 0.5 * x * np.eye(x.shape[-1])
+
+
+def _cholesky_jvp(primals, tangents, L):
+    (a,), (da,) = primals, tangents
+    if da is None:
+        return None
+    s = _lower_triangle_input(da)
+    x = solve(L, _T(solve(L, _T(s))))          # L^-1 s L^-T (s symmetric)
+    return L @ _phi(x)
+
+
+def _cholesky_vjp(ct, primals, L, needs):
+    p = _phi(_T(L) @ ct)
+    s = solve(_T(L), _T(solve(_T(L), _T(p))))  # L^-T p L^-1
+    return (_lower_triangle_cotangent(s),)
+
+
+cholesky = _linalg(
+    "cholesky", lambda a: np.linalg.cholesky(a), lambda a: _square("cholesky", a),
+    _cholesky_jvp, _cholesky_vjp, "_cholesky_batched",
+    [Case(lambda a: np.linalg.cholesky(a @ a.T + 3.0 * np.eye(3)), ((3, 3),),
+          name="cholesky"),
+     Case(lambda a: np.linalg.cholesky(a + 4.0 * np.eye(3)), ((2, 3, 3),), ((-1, 1),),
+          name="cholesky_lower_triangle_only")])
+
+
+# eigh: packed (..., n, n + 1) = [V | w], distinct eigenvalues
+def _eigh_impl(a):
+    w, v = np.linalg.eigh(a)
+    return np.concatenate([v, w[..., None]], axis=-1)
+
+
+def _eigh_parts(out):
+    n = out.shape[-2]
+    return out[..., n], out[..., :n]
+
+
+def _gaps(w):
+    """F[i, j] = 1 / (w[j] - w[i]) off the diagonal, 0 on it (distinct eigenvalues)."""
+    eye = np.eye(w.shape[-1])
+    d = w[..., None, :] - w[..., :, None]
+    return (1.0 - eye) / (d + eye)
+
+
+def _eigh_summary(a):
+    """Eigenvalues and the projections v_i v_i^T (free of the eigenvectors' signs)."""
+    w, v = np.linalg.eigh(a)
+    proj = v[..., :, None, :] * v[..., None, :, :]
+    return np.concatenate([np.reshape(proj, np.shape(w)[:-1] + (-1,)), w], axis=-1)
+
+
+def _eigh_jvp(primals, tangents, out):
+    (a,), (da,) = primals, tangents
+    if da is None:
+        return None
+    w, v = _eigh_parts(out)
+    m = _T(v) @ _lower_triangle_input(da) @ v
+    dw = np.diagonal(m, axis1=-2, axis2=-1)
+    dv = v @ (_gaps(w) * m)
+    return np.concatenate([dv, dw[..., None]], axis=-1)
+
+
+def _eigh_vjp(ct, primals, out, needs):
+    w, v = _eigh_parts(out)
+    n = w.shape[-1]
+    gw, gv = ct[..., n], ct[..., :n]
+    inner = _gaps(w) * (_T(v) @ gv) + gw[..., None] * np.eye(n)
+    return (_lower_triangle_cotangent(v @ inner @ _T(v)),)
+
+
+eigh = _linalg(
+    "eigh", _eigh_impl, lambda a: (_square("eigh", a)[0][:-1] + (a[0][-1] + 1,), a[1]),
+    _eigh_jvp, _eigh_vjp, "_eigh_batched",
+    [Case(lambda a: np.linalg.eigh(a + a.T + np.diag([0.0, 3.0, 6.0]))[0], ((3, 3),),
+          ((-1, 1),), name="eigvalsh"),
+     Case(lambda a: _eigh_summary(a + np.diag([0.0, 3.0, 6.0])), ((2, 3, 3),),
+          ((-1, 1),), name="eigh_vectors_lower_triangle"),
+     Case(lambda a: np.linalg.eigh(a + np.diag([0.0, 3.0, 6.0]), UPLO="U").eigenvalues,
+          ((3, 3),), ((-1, 1),), name="eigh_upper")])
+
+
+# svd: packed (..., m k + k + k n) = [U | s | Vt] (reduced, k = min(m, n)), distinct
+# singular values
+def _svd_sizes(shape):
+    m, n = shape[-2:]
+    k = builtins_min(m, n)
+    return m, n, k
+
+
+builtins_min = min
+
+
+def _svd_impl(a):
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    lead = a.shape[:-2]
+    return np.concatenate([u.reshape(lead + (-1,)), s, vt.reshape(lead + (-1,))], axis=-1)
+
+
+def svd_parts(out, shape):
+    """U, s, Vt out of the packed result of `svd` of an array of ``shape``."""
+    m, n, k = _svd_sizes(shape)
+    lead = tuple(out.shape[:-1])
+    u = np.reshape(out[..., :m * k], lead + (m, k))
+    s = out[..., m * k:m * k + k]
+    vt = np.reshape(out[..., m * k + k:], lead + (k, n))
+    return u, s, vt
+
+
+def _pack_svd(u, s, vt):
+    lead = tuple(s.shape[:-1])
+    return np.concatenate([np.reshape(u, lead + (-1,)), s, np.reshape(vt, lead + (-1,))],
+                          axis=-1)
+
+
+def _svd_gaps(s):
+    """F[i, j] = 1 / (s[j]^2 - s[i]^2) off the diagonal, 0 on it."""
+    eye = np.eye(s.shape[-1])
+    s2 = s * s
+    d = s2[..., None, :] - s2[..., :, None]
+    return (1.0 - eye) / (d + eye)
+
+
+def _svd_jvp(primals, tangents, out):
+    (a,), (da,) = primals, tangents
+    if da is None:
+        return None
+    m, n, k = _svd_sizes(a.shape)
+    u, s, vt = svd_parts(out, a.shape)
+    v = _T(vt)
+    ds_mat = _T(u) @ da @ v
+    ds = np.diagonal(ds_mat, axis1=-2, axis2=-1)
+    f = _svd_gaps(s)
+    dss = ds_mat * s[..., None, :]           # dS diag(s)
+    sds = s[..., :, None] * ds_mat           # diag(s) dS
+    du = u @ (f * (dss + _T(dss)))
+    dv = v @ (f * (sds + _T(sds)))
+    if m > n:
+        dav = da @ v
+        du = du + (dav - u @ (_T(u) @ dav)) / s[..., None, :]
+    if n > m:
+        dau = _T(da) @ u
+        dv = dv + (dau - v @ (_T(v) @ dau)) / s[..., None, :]
+    return _pack_svd(du, ds, _T(dv))
+
+
+def _svd_vjp(ct, primals, out, needs):
+    (a,) = primals
+    m, n, k = _svd_sizes(a.shape)
+    u, s, vt = svd_parts(out, a.shape)
+    gu, gs, gvt = svd_parts(ct, a.shape)
+    v, gv = _T(vt), _T(gvt)
+    f = _svd_gaps(s)
+    ju = f * (_T(u) @ gu - _T(gu) @ u)
+    jv = f * (_T(v) @ gv - _T(gv) @ v)
+    core = ju * s[..., None, :] + gs[..., None] * np.eye(k) + s[..., :, None] * jv
+    ga = u @ core @ vt
+    if m > n:
+        ga = ga + (gu - u @ (_T(u) @ gu)) / s[..., None, :] @ vt
+    if n > m:
+        ga = ga + u @ _T((gv - v @ (vt @ gv)) / s[..., None, :])
+    return (ga,)
+
+
+def _svd_summary(a):
+    """U, s and Vt in one array, each singular pair's sign fixed (the SVD's own choice of
+    signs is arbitrary; the products u_i v_i^T and the values are not)."""
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    pairs = u[..., :, None, :] * np.swapaxes(vt, -1, -2)[..., None, :, :]    # (.., m, n, k)
+    return np.concatenate([np.reshape(pairs, np.shape(s)[:-1] + (-1,)), s], axis=-1)
+
+
+def _svd_abstract(a):
+    shape, dtype = a
+    if dtype.kind != "f":
+        raise TypeError(f"svd needs a floating array, got {dtype}")
+    if len(shape) < 2:
+        raise LinAlgError(f"svd: {len(shape)}-dimensional array given. Array must be at "
+                          f"least two-dimensional")
+    m, n, k = _svd_sizes(shape)
+    return tuple(shape[:-2]) + (m * k + k + k * n,), dtype
+
+
+svd = _linalg(
+    "svd", _svd_impl, _svd_abstract, _svd_jvp, _svd_vjp, "_svd_batched",
+    [Case(lambda a: np.linalg.svd(a + np.diag([4.0, 2.0, 1.0]), compute_uv=False),
+          ((3, 3),), ((-0.5, 0.5),), name="singular_values"),
+     Case(lambda a: _svd_summary(a + np.eye(4, 3) * np.array([4.0, 2.0, 1.0])),
+          ((4, 3),), ((-0.3, 0.3),), name="svd_tall"),
+     Case(lambda a: _svd_summary(a + np.eye(2, 4) * np.array([3.0, 1.0, 0.0, 0.0])),
+          ((2, 2, 4),), ((-0.3, 0.3),), name="svd_wide_batched")])
+
+
+# qr: packed (..., m k + k n) = [Q | R] (reduced, k = min(m, n)); derivatives for m >= n
+def _qr_impl(a):
+    q, r = np.linalg.qr(a)
+    lead = a.shape[:-2]
+    return np.concatenate([q.reshape(lead + (-1,)), r.reshape(lead + (-1,))], axis=-1)
+
+
+def qr_parts(out, shape):
+    m, n, k = _svd_sizes(shape)
+    lead = tuple(out.shape[:-1])
+    return (np.reshape(out[..., :m * k], lead + (m, k)),
+            np.reshape(out[..., m * k:], lead + (k, n)))
+
+
+def _qr_wide(a):
+    m, n = a.shape[-2:]
+    if m < n:
+        raise NotImplementedError("the derivative of numpy.linalg.qr of a wide matrix "
+                                  "(more columns than rows) is not supported")
+
+
+def _qr_jvp(primals, tangents, out):
+    (a,), (da,) = primals, tangents
+    if da is None:
+        return None
+    _qr_wide(a)
+    q, r = qr_parts(out, a.shape)
+    dx_rinv = _T(solve(_T(r), _T(da)))        # da r^-1
+    qt = _T(q) @ dx_rinv
+    low = np.tril(qt, -1)
+    do = low - _T(low)
+    dq = q @ (do - qt) + dx_rinv
+    dr = (qt - do) @ r
+    lead = tuple(a.shape[:-2])
+    return np.concatenate([np.reshape(dq, lead + (-1,)), np.reshape(dr, lead + (-1,))], axis=-1)
+
+
+def _qr_vjp(ct, primals, out, needs):
+    (a,) = primals
+    _qr_wide(a)
+    q, r = qr_parts(out, a.shape)
+    gq, gr = qr_parts(ct, a.shape)
+    mm = r @ _T(gr) - _T(gq) @ q
+    low = np.tril(mm, -1)
+    sym = low + _T(low) + mm * np.eye(mm.shape[-1])
+    b = gq + q @ sym
+    return (_T(solve(r, _T(b))),)               # b r^-T
+
+
+def _qr_abstract(a):
+    shape, dtype = a
+    if dtype.kind != "f":
+        raise TypeError(f"qr needs a floating array, got {dtype}")
+    if len(shape) < 2:
+        raise LinAlgError("qr: array must be at least two-dimensional")
+    m, n, k = _svd_sizes(shape)
+    return tuple(shape[:-2]) + (m * k + k * n,), dtype
+
+
+qr = _linalg(
+    "qr", _qr_impl, _qr_abstract, _qr_jvp, _qr_vjp, "_qr_batched",
+    [Case(lambda a: (lambda q, r: np.concatenate([q.ravel(), r.ravel()]))(
+        *np.linalg.qr(a + np.eye(4, 3) * 3.0)), ((4, 3),), ((-1, 1),), avoid=0.0, gap=0.05,
+        name="qr_tall"),
+     Case(lambda a: np.linalg.qr(a + 3.0 * np.eye(3)).R, ((2, 3, 3),), ((-1, 1),),
+          avoid=0.0, gap=0.05, name="qr_batched")])
+# (LAPACK's Householder QR is not continuous where a column is zero below the diagonal:
+# the reflection is skipped and the sign of R's diagonal flips; the cases stay off there)
