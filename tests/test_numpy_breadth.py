@@ -193,6 +193,32 @@ LINALG = {
     "matrix_power, negative": (lambda a: np.linalg.matrix_power(a, -2), (SQ,)),
 }
 COMPOSITES.update(LINALG)
+
+W4 = rng.uniform(0.5, 1.5, size=4)
+V6 = rng.normal(size=6)
+SCANS = {
+    "degrees/radians": (lambda a: np.degrees(a) + np.radians(a), (M,)),
+    "real/imag/conj/angle of reals": (lambda a: np.real(a) + np.imag(a) + np.conj(a) *
+                                      np.conjugate(a) + np.angle(a), (M,)),
+    "diff": (lambda a: np.diff(a).sum() + np.diff(a, 2, axis=0).sum()
+             + np.diff(a, prepend=0.0, append=a[:, :1]), (M,)),
+    "ediff1d": (lambda v: np.ediff1d(v, to_begin=v[:1], to_end=3.0), (V6,)),
+    "cumprod": (lambda a: np.cumprod(a, axis=1) + np.cumprod(a).reshape(3, 4)
+                + np.cumprod(a, axis=0), (M,)),
+    "cumprod, 6 long": (lambda v: np.cumprod(v * 0.5), (V6,)),
+    "ptp": (lambda a: np.ptp(a) + np.ptp(a, axis=0), (M,)),
+    "average": (lambda a, w: np.average(a, axis=1, weights=w) + np.average(a)
+                + np.average(a, weights=a * a).sum(), (M, W4)),
+    "average returned": (lambda a, w: np.stack(np.average(a, axis=1, weights=w,
+                                                          returned=True)), (M, W4)),
+    "gradient": (lambda a: np.gradient(a)[0] + np.gradient(a, 0.5)[1]
+                 + np.gradient(a, axis=1), (M,)),
+    "convolve": (lambda v, w: np.concatenate([np.convolve(v, w), np.convolve(v, w, "same"),
+                                              np.convolve(w, v, "valid")]), (V6, W4)),
+    "correlate": (lambda v, w: np.concatenate([np.correlate(v, w), np.correlate(v, w, "full"),
+                                               np.correlate(w, v, "same")]), (V6, W4)),
+}
+COMPOSITES.update(SCANS)
 builtins_sum = sum
 
 
@@ -297,3 +323,24 @@ def test_wide_qr_and_full_svd_of_a_rectangle_raise_clearly():
         jvpvjp.grad(lambda a: np.sum(np.linalg.qr(a)[1]))(np.ones((2, 3)) + np.eye(2, 3))
     with pytest.raises(NotImplementedError, match="full_matrices=False"):
         jvpvjp.grad(lambda a: np.sum(np.linalg.svd(a)[1]))(np.ones((3, 2)))
+
+
+def test_nan_reductions_match_numpy_and_skip_nans_in_the_gradient():
+    a = M.copy()
+    a[0, 1] = np.nan
+    a[2, :] = np.nan
+    fns = [np.nansum, np.nanmean, np.nanmax, np.nanmin, np.nanprod, np.nanvar,
+           lambda x: np.nanstd(x, ddof=1), lambda x: np.nanmean(x, axis=1),
+           lambda x: np.nanmax(x, axis=1), lambda x: np.nanvar(x, axis=1, keepdims=True)]
+    import warnings
+    for fn in fns:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            want = fn(a)
+        for backend in ("numpy", "numba"):
+            with use_backend(backend):
+                np.testing.assert_allclose(jvpvjp.jit(fn)(a), want, rtol=1e-13)
+    g = jvpvjp.grad(lambda x: np.nansum(x * x))(a)
+    np.testing.assert_array_equal(g, np.where(np.isnan(a), 0.0, 2 * a))
+    g = jvpvjp.grad(lambda x: np.nanmean(x))(a)
+    np.testing.assert_allclose(g, np.where(np.isnan(a), 0.0, 1.0 / 6.0))

@@ -174,11 +174,13 @@ def _as_float64(x):
     return _as_dtype(x, np.result_type(_dtype_of(x), np.float64))
 
 
+@_composite_ufunc(np.radians)
 @_composite_ufunc(np.deg2rad)
 def deg2rad(x):
     return x * (np.pi / 180.0)
 
 
+@_composite_ufunc(np.degrees)
 @_composite_ufunc(np.rad2deg)
 def rad2deg(x):
     return x * (180.0 / np.pi)
@@ -442,9 +444,10 @@ def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
         raise ValueError("can only specify one unknown dimension")
     if -1 in shape:
         known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
-        if known == 0 or a.size % known:
-            raise ValueError(f"cannot reshape array of size {a.size} into shape {shape}")
-        shape = tuple(a.size // known if s == -1 else s for s in shape)
+        size = np.size(a)
+        if known == 0 or size % known:
+            raise ValueError(f"cannot reshape array of size {size} into shape {shape}")
+        shape = tuple(size // known if s == -1 else s for s in shape)
     if not is_traced(a):
         return np.reshape(a, shape)
     return a if a.shape == shape else sh.reshape(a, shape=shape)
@@ -1403,6 +1406,257 @@ def matrix_power(a, n):
             power = matmul(power, power)
     return result
 
+
+
+
+# -- more reductions and scans, from primitives -------------------------------------------
+def _real_only(name, x):
+    if _dtype_of(x).kind == "c":
+        raise TypeError(f"numpy.{name} of complex traced values is not supported")
+    return x
+
+
+@_composite_ufunc(np.conjugate)
+def conjugate(x):
+    return _real_only("conjugate", x)
+
+
+@implements(np.real)
+def real(val):
+    return _real_only("real", _check_operand(val))
+
+
+@implements(np.imag)
+def imag(val):
+    val = _real_only("imag", _check_operand(val))
+    return traced_constant(np.zeros(np.shape(val), _dtype_of(val))) if is_traced(val) else \
+        np.imag(val)
+
+
+@implements(np.angle)
+def angle(z, deg=False):
+    z = _real_only("angle", _check_operand(z))
+    out = np.where(z < 0, np.pi, 0.0) + 0.0 * z
+    return np.where(z != z, z, out * (180.0 / np.pi if deg else 1.0))
+
+
+@implements(np.diff)
+def diff(a, n=1, axis=-1, prepend=np._NoValue, append=np._NoValue):
+    a = _check_operand(a)
+    axis = _axis_of(a, axis)
+    parts = []
+    for extra in (prepend,):
+        if extra is not np._NoValue:
+            parts.append(_along_shape(extra, a, axis))
+    parts.append(a)
+    if append is not np._NoValue:
+        parts.append(_along_shape(append, a, axis))
+    a = concatenate(parts, axis=axis) if len(parts) > 1 else a
+    for _ in range(n):
+        hi = tuple(slice(1, None) if i == axis else slice(None) for i in range(a.ndim))
+        lo = tuple(slice(None, -1) if i == axis else slice(None) for i in range(a.ndim))
+        a = a[hi] - a[lo]
+    return a
+
+
+def _along_shape(v, a, axis):
+    v = _check_operand(v)
+    if np.ndim(v) == 0:
+        shape = list(np.shape(a))
+        shape[axis] = 1
+        return broadcast_to(v, tuple(shape)) if is_traced(v) else np.broadcast_to(v, shape)
+    return v
+
+
+@implements(np.ediff1d)
+def ediff1d(ary, to_end=None, to_begin=None):
+    d = diff(ravel(ary))
+    parts = ([ravel(_check_operand(to_begin))] if to_begin is not None else []) + [d] + \
+        ([ravel(_check_operand(to_end))] if to_end is not None else [])
+    return concatenate(parts) if len(parts) > 1 else d
+
+
+@implements(np.cumprod)
+def cumprod(a, axis=None, dtype=None, out=None):
+    """Running products by doubling (Hillis-Steele): log2(n) rounds of products with the
+    array shifted by 1, 2, 4, ... along the axis; exact derivatives, no division."""
+    _no_extras("cumprod", out=out)
+    a = _check_operand(a)
+    if dtype is not None:
+        a = _as_dtype(a, np.dtype(dtype))
+    elif _dtype_of(a).kind in "bi":
+        a = _as_dtype(a, np.result_type(_dtype_of(a), np.int64))
+    if axis is None:
+        a, axis = ravel(a), 0
+    if np.ndim(a) == 0:
+        a = reshape(a, (1,))
+    axis = _axis_of(a, axis)
+    n = a.shape[axis]
+    shift = 1
+    while shift < n:
+        shifted = moved(a, lambda t, s, k=shift: np.concatenate(
+            [np.full(t.shape[:axis] + (k,) + t.shape[axis + 1:], s, t.dtype),
+             np.take(t, np.arange(n - k), axis=axis)], axis=axis), fill=1)
+        a = a * shifted
+        shift *= 2
+    return a
+
+
+@implements(np.ptp)
+def ptp(a, axis=None, out=None, keepdims=False):
+    _no_extras("ptp", out=out)
+    return max(a, axis=axis, keepdims=keepdims) - min(a, axis=axis, keepdims=keepdims)
+
+
+@implements(np.average)
+def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
+    a = _check_operand(a)
+    if weights is None:
+        avg = mean(a, axis=axis, keepdims=keepdims)
+        count = np.full(np.shape(avg), _count(a, axis), np.float64)
+        return (avg, count) if returned else avg
+    w = _check_operand(weights)
+    if np.shape(w) != np.shape(a):
+        if axis is None or np.ndim(w) != 1 or np.ndim(a) == 1:
+            raise TypeError("Axis must be specified when shapes of a and weights differ.")
+        ax = _axis_of(a, axis)
+        w = reshape(w, tuple(np.shape(w)[0] if i == ax else 1 for i in range(np.ndim(a))))
+        w = broadcast_to(w, np.shape(a))
+    scl = sum(w, axis=axis, keepdims=keepdims)
+    avg = sum(a * w, axis=axis, keepdims=keepdims) / scl
+    return (avg, broadcast_to(scl, np.shape(avg))) if returned else avg
+
+
+def _nan_reduction(name, reduce, fill):
+    func = getattr(np, name)
+
+    @implements(func)
+    def handler(a, axis=None, *args, keepdims=False, **kwargs):
+        _no_extras(name, **{k: v for k, v in kwargs.items() if k not in ("dtype", "ddof")})
+        a = _check_operand(a)
+        if _dtype_of(a).kind != "f":
+            return reduce(a, axis=axis, keepdims=keepdims, **kwargs)
+        nan = a != a
+        return reduce(np.where(nan, fill, a), axis=axis, keepdims=keepdims, nan=nan, **kwargs)
+    return handler
+
+
+def _nansum(a, axis=None, keepdims=False, nan=None, **kw):
+    return sum(a, axis=axis, keepdims=keepdims, **kw)
+
+
+def _nanprod(a, axis=None, keepdims=False, nan=None, **kw):
+    return prod(a, axis=axis, keepdims=keepdims, **kw)
+
+
+def _nan_count(a, axis, keepdims, nan):
+    if nan is None:
+        return _count(a, axis)
+    return sum(_as_dtype(np.logical_not(nan), np.dtype(np.float64)), axis=axis,
+               keepdims=keepdims)
+
+
+def _nanmean(a, axis=None, keepdims=False, nan=None, **kw):
+    return sum(a, axis=axis, keepdims=keepdims) / _nan_count(a, axis, keepdims, nan)
+
+
+def _nanvar(a, axis=None, keepdims=False, nan=None, ddof=0, **kw):
+    n = _nan_count(a, axis, True, nan)
+    m = sum(a, axis=axis, keepdims=True) / n
+    c = a - m if nan is None else np.where(nan, 0.0, a - m)
+    out = sum(c * c, axis=axis, keepdims=True) / (n - ddof)
+    return out if keepdims else squeeze(out, axis=None if axis is None else axis) \
+        if np.ndim(out) else out
+
+
+def _nanstd(a, axis=None, keepdims=False, nan=None, ddof=0, **kw):
+    return np.sqrt(_nanvar(a, axis, keepdims, nan, ddof))
+
+
+def _nan_extreme(reduce, fill):
+    def r(a, axis=None, keepdims=False, nan=None, **kw):
+        out = reduce(a, axis=axis, keepdims=keepdims)
+        if nan is None:
+            return out
+        # a slice of NaNs only: NaN, as NumPy's (which also warns)
+        return np.where(all_(nan, axis=axis, keepdims=keepdims), np.nan, out)
+    return r
+
+
+_nan_reduction("nansum", _nansum, 0.0)
+_nan_reduction("nanprod", _nanprod, 1.0)
+_nan_reduction("nanmean", _nanmean, 0.0)
+_nan_reduction("nanvar", _nanvar, 0.0)
+_nan_reduction("nanstd", _nanstd, 0.0)
+_nan_reduction("nanmax", _nan_extreme(lambda a, **k: max(a, **k), -np.inf), -np.inf)
+_nan_reduction("nanmin", _nan_extreme(lambda a, **k: min(a, **k), np.inf), np.inf)
+
+
+@implements(np.gradient)
+def gradient(f, *varargs, axis=None, edge_order=1):
+    f = _check_operand(f)
+    if _dtype_of(f).kind in "iub":
+        f = _as_float64(f)
+    axes = _normalize_axes(axis, f.ndim) if axis is not None else tuple(range(f.ndim))
+    if isinstance(axis, (int, np.integer)):
+        axes = (_axis_of(f, axis),)
+    if not varargs:
+        spacing = [1.0] * len(axes)
+    elif len(varargs) == 1 and np.ndim(varargs[0]) == 0:
+        spacing = [varargs[0]] * len(axes)
+    else:
+        spacing = list(varargs)
+    if edge_order != 1:
+        raise NotImplementedError("numpy.gradient with edge_order=2 on traced values")
+    out = []
+    for ax, h in zip(axes, spacing):
+        if np.ndim(h) != 0:
+            raise NotImplementedError("numpy.gradient with coordinate arrays on traced values")
+        n = f.shape[ax]
+        if n < 2:
+            raise ValueError("Shape of array too small to calculate a numerical gradient, "
+                             "at least (edge_order + 1) elements are required.")
+        def sl(a, b):
+            return tuple(slice(a, b) if i == ax else slice(None) for i in range(f.ndim))
+        first = (f[sl(1, 2)] - f[sl(0, 1)]) / h
+        last = (f[sl(n - 1, n)] - f[sl(n - 2, n - 1)]) / h
+        parts = [first]
+        if n > 2:
+            parts.append((f[sl(2, n)] - f[sl(0, n - 2)]) / (2.0 * h))
+        parts.append(last)
+        out.append(concatenate(parts, axis=ax))
+    return out[0] if len(out) == 1 else out
+
+
+@implements(np.convolve)
+def convolve(a, v, mode="full"):
+    a, v = ravel(_check_operand(a)), ravel(_check_operand(v))
+    if np.size(a) < np.size(v):
+        a, v = v, a
+    n, m = np.size(a), np.size(v)
+    if m == 0:
+        raise ValueError("v cannot be empty")
+    # full[k] = sum_j a[k - j] v[j]: rows of a shifted, zero outside (a gather with fill)
+    k = np.arange(n + m - 1)[:, None] - np.arange(m)[None, :]
+    valid = (k >= 0) & (k < n)
+    if not is_traced(a):
+        a = traced_constant(np.asarray(a))
+    windows = moved(a, lambda t, s: np.where(valid, t[np.clip(k, 0, n - 1)], s), fill=0.0)
+    full = matmul(windows, _as_dtype(v, windows.dtype))
+    if mode == "full":
+        return full
+    if mode == "same":
+        start = (m - 1) // 2
+        return full[start:start + n]
+    if mode == "valid":
+        return full[m - 1:n]
+    raise ValueError(f"mode must be one of 'valid', 'same', or 'full' (got {mode!r})")
+
+
+@implements(np.correlate)
+def correlate(a, v, mode="valid"):
+    return convolve(a, np.flip(v), mode) if np.size(a) >= np.size(v) else \
+        np.flip(convolve(np.flip(a), v, mode))
 
 
 # -- np.linalg ------------------------------------------------------------------------------
