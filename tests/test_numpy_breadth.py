@@ -343,4 +343,4 @@ def test_nan_reductions_match_numpy_and_skip_nans_in_the_gradient():
     g = jvpvjp.grad(lambda x: np.nansum(x) * 2.0)(a)
     np.testing.assert_array_equal(g, np.where(np.isnan(a), 0.0, 2.0))
     g = jvpvjp.grad(lambda x: np.nanmean(x))(a)
-    np.testing.assert_allclose(g, np.where(np.isnan(a), 0.0, 1.0 / 6.0))
+    np.testing.assert_allclose(g, np.where(np.isnan(a), 0.0, 1.0 / 7.0))   # 7 numbers
