@@ -48,8 +48,10 @@ def _sorted_in_place(a):
 def _from_lists(x):
     y = np.array([x[0] ** 2, 3.0, x[1] * x[0]])
     z = np.asarray([[x[0], 1.0], [2.0, x[1]]])
+    nested = np.stack([[x[0], 1.0], [2.0, x[1]]]) + np.vstack([[x[0], x[1]], [1.0, 2.0]])
     return np.concatenate([y, np.ravel(z @ z), np.r_[x, 5.0, y], np.ravel(np.c_[x, x ** 2]),
-                           np.asarray(x), np.array(x, ndmin=2)[0], np.ascontiguousarray(x)])
+                           np.asarray(x), np.array(x, ndmin=2)[0], np.ascontiguousarray(x),
+                           np.ravel(nested), np.concatenate([[x[0], 3.0], x])])
 
 
 def _scipy_rosen(x):

@@ -1172,8 +1172,24 @@ class _Concatenator:
         return 0
 
 
+def _sequence_function(original, handler):
+    """np.stack and friends of nested lists holding tracers (NumPy dispatches on the
+    outer list's items only, which are then lists)."""
+    def fn(arrays, *args, **kwargs):
+        if not _this_thread_traces() or not _holds_tracer(list(arrays)):
+            return original(arrays, *args, **kwargs)
+        return handler([traced_array(a) if isinstance(a, (list, tuple)) else a
+                        for a in arrays], *args, **kwargs)
+    fn.__name__, fn.__qualname__ = original.__name__, original.__name__
+    fn.__doc__, fn.__wrapped__ = original.__doc__, original
+    return fn
+
+
 def _install_patches():
     from .tracing import NUMPY_PATCHES
+    for name in ("stack", "concatenate", "hstack", "vstack", "dstack", "column_stack"):
+        NUMPY_PATCHES[name] = _sequence_function(getattr(np, name), HANDLED_FUNCTIONS[
+            getattr(np, name)])
     for name, copies in [("array", True), ("asarray", False), ("asanyarray", False),
                          ("ascontiguousarray", False), ("asfortranarray", False)]:
         NUMPY_PATCHES[name] = _from_data(getattr(np, name), copies)
