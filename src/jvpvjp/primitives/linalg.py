@@ -16,7 +16,7 @@ def _core(shape, t):
 
 def _abstract(a, b, ta=False, tb=False):
     (sa, da), (sb, db) = a, b
-    if da != db or da.kind != "f":
+    if da != db or da.kind not in "fc":
         raise TypeError(f"matmul needs two floating arrays of one dtype, got {da} and {db}")
     if len(sa) < 2 or len(sa) != len(sb) or sa[:-2] != sb[:-2] or \
             _core(sa, ta)[1] != _core(sb, tb)[0]:
@@ -94,7 +94,7 @@ def _batching(args, batched, size, ta=False, tb=False):
 
 
 matmul = Primitive("matmul", _impl, _abstract, _jvp, _vjp, _lower, contiguous_args=True,
-                   kind="product",
+                   kind="product", complex=True,
                    batch_rule=_batching,
                    tests=[Case(np.matmul, ((3, 4), (4, 2)), ((-2, 2), (-2, 2)), name="mm"),
                           Case(np.matmul, ((2, 3, 4), (2, 4, 2)), ((-2, 2), (-2, 2)),
