@@ -1733,16 +1733,13 @@ def linalg_solve(a, b):
     b = broadcast_to(b, batch + np.shape(b)[-2:])
     if not is_traced(a):
         a = traced_constant(np.asarray(a))
-    x = linalg.solve(a, b)
+    x = linalg.solve(a, b)        # through lu(a): one factorisation per matrix and program
     return reshape(x, np.shape(x)[:-1]) if vector else x
 
 
 @_linalg_function(np.linalg.inv)
 def linalg_inv(a):
-    a = _float_matrix(a, "inv")
-    n = a.shape[-1]
-    eye = np.broadcast_to(np.eye(n, dtype=a.dtype), a.shape)
-    return linalg.solve(a, traced_constant(np.ascontiguousarray(eye)))
+    return linalg.inverse(_float_matrix(a, "inv"))
 
 
 @_linalg_function(np.linalg.det)
