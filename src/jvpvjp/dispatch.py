@@ -50,7 +50,7 @@ _STATIC = (bool, int, str, bytes, type(None))
 def _leaf_value(leaf):
     """A dynamic leaf as an array (or tracer), or None when the leaf is a static value."""
     if isinstance(leaf, np.ndarray):
-        if leaf.dtype.kind not in "fiub":
+        if leaf.dtype.kind not in "fiubc":
             raise TypeError(f"arrays of dtype {leaf.dtype} are not supported")
         return leaf if leaf.flags.c_contiguous else np.ascontiguousarray(leaf)
     if isinstance(leaf, Tracer):
@@ -62,7 +62,7 @@ def _leaf_value(leaf):
     if isinstance(leaf, _STATIC):
         return None
     if isinstance(leaf, complex):
-        raise TypeError("complex values are not supported")
+        return np.asarray(leaf, np.complex128)
     if hasattr(leaf, "__array__") and not callable(leaf):
         return np.ascontiguousarray(leaf)
     try:
@@ -75,7 +75,7 @@ def _leaf_value(leaf):
 
 def _float_check(value, where):
     dt = value.dtype
-    if dt.kind != "f":
+    if dt.kind not in "fc":
         raise TypeError(f"{where} has dtype {dt}; differentiation needs real floating-point "
                         f"inputs (use x.astype(float))")
 
@@ -112,7 +112,7 @@ class Args:
                         f"floats")
                 sig.append(("static", type(leaf), leaf))
                 continue
-            if i in diff_leaf and v.dtype.kind != "f":
+            if i in diff_leaf and v.dtype.kind not in "fc":
                 _float_check(v, f"{fname}: argument {_argnum_of(i, slices)}")
             nested = nested or isinstance(v, Tracer)
             dyn.append(v)

@@ -85,9 +85,15 @@ def _block_size(second, spec):
 MAX_BLOCK = 256
 
 
-def _check_outputs(trace, fname):
+def _check_outputs(trace, fname, a=None, holomorphic=False):
+    from .api import check_holomorphic
+    if a is not None:
+        check_holomorphic(trace, a, holomorphic, fname, "a Jacobian")
+        if not holomorphic and any(v.dtype.kind == "c" for v, d in zip(a.dyn, a.diff) if d):
+            raise TypeError(f"{fname}: the Jacobian with respect to a complex input needs "
+                            f"holomorphic=True")
     for i, (shape, dtype) in enumerate(trace.out_avals[:trace.n_out]):
-        if np.dtype(dtype).kind != "f":
+        if np.dtype(dtype).kind not in ("fc" if holomorphic else "f"):
             raise TypeError(f"{fname}: output {i} has dtype {np.dtype(dtype)}; Jacobians need "
                             f"real floating-point outputs")
 
@@ -150,14 +156,15 @@ def _nested(trace, a, diff, mode):
     return jacs, known
 
 
-def _jacobian_transform(fun, argnums, has_aux, mode, fname, compile="auto"):
+def _jacobian_transform(fun, argnums, has_aux, mode, fname, compile="auto",
+                        holomorphic=False):
     _check_compile(compile, fname)
     nums_key = argnums if isinstance(argnums, int) else tuple(argnums)
-    d = dispatcher_for(fun, ("jacobian", mode, nums_key, has_aux, compile), fname)
+    d = dispatcher_for(fun, ("jacobian", mode, nums_key, has_aux, compile, holomorphic), fname)
 
     def build(a, nums, single, diff):
         def make(trace):
-            _check_outputs(trace, fname)
+            _check_outputs(trace, fname, a, holomorphic)
             first, second, spec = _programs(trace, diff, mode)
             if compile == "never":
                 kernel = Tiered(lambda b: compile_jacobian(first, second, spec, "numpy"), [],
@@ -182,7 +189,7 @@ def _jacobian_transform(fun, argnums, has_aux, mode, fname, compile="auto"):
         diff = a.diff
         if a.nested:
             trace = Trace(fun, a, has_aux, fname)
-            _check_outputs(trace, fname)
+            _check_outputs(trace, fname, a, holomorphic)
             jacs, known = _nested(trace, a, diff, mode)
             unpack = _unpacker(trace, a, nums, single, diff)
         else:
@@ -204,13 +211,15 @@ def _jacobian_transform(fun, argnums, has_aux, mode, fname, compile="auto"):
     return _mark(jac_fun, d)
 
 
-def jacfwd(fun, argnums=0, has_aux=False, *, compile="auto"):
+def jacfwd(fun, argnums=0, has_aux=False, *, compile="auto", holomorphic=False):
     """The Jacobian of ``fun`` in forward mode: one JVP column per input element.
 
     Cheaper than `jacrev` when there are fewer inputs than outputs. Output k's Jacobian
     with respect to an input leaf of shape ``s`` has shape ``out_shape + s``; with a tuple
     ``argnums`` each output gets a tuple, one entry per argument (JAX's layout). With
     ``has_aux=True`` ``fun`` returns ``(out, aux)`` and the result is ``(jacobian, aux)``.
+    ``holomorphic=True``: the complex Jacobian of a holomorphic ``fun`` of complex inputs
+    (without it, complex inputs and outputs raise, as in JAX).
 
     >>> import numpy as np
     >>> jacfwd(lambda x: np.sin(x) * x[0])(np.array([1.0, 2.0]))
@@ -218,10 +227,10 @@ def jacfwd(fun, argnums=0, has_aux=False, *, compile="auto"):
            [ 0.90929743, -0.41614684]])
     """
     fname = f"jacfwd({getattr(fun, '__name__', 'fun')})"
-    return _jacobian_transform(fun, argnums, has_aux, "fwd", fname, compile)
+    return _jacobian_transform(fun, argnums, has_aux, "fwd", fname, compile, holomorphic)
 
 
-def jacrev(fun, argnums=0, has_aux=False, *, compile="auto"):
+def jacrev(fun, argnums=0, has_aux=False, *, compile="auto", holomorphic=False):
     """The Jacobian of ``fun`` in reverse mode: one forward pass, then one VJP row per
     output element (cheaper than `jacfwd` when there are fewer outputs than inputs).
     Same arguments and layout as `jacfwd`.
@@ -231,7 +240,7 @@ def jacrev(fun, argnums=0, has_aux=False, *, compile="auto"):
     array([2., 4.])
     """
     fname = f"jacrev({getattr(fun, '__name__', 'fun')})"
-    return _jacobian_transform(fun, argnums, has_aux, "rev", fname, compile)
+    return _jacobian_transform(fun, argnums, has_aux, "rev", fname, compile, holomorphic)
 
 
 def hessian(fun, argnums=0, has_aux=False, *, compile="auto"):

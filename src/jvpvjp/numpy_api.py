@@ -38,8 +38,6 @@ def _as_dtype(x, dtype):
 
 def _check_operand(x):
     if isinstance(x, (Tracer, np.ndarray, np.generic, numbers.Number)):
-        if np.iscomplexobj(x) if not isinstance(x, Tracer) else x.dtype.kind == "c":
-            raise TypeError("complex values are not supported")
         return x
     if isinstance(x, (list, tuple)):
         if any(isinstance(e, Tracer) for e in _iter_nested(x)):
@@ -67,7 +65,7 @@ def apply_elementwise(prim, ufunc, *args):
     args = [_check_operand(a) for a in args]
     common = np.result_type(*[_dtype_of(a) for a in args])
     out = ew._ufunc_dtype(ufunc, *([common] * len(args)))
-    operand = out if out.kind == "f" else common
+    operand = out if out.kind == "f" and common.kind != "c" else common
     return prim(*[_as_dtype(a, operand) for a in args])
 
 
@@ -221,7 +219,7 @@ def isfinite(x):
 def matmul(a, b):
     a, b = _check_operand(a), _check_operand(b)
     common = np.result_type(_dtype_of(a), _dtype_of(b))
-    if common.kind != "f":
+    if common.kind not in "fc":
         if common.kind in "iub":
             raise TypeError("matmul of integer or boolean traced arrays is not supported; "
                             "convert to float first")
@@ -1306,7 +1304,7 @@ def einsum(subscripts, *operands, out=None, dtype=None, order="K", casting="safe
             is_traced(o) and o.dtype.kind == "f" for o in ops) else common
     ops = [_as_dtype(o, common) for o in ops]
     subs, out_sub, sizes = _parse_einsum(subscripts, [np.shape(o) for o in ops])
-    if common.kind not in "f":
+    if common.kind not in "fc":
         raise TypeError(f"einsum of {common} traced arrays is not supported")
     # contract in the order NumPy's greedy path finds for these shapes
     if len(ops) > 2:
@@ -1426,34 +1424,54 @@ def matrix_power(a, n):
 
 
 # -- more reductions and scans, from primitives -------------------------------------------
-def _real_only(name, x):
-    if _dtype_of(x).kind == "c":
-        raise TypeError(f"numpy.{name} of complex traced values is not supported")
-    return x
+def _is_complex(x):
+    return _dtype_of(x).kind == "c" if not isinstance(x, numbers.Number) else \
+        isinstance(x, complex)
 
 
 @_composite_ufunc(np.conjugate)
 def conjugate(x):
-    return _real_only("conjugate", x)
+    x = _check_operand(x)
+    return ew.conj(x) if _is_complex(x) and is_traced(x) else x if is_traced(x) else np.conj(x)
 
 
 @implements(np.real)
 def real(val):
-    return _real_only("real", _check_operand(val))
+    val = _check_operand(val)
+    return ew.real(val) if _is_complex(val) and is_traced(val) else \
+        val if is_traced(val) else np.real(val)
 
 
 @implements(np.imag)
 def imag(val):
-    val = _real_only("imag", _check_operand(val))
-    return traced_constant(np.zeros(np.shape(val), _dtype_of(val))) if is_traced(val) else \
-        np.imag(val)
+    val = _check_operand(val)
+    if not is_traced(val):
+        return np.imag(val)
+    if _is_complex(val):
+        return ew.imag(val)
+    return traced_constant(np.zeros(np.shape(val), _dtype_of(val)))
 
 
 @implements(np.angle)
 def angle(z, deg=False):
-    z = _real_only("angle", _check_operand(z))
+    z = _check_operand(z)
+    scale = 180.0 / np.pi if deg else 1.0
+    if _is_complex(z):
+        # arg z = Im log z, as NumPy computes it (atan2 of the parts)
+        return np.arctan2(imag(z), real(z)) * scale if not is_traced(z) else \
+            ew.imag(np.log(z)) * scale
     out = np.where(z < 0, np.pi, 0.0) + 0.0 * z
-    return np.where(z != z, z, out * (180.0 / np.pi if deg else 1.0))
+    return np.where(z != z, z, out * scale)
+
+
+def absolute(x):
+    x = _check_operand(x)
+    if _is_complex(x) and is_traced(x):
+        return ew.complex_abs(x)
+    return apply_elementwise(ew.abs_, np.absolute, x)
+
+
+HANDLED_UFUNCS[np.absolute] = absolute
 
 
 @implements(np.diff)
@@ -1715,16 +1733,13 @@ def linalg_solve(a, b):
     b = broadcast_to(b, batch + np.shape(b)[-2:])
     if not is_traced(a):
         a = traced_constant(np.asarray(a))
-    x = linalg.solve(a, b)
+    x = linalg.solve(a, b)        # through lu(a): one factorisation per matrix and program
     return reshape(x, np.shape(x)[:-1]) if vector else x
 
 
 @_linalg_function(np.linalg.inv)
 def linalg_inv(a):
-    a = _float_matrix(a, "inv")
-    n = a.shape[-1]
-    eye = np.broadcast_to(np.eye(n, dtype=a.dtype), a.shape)
-    return linalg.solve(a, traced_constant(np.ascontiguousarray(eye)))
+    return linalg.inverse(_float_matrix(a, "inv"))
 
 
 @_linalg_function(np.linalg.det)
@@ -2149,3 +2164,7 @@ def _sort_in_place(self, axis=-1, kind=None, order=None):
 Tracer.sort = _sort_in_place
 Tracer.any = lambda self, axis=None, out=None, keepdims=False: any_(self, axis, out, keepdims)
 Tracer.all = lambda self, axis=None, out=None, keepdims=False: all_(self, axis, out, keepdims)
+Tracer.real = property(lambda self: real(self))
+Tracer.imag = property(lambda self: imag(self))
+Tracer.conj = lambda self: conjugate(self)
+Tracer.conjugate = lambda self: conjugate(self)

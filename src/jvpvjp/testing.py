@@ -26,18 +26,34 @@ def use_backend(name):
         config.backend = old
 
 
+def _as_number_array(x):
+    x = np.asarray(x)
+    return x.astype(np.complex128 if x.dtype.kind == "c" else np.float64)
+
+
 def _inner(a, b):
+    """Re(sum(a * b)): the pairing under which a VJP is the transpose of its JVP (JAX's
+    convention for complex values; the dot product for real ones)."""
     la, _ = tree_flatten(a)
     lb, _ = tree_flatten(b)
-    return float(sum(np.vdot(np.asarray(x, np.float64), np.asarray(y, np.float64))
+    return float(sum(np.real(np.sum(_as_number_array(x) * _as_number_array(y)))
                      for x, y in zip(la, lb)))
 
 
+def _norm(a):
+    la, _ = tree_flatten(a)
+    return float(sum(np.sum(np.abs(_as_number_array(x)) ** 2) for x in la)) ** 0.5
+
+
 def _random_like(tree, rng):
+    def draw(x):
+        dt = np.result_type(x)
+        v = rng.standard_normal(np.shape(x))
+        if dt.kind == "c":
+            v = v + 1j * rng.standard_normal(np.shape(x))
+        return np.asarray(v, dtype=dt) if np.ndim(x) else dt.type(v)
     leaves, td = tree_flatten(tree)
-    return tree_unflatten(td, [rng.standard_normal(np.shape(x)).astype(np.result_type(x))
-                               if np.ndim(x) else np.result_type(x).type(rng.standard_normal())
-                               for x in leaves])
+    return tree_unflatten(td, [draw(x) for x in leaves])
 
 
 def _axpy(a, x, y):
@@ -53,8 +69,8 @@ def numerical_jvp(f, args, tangents, eps=1e-6):
     minus = f(*_axpy(-eps, tangents, args))
     lp, td = tree_flatten(plus)
     lm, _ = tree_flatten(minus)
-    return tree_unflatten(td, [(np.asarray(p, np.float64) - np.asarray(m, np.float64))
-                               / (2 * eps) for p, m in zip(lp, lm)])
+    return tree_unflatten(td, [(_as_number_array(p) - _as_number_array(m)) / (2 * eps)
+                               for p, m in zip(lp, lm)])
 
 
 def check_grads(f, args, order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-5, eps=1e-6,
@@ -78,7 +94,7 @@ def check_grads(f, args, order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-5, ep
     out = f(*args)
     u = _random_like(out, rng)
     fd = _inner(u, numerical_jvp(f, args, v, eps))
-    scale = atol + rtol * (abs(fd) + _inner(u, u) ** 0.5 * _inner(v, v) ** 0.5)
+    scale = atol + rtol * (abs(fd) + _norm(u) * _norm(v))
     results = {}
     if "fwd" in modes:
         primal_out, t_out = jvp(f, args, v)
@@ -94,7 +110,7 @@ def check_grads(f, args, order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-5, ep
                                  f"differences {fd!r} (tolerance {scale:.3g})")
     if "fwd" in results and "rev" in results:
         tight = 1e-9 * (1 + abs(results["fwd"])) if np.result_type(
-            *tree_flatten(args)[0]) == np.float64 else scale
+            *tree_flatten(args)[0]) in (np.float64, np.complex128) else scale
         if not abs(results["fwd"] - results["rev"]) <= tight + 1e-3 * scale:
             raise AssertionError(f"forward {results['fwd']!r} and reverse {results['rev']!r} "
                                  f"disagree: <u, J v> identity broken")
@@ -117,7 +133,7 @@ def _assert_close(a, b, what, atol, rtol):
     for x, y in zip(la, lb):
         if np.shape(x) != np.shape(y):
             raise AssertionError(f"{what}: shape {np.shape(x)} differs from {np.shape(y)}")
-        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64),
+        np.testing.assert_allclose(_as_number_array(x), _as_number_array(y),
                                    rtol=max(rtol, 1e-6), atol=atol, err_msg=what)
 
 

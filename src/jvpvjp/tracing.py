@@ -75,7 +75,8 @@ class TracingError(TypeError):
 
 
 # conversions that drop a derivative (bool() and int() stay guards: their derivative is 0)
-_LOSSY = {"float": "float()", "item": ".item()", "array": "converting to a NumPy value"}
+_LOSSY = {"float": "float()", "complex": "complex()", "item": ".item()",
+          "array": "converting to a NumPy value"}
 
 
 _internal_files = {}
@@ -268,6 +269,9 @@ def bind(prim, *args, **params):
             a.check_fresh()
     invars = [builder.to_var(a) for a in args]
     where = user_frame() if builder.concrete else None
+    if not prim.complex and any(v.dtype.kind == "c" for v in invars):
+        raise TypeError(f"{prim.name} of complex values is not supported\n  at "
+                        f"{format_where(where)}")
     try:
         shape, dtype = prim.abstract_eval(*[v.aval for v in invars], **params)
         shape, dtype = tuple(shape), np.dtype(dtype)
@@ -382,7 +386,7 @@ class Tracer:
         return int(self._take("index"))
 
     def __complex__(self):
-        raise TracingError("complex values are not supported")
+        return complex(self._take("complex"))
 
     def item(self):
         if self.size != 1:

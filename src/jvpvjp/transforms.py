@@ -35,7 +35,7 @@ def inline(ol, args):
 
 
 def _is_float(v):
-    return np.dtype(v.dtype).kind == "f"
+    return np.dtype(v.dtype).kind in "fc"
 
 
 def _finish(b, ol, env, outs):

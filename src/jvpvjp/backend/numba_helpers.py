@@ -155,28 +155,10 @@ def _argmin_rows(a):
 # np.linalg over a (batch, ...) stack of matrices; a factorisation's results packed along
 # the last axis as the primitives in primitives/linalg.py define them
 @njit(**_opts)
-def _solve_batched(a, b):
-    out = np.empty(b.shape, b.dtype)
-    for i in range(a.shape[0]):
-        out[i] = np.linalg.solve(np.ascontiguousarray(a[i]), np.ascontiguousarray(b[i]))
-    return out
-
-
-@njit(**_opts)
 def _det_batched(a):
     out = np.empty(a.shape[0], a.dtype)
     for i in range(a.shape[0]):
         out[i] = np.linalg.det(np.ascontiguousarray(a[i]))
-    return out
-
-
-@njit(**_opts)
-def _slogdet_batched(a):
-    out = np.empty((a.shape[0], 2), a.dtype)
-    for i in range(a.shape[0]):
-        sign, logabs = np.linalg.slogdet(np.ascontiguousarray(a[i]))
-        out[i, 0] = sign
-        out[i, 1] = logabs
     return out
 
 
@@ -224,7 +206,132 @@ def _qr_batched(a):
     return out
 
 
-HELPERS = ["_solve_batched", "_det_batched", "_slogdet_batched", "_cholesky_batched",
+# LU factors through Numba's own LAPACK bindings (getrf, getri: those its np.linalg uses)
+from numba import types as _types  # noqa: E402
+from numba.np.linalg import F_INT_nptype as _F_INT, _LAPACK  # noqa: E402
+
+_getrf = _LAPACK().numba_xxgetrf(_types.float64)
+_getri = _LAPACK().numba_ez_xxgetri(_types.float64)
+
+
+@njit(**_opts)
+def _lu_batched(a):
+    """(batch, n, n) -> (batch, n, n + 1): getrf's factors, then its row interchanges."""
+    nb, n = a.shape[0], a.shape[1]
+    out = np.empty((nb, n, n + 1))
+    ipiv = np.empty(n, dtype=_F_INT)
+    for t in range(nb):
+        f = np.empty((n, n)).T            # Fortran order, as LAPACK reads it
+        f[:, :] = a[t]
+        if n:
+            _getrf(ord("d"), n, n, f.ctypes, n, ipiv.ctypes)
+        out[t, :, :n] = f
+        for i in range(n):
+            out[t, i, n] = ipiv[i] - 1
+    return out
+
+
+@njit(**_opts)
+def _lu_solve_batched(lu, b, trans):
+    """op(A) x = b for each A of the stack from its packed factors (P A = L U)."""
+    nb, n, k = b.shape[0], b.shape[1], b.shape[2]
+    out = np.empty((nb, n, k))
+    for t in range(nb):
+        x = b[t].copy()
+        f = lu[t]
+        for i in range(n):
+            if f[i, i] == 0.0:
+                raise np.linalg.LinAlgError("Singular matrix")
+        if not trans:
+            for i in range(n):                      # P b
+                p = int(f[i, n])
+                if p != i:
+                    for j in range(k):
+                        x[i, j], x[p, j] = x[p, j], x[i, j]
+            for i in range(n):                      # L y = P b (unit diagonal)
+                for m in range(i):
+                    c = f[i, m]
+                    if c != 0.0:
+                        for j in range(k):
+                            x[i, j] -= c * x[m, j]
+            for i in range(n - 1, -1, -1):          # U x = y
+                for m in range(i + 1, n):
+                    c = f[i, m]
+                    if c != 0.0:
+                        for j in range(k):
+                            x[i, j] -= c * x[m, j]
+                d = f[i, i]
+                for j in range(k):
+                    x[i, j] /= d
+        else:                                       # A^T = U^T L^T P
+            for i in range(n):                      # U^T y = b
+                for m in range(i):
+                    c = f[m, i]
+                    if c != 0.0:
+                        for j in range(k):
+                            x[i, j] -= c * x[m, j]
+                d = f[i, i]
+                for j in range(k):
+                    x[i, j] /= d
+            for i in range(n - 1, -1, -1):          # L^T w = y
+                for m in range(i + 1, n):
+                    c = f[m, i]
+                    if c != 0.0:
+                        for j in range(k):
+                            x[i, j] -= c * x[m, j]
+            for i in range(n - 1, -1, -1):          # x = P^T w
+                p = int(f[i, n])
+                if p != i:
+                    for j in range(k):
+                        x[i, j], x[p, j] = x[p, j], x[i, j]
+        out[t] = x
+    return out
+
+
+@njit(**_opts)
+def _lu_inverse_batched(lu):
+    nb, n = lu.shape[0], lu.shape[1]
+    out = np.empty((nb, n, n))
+    ipiv = np.empty(n, dtype=_F_INT)
+    for t in range(nb):
+        f = np.empty((n, n)).T
+        f[:, :] = lu[t, :, :n]
+        for i in range(n):
+            if f[i, i] == 0.0:
+                raise np.linalg.LinAlgError("Singular matrix")
+            ipiv[i] = int(lu[t, i, n]) + 1
+        if n:
+            _getri(ord("d"), n, f.ctypes, n, ipiv.ctypes)
+        out[t] = f
+    return out
+
+
+@njit(**_opts)
+def _lu_logdet_batched(lu):
+    """(sign, log |det|) from the factors, as NumPy's slogdet (0, -inf when singular)."""
+    nb, n = lu.shape[0], lu.shape[1]
+    out = np.empty((nb, 2))
+    for t in range(nb):
+        sign = 1.0
+        logabs = 0.0
+        for i in range(n):
+            if int(lu[t, i, n]) != i:
+                sign = -sign
+            d = lu[t, i, i]
+            if d == 0.0:
+                sign = 0.0
+                logabs = -np.inf
+                break
+            if d < 0.0:
+                sign = -sign
+            logabs += np.log(abs(d))
+        out[t, 0] = sign
+        out[t, 1] = logabs
+    return out
+
+
+HELPERS = ["_lu_batched", "_lu_solve_batched", "_lu_inverse_batched", "_lu_logdet_batched",
+           "_det_batched", "_cholesky_batched",
            "_eigh_batched", "_svd_batched", "_qr_batched", "_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_scatter_add",
            "_batched_matmul_nn", "_batched_matmul_tn", "_batched_matmul_nt",
            "_batched_matmul_tt"]

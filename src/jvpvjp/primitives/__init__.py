@@ -29,7 +29,10 @@ backends, the simplifier and the NumPy front end read these fields.
   ``numpy_name`` (a reduction's NumPy function, called from compiled code on large arrays);
 * ``tapes``: the tape interpreters run it. ``False`` for ops that do much work per element
   or have integer results (sorting, linear algebra): a program holding one starts in the
-  NumPy interpreter, where such an op costs what NumPy's call costs.
+  NumPy interpreter, where such an op costs what NumPy's call costs;
+* ``complex``: it takes complex values, and its rules hold for them in JAX's convention
+  (a holomorphic op's VJP multiplies by its derivative, unconjugated). `bind` refuses
+  complex operands of the others.
 """
 from __future__ import annotations
 
@@ -90,6 +93,7 @@ class Primitive:
     numpy_faster: bool = False
     numpy_name: str | None = None
     tapes: bool = True
+    complex: bool = False
 
     KINDS = ("elementwise", "reduction", "view", "product", "shape", "index", "other")
 

@@ -41,7 +41,7 @@ def _ufunc_lower(fmt):
 
 
 def unary(name, ufunc, deriv, lower, domain=(-2.0, 2.0), avoid=None, linear=False,
-          scalar=None, numpy=None, numpy_faster=False, **tol):
+          scalar=None, numpy=None, numpy_faster=False, complex=False, **tol):
     """Register ``name``: ``deriv(x, out)`` is d out / d x as traced code (None: zero);
     ``lower`` the Numba expression template, ``scalar`` the tapes' one when it differs;
     ``numpy`` the ufuncs it implements (default: ``ufunc``)."""
@@ -69,12 +69,12 @@ def unary(name, ufunc, deriv, lower, domain=(-2.0, 2.0), avoid=None, linear=Fals
                      _ufunc_lower(lower), batch_rule="elementwise",
                      tests=[Case(ufunc, "broadcast", (domain,), avoid=avoid, name=name, **tol)],
                      kind="elementwise", nin=1, numpy=(ufunc,) if numpy is None else numpy,
-                     scalar=scalar or lower, numpy_faster=numpy_faster)
+                     scalar=scalar or lower, numpy_faster=numpy_faster, complex=complex)
     return prim
 
 
 def binary(name, ufunc, derivs, lower, domain=((-2.0, 2.0), (-2.0, 2.0)), scalar=None,
-           numpy=None, commutative=False, numpy_faster=False, **case):
+           numpy=None, commutative=False, numpy_faster=False, complex=False, **case):
     """Register ``name``: ``derivs[i](a, b, out)`` is d out / d input i (None: zero); the
     other arguments as for `unary`."""
 
@@ -113,10 +113,10 @@ def binary(name, ufunc, derivs, lower, domain=((-2.0, 2.0), (-2.0, 2.0)), scalar
                      tests=[Case(ufunc, "broadcast", domain, name=name, **case)],
                      kind="elementwise", nin=2, numpy=(ufunc,) if numpy is None else numpy,
                      scalar=scalar or lower, commutative=commutative,
-                     numpy_faster=numpy_faster)
+                     numpy_faster=numpy_faster, complex=complex)
 
 
-def comparison(name, ufunc, lower, scalar=None, commutative=False):
+def comparison(name, ufunc, lower, scalar=None, commutative=False, complex=False):
     """Register ``name``, a boolean-valued ufunc (no derivative)."""
     dom = ((-2.0, 2.0), (-2.0, 2.0))
     return Primitive(name, ufunc, _abstract(ufunc), lower=_ufunc_lower(lower),
@@ -125,7 +125,7 @@ def comparison(name, ufunc, lower, scalar=None, commutative=False):
                      tests=[Case(ufunc, "broadcast", dom if ufunc.nin == 2 else dom[:1],
                                  name=name)],
                      kind="elementwise", nin=ufunc.nin, numpy=(ufunc,),
-                     scalar=scalar or lower, commutative=commutative)
+                     scalar=scalar or lower, commutative=commutative, complex=complex)
 
 
 # Sentinels for the common derivatives +1 and -1, so add/sub emit no multiplications.
@@ -147,43 +147,46 @@ _MAXIMUM = "({0} if ({0} > {1} or {0} != {0}) else {1})"
 _MINIMUM = "({0} if ({0} < {1} or {0} != {0}) else {1})"
 _SIGN = "(1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else (0.0 if {0} == 0.0 else {0})))"
 _FAST = dict(numpy_faster=True)      # transcendental: NumPy's SIMD loops win on big arrays
+_C = dict(complex=True)              # holomorphic: the same rules for complex values
+_FAST_C = dict(numpy_faster=True, complex=True)
 
-neg = unary("neg", np.negative, None, "(-{0})", linear=True)
-exp = unary("exp", np.exp, lambda x, y: y, "np.exp({0})", **_FAST)
-log = unary("log", np.log, lambda x, y: 1.0 / x, "np.log({0})", domain=(0.1, 3.0), **_FAST)
+neg = unary("neg", np.negative, None, "(-{0})", linear=True, **_C)
+exp = unary("exp", np.exp, lambda x, y: y, "np.exp({0})", **_FAST_C)
+log = unary("log", np.log, lambda x, y: 1.0 / x, "np.log({0})", domain=(0.1, 3.0), **_FAST_C)
 log1p = unary("log1p", np.log1p, lambda x, y: 1.0 / (x + 1.0), "np.log1p({0})",
               domain=(-0.8, 3.0), **_FAST)
 expm1 = unary("expm1", np.expm1, lambda x, y: y + 1.0, "np.expm1({0})", **_FAST)
-sqrt = unary("sqrt", np.sqrt, lambda x, y: 0.5 / y, "np.sqrt({0})", domain=(0.1, 3.0))
-square = unary("square", np.square, lambda x, y: 2.0 * x, "({0} * {0})")
-sin = unary("sin", np.sin, lambda x, y: np.cos(x), "np.sin({0})", domain=(-3.0, 3.0), **_FAST)
+sqrt = unary("sqrt", np.sqrt, lambda x, y: 0.5 / y, "np.sqrt({0})", domain=(0.1, 3.0), **_C)
+square = unary("square", np.square, lambda x, y: 2.0 * x, "({0} * {0})", **_C)
+sin = unary("sin", np.sin, lambda x, y: np.cos(x), "np.sin({0})", domain=(-3.0, 3.0),
+            **_FAST_C)
 cos = unary("cos", np.cos, lambda x, y: -np.sin(x), "np.cos({0})", domain=(-3.0, 3.0),
-            **_FAST)
+            **_FAST_C)
 tan = unary("tan", np.tan, lambda x, y: 1.0 + y * y, "np.tan({0})", domain=(-1.2, 1.2),
-            **_FAST)
+            **_FAST_C)
 arcsin = unary("arcsin", np.arcsin, lambda x, y: 1.0 / np.sqrt(1.0 - x * x),
                "np.arcsin({0})", domain=(-0.9, 0.9), **_FAST)
 arccos = unary("arccos", np.arccos, lambda x, y: -1.0 / np.sqrt(1.0 - x * x),
                "np.arccos({0})", domain=(-0.9, 0.9), **_FAST)
 arctan = unary("arctan", np.arctan, lambda x, y: 1.0 / (1.0 + x * x), "np.arctan({0})",
                domain=(-3.0, 3.0), **_FAST)
-sinh = unary("sinh", np.sinh, lambda x, y: np.cosh(x), "np.sinh({0})", **_FAST)
-cosh = unary("cosh", np.cosh, lambda x, y: np.sinh(x), "np.cosh({0})", **_FAST)
-tanh = unary("tanh", np.tanh, lambda x, y: 1.0 - y * y, "np.tanh({0})", **_FAST)
+sinh = unary("sinh", np.sinh, lambda x, y: np.cosh(x), "np.sinh({0})", **_FAST_C)
+cosh = unary("cosh", np.cosh, lambda x, y: np.sinh(x), "np.cosh({0})", **_FAST_C)
+tanh = unary("tanh", np.tanh, lambda x, y: 1.0 - y * y, "np.tanh({0})", **_FAST_C)
 abs_ = unary("abs", np.abs, lambda x, y: np.sign(x), "np.abs({0})", avoid=0.0,
              numpy=(np.absolute, np.fabs))
 sign = unary("sign", np.sign, None, "np.sign({0})", avoid=0.0, scalar=_SIGN)
 
-add = binary("add", np.add, (_one, _one), "({0} + {1})", commutative=True)
-sub = binary("sub", np.subtract, (_one, _minus_one), "({0} - {1})")
+add = binary("add", np.add, (_one, _one), "({0} + {1})", commutative=True, **_C)
+sub = binary("sub", np.subtract, (_one, _minus_one), "({0} - {1})", **_C)
 mul = binary("mul", np.multiply, (lambda a, b, y: b, lambda a, b, y: a), "({0} * {1})",
-             commutative=True)
+             commutative=True, **_C)
 div = binary("div", np.true_divide, (lambda a, b, y: 1.0 / b, lambda a, b, y: -y / b),
-             "({0} / {1})", domain=((-2.0, 2.0), (0.5, 2.0)))
+             "({0} / {1})", domain=((-2.0, 2.0), (0.5, 2.0)), **_C)
 # np.power itself goes through numpy_api (integer exponents become products)
 pow_ = binary("pow", np.power,
               (lambda a, b, y: b * a ** (b - 1.0), lambda a, b, y: np.log(a) * y),
-              "({0} ** {1})", domain=((0.2, 2.0), (-2.0, 2.0)), numpy=(), **_FAST)
+              "({0} ** {1})", domain=((0.2, 2.0), (-2.0, 2.0)), numpy=(), **_FAST_C)
 arctan2 = binary("arctan2", np.arctan2,
                  (lambda a, b, y: b / (a * a + b * b), lambda a, b, y: -a / (a * a + b * b)),
                  "np.arctan2({0}, {1})", domain=((0.3, 2.0), (-2.0, 2.0)), **_FAST)
@@ -238,8 +241,8 @@ less = comparison("lt", np.less, "({0} < {1})")
 less_equal = comparison("le", np.less_equal, "({0} <= {1})")
 greater = comparison("gt", np.greater, "({0} > {1})")
 greater_equal = comparison("ge", np.greater_equal, "({0} >= {1})")
-equal = comparison("eq", np.equal, "({0} == {1})", commutative=True)
-not_equal = comparison("ne", np.not_equal, "({0} != {1})", commutative=True)
+equal = comparison("eq", np.equal, "({0} == {1})", commutative=True, complex=True)
+not_equal = comparison("ne", np.not_equal, "({0} != {1})", commutative=True, complex=True)
 logical_and = comparison("logical_and", np.logical_and, "np.logical_and({0}, {1})",
                          commutative=True)
 logical_or = comparison("logical_or", np.logical_or, "np.logical_or({0}, {1})",
@@ -292,7 +295,7 @@ def _where_fn(c, a, b):
 # (np.where has its own front end: one-argument form, Python scalars)
 where = Primitive("where", np.where, _where_abstract, _where_jvp, _where_vjp, _where_lower,
                   batch_rule="elementwise", kind="elementwise", nin=3,
-                  scalar="({1} if {0} else {2})", fuses=False,
+                  scalar="({1} if {0} else {2})", fuses=False, complex=True,
                   tests=[Case(_where_fn, "broadcast", ((-1.0, 1.0), (-2.0, 2.0), (-2.0, 2.0)),
                               avoid=0.0, name="where")])
 
@@ -306,6 +309,58 @@ stop_gradient = Primitive(
     "stop_gradient", _identity, lambda x: x,
     lambda primals, tangents, out: None,
     lambda ct, primals, out, needs: (None,),
-    lambda args, op: args[0], batch_rule="elementwise", kind="view")
+    lambda args, op: args[0], batch_rule="elementwise", kind="view", complex=True)
 # Finite differences cannot see a stop_gradient: its test is written out in test_registry.
 stop_gradient.tests = [Case(lambda x: x * stop_gradient(x), ((3,),), name="stop_gradient")]
+
+
+# -- complex parts: real, imag, conj, abs of complex values ----------------------------------
+# Not holomorphic; their VJPs follow JAX's convention (for a real-valued h of z = x + iy,
+# the cotangent ct becomes ct (dh/dx - i dh/dy)). Not tape rows: the tapes run real values.
+def _real_dtype(dtype):
+    return np.dtype(np.float32) if np.dtype(dtype) == np.complex64 else np.dtype(np.float64)
+
+
+def _complex_part_abstract(name):
+    def abstract(x):
+        shape, dtype = x
+        if dtype.kind != "c":
+            raise TypeError(f"{name} takes complex values (numpy_api handles real ones)")
+        return shape, _real_dtype(dtype) if name != "conj" else dtype
+    return abstract
+
+
+def _as_complex(x, like):
+    from .shape import convert
+    return convert(x, dtype=like.dtype)
+
+
+def _complex_part(name, impl, jvp, vjp, lower, fn):
+    return Primitive(name, impl, _complex_part_abstract(name), jvp, vjp,
+                     lambda args, op: lower.format(*args), batch_rule="elementwise",
+                     kind="other", tapes=False, complex=True,
+                     tests=[Case(fn, ((3, 2),), ((-2.0, 2.0),), name=name)])
+
+
+def _cx(x):
+    """A test case's real array made complex: x + i (x^2 - 1)."""
+    return x + 1j * (x * x - 1.0)
+
+
+real = _complex_part(
+    "real", np.real, lambda p, t, out: None if t[0] is None else real(t[0]),
+    lambda ct, p, out, needs: (_as_complex(ct, p[0]),), "np.real({0})",
+    lambda x: np.real(_cx(x) ** 2))
+imag = _complex_part(
+    "imag", np.imag, lambda p, t, out: None if t[0] is None else imag(t[0]),
+    lambda ct, p, out, needs: (_as_complex(ct, p[0]) * np.asarray(-1j, p[0].dtype),),
+    "np.imag({0})", lambda x: np.imag(np.exp(_cx(x))))
+conj = _complex_part(
+    "conj", np.conj, lambda p, t, out: None if t[0] is None else conj(t[0]),
+    lambda ct, p, out, needs: (conj(ct),), "np.conj({0})",
+    lambda x: np.real(np.conj(_cx(x)) * _cx(x) * 1j + np.conj(_cx(x)) ** 2))
+complex_abs = _complex_part(
+    "complex_abs", np.abs,
+    lambda p, t, out: None if t[0] is None else real(conj(p[0]) * t[0]) / out,
+    lambda ct, p, out, needs: (_as_complex(ct / out, p[0]) * conj(p[0]),), "np.abs({0})",
+    lambda x: np.abs(_cx(x) + 0.5))

@@ -16,7 +16,7 @@ def _core(shape, t):
 
 def _abstract(a, b, ta=False, tb=False):
     (sa, da), (sb, db) = a, b
-    if da != db or da.kind != "f":
+    if da != db or da.kind not in "fc":
         raise TypeError(f"matmul needs two floating arrays of one dtype, got {da} and {db}")
     if len(sa) < 2 or len(sa) != len(sb) or sa[:-2] != sb[:-2] or \
             _core(sa, ta)[1] != _core(sb, tb)[0]:
@@ -94,7 +94,7 @@ def _batching(args, batched, size, ta=False, tb=False):
 
 
 matmul = Primitive("matmul", _impl, _abstract, _jvp, _vjp, _lower, contiguous_args=True,
-                   kind="product",
+                   kind="product", complex=True,
                    batch_rule=_batching,
                    tests=[Case(np.matmul, ((3, 4), (4, 2)), ((-2, 2), (-2, 2)), name="mm"),
                           Case(np.matmul, ((2, 3, 4), (2, 4, 2)), ((-2, 2), (-2, 2)),
@@ -156,6 +156,12 @@ def _linalg_lower(helper):
         nb = int(np.prod(batch, dtype=np.int64))
         ins = [f"_flat({x}).reshape({(nb,) + v.shape[len(batch):]!r})"
                for x, v in zip(args, op.invars)]
+        if helper.startswith("_lu") and op.outvar.dtype != np.float64:
+            # the LU helpers call LAPACK's double-precision routines
+            ins = [f"{x}.astype(np.float64)" for x in ins]
+            out = f"{helper}({', '.join(ins)}).astype(np.{op.outvar.dtype.name})"
+            return f"{out}[0]" if op.outvar.shape == () else \
+                f"{out}.reshape({op.outvar.shape!r})"
         out = f"{helper}({', '.join(ins)})"
         return f"{out}[0]" if op.outvar.shape == () else \
             f"{out}.reshape({op.outvar.shape!r})"
@@ -169,43 +175,165 @@ def _batched(prim):
     return rule
 
 
-def _linalg(name, impl, abstract, jvp, vjp, helper, tests):
+def _linalg(name, impl, abstract, jvp, vjp, helper, tests, **fields):
     prim = Primitive(name, impl, abstract, jvp, vjp, _linalg_lower(helper), kind="other",
-                     tapes=False, tests=tests)
+                     tapes=False, tests=tests, **fields)
     prim.batch_rule = _batched(prim)
     return prim
 
 
-# solve: a x = b for (..., n, n) a and (..., n, k) b
-def _solve_abstract(a, b):
+# LU: one factorisation of a matrix serves every solve, inverse and determinant with it.
+# `lu` (no derivative) packs LAPACK's getrf result as (..., n, n + 1): the factors, then
+# the row interchanges (0-based). The ops that use it take the matrix too and their rules
+# differentiate through the matrix, so derivatives of any order are exact; in one program
+# `lu(a)` is one op however many solves read it (common subexpressions are merged).
+def _lu_numpy(a):
+    a = np.asarray(a)
+    try:
+        from scipy.linalg import lu_factor      # the getrf Numba's LAPACK also calls
+    except ImportError:
+        lu_factor = None
+    n = a.shape[-1]
+    out = np.empty(a.shape[:-1] + (n + 1,), a.dtype)
+    for idx in np.ndindex(a.shape[:-2]):
+        if lu_factor is not None:
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")             # singular: reported by solves
+                f, piv = lu_factor(a[idx], check_finite=False)
+        else:
+            f, piv = _lu_python(a[idx])
+        out[idx][:, :n] = f
+        out[idx][:, n] = piv
+    return out
+
+
+def _lu_python(a):
+    """getrf's partial pivoting in NumPy (when SciPy is not installed)."""
+    f = np.array(a, dtype=a.dtype, copy=True)
+    n = f.shape[0]
+    piv = np.arange(n)
+    for k in range(n):
+        p = k + int(np.argmax(np.abs(f[k:, k])))
+        piv[k] = p
+        if p != k:
+            f[[k, p]] = f[[p, k]]
+        if f[k, k] != 0:
+            f[k + 1:, k] /= f[k, k]
+            f[k + 1:, k + 1:] -= np.outer(f[k + 1:, k], f[k, k + 1:])
+    return f, piv
+
+
+lu = _linalg(
+    "lu", _lu_numpy, lambda a: (_square("lu", a)[0][:-1] + (a[0][-1] + 1,), a[1]),
+    None, None, "_lu_batched",
+    [Case(lambda a: np.linalg.solve(a - 3.0 * np.eye(3), a[:, 0]), ((3, 3),), ((-1, 1),),
+          name="lu_of_solve")], differentiable=False)
+
+
+def _check_lu(a, f):
+    (sa, _), (sf, _) = a, f
+    if sf != sa[:-1] + (sa[-1] + 1,):
+        raise ValueError(f"LU factors of shape {sf} do not belong to a matrix of shape {sa}")
+
+
+# lu_solve: op(a) x = b for (..., n, n) a, its factors f and (..., n, k) b
+def _lu_solve_abstract(a, f, b, trans=False):
     (sa, da), (sb, db) = _square("solve", a), b
+    _check_lu(a, f)
     if db != da or len(sb) != len(sa) or sb[:-2] != sa[:-2] or sb[-2] != sa[-1]:
         raise ValueError(f"solve: shapes {sa} and {sb} do not match")
     return sb, da
 
 
-def _solve_jvp(primals, tangents, x):
-    (a, b), (da, db) = primals, tangents
+def _op(x, trans):
+    return _T(x) if trans else x
+
+
+def _lu_solve_jvp(primals, tangents, x, trans=False):
+    (a, f, b), (da, _, db) = primals, tangents
     rhs = db
     if da is not None:
-        rhs = -(da @ x) if rhs is None else rhs - da @ x
-    return None if rhs is None else solve(a, rhs)
+        rhs = -(_op(da, trans) @ x) if rhs is None else rhs - _op(da, trans) @ x
+    return None if rhs is None else lu_solve(a, f, rhs, trans=trans)
 
 
-def _solve_vjp(ct, primals, x, needs):
-    a, _ = primals
-    gb = solve(_T(a), ct)
-    return (-(gb @ _T(x)) if needs[0] else None, gb if needs[1] else None)
+def _lu_solve_vjp(ct, primals, x, needs, trans=False):
+    a, f, _ = primals
+    gb = lu_solve(a, f, ct, trans=not trans)
+    ga = None
+    if needs[0]:
+        ga = -(x @ _T(gb)) if trans else -(gb @ _T(x))
+    return (ga, None, gb if needs[2] else None)
 
 
-solve = _linalg(
-    "solve", lambda a, b: np.linalg.solve(a, b), _solve_abstract, _solve_jvp, _solve_vjp,
-    "_solve_batched",
-    [Case(lambda a, b: np.linalg.solve(a + 3.0 * np.eye(3), b), ((3, 3), (3, 2)),
-          ((-1, 1), (-2, 2)), name="solve"),
-     Case(lambda a, b: np.linalg.solve(a + 3.0 * np.eye(3), b), ((2, 3, 3), (3,)),
-          ((-1, 1), (-2, 2)), name="solve_batched_vector"),
-     Case(lambda a: np.linalg.inv(a + 3.0 * np.eye(3)), ((3, 3),), ((-1, 1),), name="inv")])
+def _lu_solve_impl(a, f, b, trans=False):
+    return np.linalg.solve(_T(a) if trans else a, b)
+
+
+def _lu_solve_lower(args, op):
+    a, f, b = args
+    va, vf, vb = op.invars
+    batch = va.shape[:-2]
+    nb = int(np.prod(batch, dtype=np.int64))
+    cast = "" if op.outvar.dtype == np.float64 else ".astype(np.float64)"
+    back = "" if op.outvar.dtype == np.float64 else f".astype(np.{op.outvar.dtype.name})"
+    return (f"_lu_solve_batched(_flat({f}).reshape({(nb,) + vf.shape[len(batch):]!r}){cast}, "
+            f"_flat({b}).reshape({(nb,) + vb.shape[len(batch):]!r}){cast}, "
+            f"{bool(op.params.get('trans', False))}){back}.reshape({op.outvar.shape!r})")
+
+
+def solve(a, b, trans=False):
+    """op(a)^-1 b through the LU factors of ``a`` (shared by every solve with ``a``)."""
+    return lu_solve(a, lu(a), b, trans=trans)
+
+
+lu_solve = Primitive(
+    "lu_solve", _lu_solve_impl, _lu_solve_abstract, _lu_solve_jvp, _lu_solve_vjp,
+    _lu_solve_lower, kind="other", tapes=False,
+    tests=[Case(lambda a, b: np.linalg.solve(a + 3.0 * np.eye(3), b), ((3, 3), (3, 2)),
+                ((-1, 1), (-2, 2)), name="solve"),
+           Case(lambda a, b: np.linalg.solve(a + 3.0 * np.eye(3), b), ((2, 3, 3), (3,)),
+                ((-1, 1), (-2, 2)), name="solve_batched_vector"),
+           Case(lambda a: np.linalg.inv(a + 3.0 * np.eye(3)) @ np.linalg.solve(
+               a.T + 3.0 * np.eye(3), a[0]), ((3, 3),), ((-1, 1),), name="inv_and_solve")])
+lu_solve.batch_rule = _batched(lu_solve)
+
+
+# lu_inverse: a^-1 from the factors (LAPACK's getri)
+def _lu_inverse_jvp(primals, tangents, x):
+    (a, f), (da, _) = primals, tangents
+    return None if da is None else -(x @ da @ x)
+
+
+def _lu_inverse_vjp(ct, primals, x, needs):
+    return (-(_T(x) @ ct @ _T(x)), None)
+
+
+def _lu_inverse_abstract(a, f):
+    _check_lu(a, f)
+    return _square("inv", a)
+
+
+lu_inverse = _linalg(
+    "lu_inverse", lambda a, f: np.linalg.inv(a), _lu_inverse_abstract, _lu_inverse_jvp,
+    _lu_inverse_vjp, "_lu_inverse_batched",
+    [Case(lambda a: np.linalg.inv(a + 3.0 * np.eye(3)), ((3, 3),), ((-1, 1),), name="inv"),
+     Case(lambda a: np.linalg.inv(a - 3.0 * np.eye(2)), ((2, 2, 2),), ((-1, 1),),
+          name="inv_batched")])
+# the lowering reads only the factors
+lu_inverse.lower = lambda args, op: _linalg_lower("_lu_inverse_batched")(args[1:], _Only(op, 1))
+
+
+class _Only:
+    """An op seen as if only its inputs from ``start`` on were there (lowerings)."""
+
+    def __init__(self, op, start):
+        self.invars, self.outvar, self.params = op.invars[start:], op.outvar, op.params
+
+
+def inverse(a):
+    return lu_inverse(a, lu(a))
 
 
 # det
@@ -216,7 +344,7 @@ def _det_jvp(primals, tangents, out):
 
 def _det_vjp(ct, primals, out, needs):
     (a,) = primals
-    return ((ct * out)[..., None, None] * solve(_T(a), _eye_like(a)),)
+    return ((ct * out)[..., None, None] * _T(inverse(a)),)
 
 
 det = _linalg(
@@ -227,32 +355,42 @@ det = _linalg(
           name="det_batched")])
 
 
-# slogdet: packed (..., 2) = (sign, log |det|); the sign has no derivative
-def _slogdet_impl(a):
+# lu_logdet: packed (..., 2) = (sign, log |det|) from the factors; the sign has no derivative
+def _lu_logdet_impl(a, f):
     sign, logabs = np.linalg.slogdet(a)
     return np.stack([sign, logabs], axis=-1)
 
 
-def _slogdet_jvp(primals, tangents, out):
-    (a,), (da,) = primals, tangents
+def _lu_logdet_jvp(primals, tangents, out):
+    (a, f), (da, _) = primals, tangents
     if da is None:
         return None
-    dl = np.trace(solve(a, da), axis1=-2, axis2=-1)
+    dl = np.trace(lu_solve(a, f, da), axis1=-2, axis2=-1)
     return np.stack([np.zeros_like(dl), dl], axis=-1)
 
 
-def _slogdet_vjp(ct, primals, out, needs):
-    (a,) = primals
-    return (ct[..., 1][..., None, None] * solve(_T(a), _eye_like(a)),)
+def _lu_logdet_vjp(ct, primals, out, needs):
+    a, f = primals
+    return (ct[..., 1][..., None, None] * _T(lu_inverse(a, f)), None)
 
 
-slogdet = _linalg(
-    "slogdet", _slogdet_impl, lambda a: (_square("slogdet", a)[0][:-2] + (2,), a[1]),
-    _slogdet_jvp, _slogdet_vjp, "_slogdet_batched",
+def _lu_logdet_abstract(a, f):
+    _check_lu(a, f)
+    return _square("slogdet", a)[0][:-2] + (2,), a[1]
+
+
+lu_logdet = _linalg(
+    "lu_logdet", _lu_logdet_impl, _lu_logdet_abstract, _lu_logdet_jvp, _lu_logdet_vjp,
+    "_lu_logdet_batched",
     [Case(lambda a: np.linalg.slogdet(a - 3.0 * np.eye(3))[1] *
           np.linalg.slogdet(a - 3.0 * np.eye(3))[0], ((3, 3),), ((-1, 1),), name="slogdet"),
      Case(lambda a: np.linalg.slogdet(a + 3.0 * np.eye(3)).logabsdet, ((2, 3, 3),),
           ((-1, 1),), name="slogdet_batched")])
+lu_logdet.lower = lambda args, op: _linalg_lower("_lu_logdet_batched")(args[1:], _Only(op, 1))
+
+
+def slogdet(a):
+    return lu_logdet(a, lu(a))
 
 
 # cholesky: lower L with L L^T = the symmetric matrix of a's lower triangle

@@ -68,7 +68,8 @@ def _sum_vjp(ct, primals, out, needs, axes):
 
 reduce_sum = Primitive("reduce_sum", lambda x, axes: np.sum(x, axis=axes), _abstract,
                        _sum_jvp, _sum_vjp, _lower("np.sum", "_sum_rows", "_sum_cols"),
-                       tests=_cases("sum"), kind="reduction", numpy_name="np.sum")
+                       tests=_cases("sum"), kind="reduction", numpy_name="np.sum",
+                       complex=True)
 
 
 # -- max / min: the derivative is shared equally between tied positions (as JAX does) ---
@@ -118,7 +119,7 @@ def _prod_vjp(ct, primals, out, needs, axes):
 
 reduce_prod = Primitive("reduce_prod", lambda x, axes: np.prod(x, axis=axes), _abstract,
                         _prod_jvp, _prod_vjp, _lower("np.prod", "_prod_rows"),
-                        tests=_cases("prod", domain=(0.5, 1.5)), kind="reduction",
+                        tests=_cases("prod", domain=(0.5, 1.5)), kind="reduction", complex=True,
                         numpy_name="np.prod")
 
 
@@ -182,7 +183,7 @@ _cumsum_lower = rows_lowering("_cumsum_rows")
 cumsum = Primitive(
     "cumsum", lambda x, axis: np.cumsum(x, axis=axis), _cumsum_abstract,
     lambda p, t, out, axis: None if t[0] is None else cumsum(t[0], axis=axis),
-    _cumsum_vjp, _cumsum_lower,
+    _cumsum_vjp, _cumsum_lower, complex=True,
     batch_rule=lambda args, batched, size, axis: cumsum(args[0], axis=axis + 1)
     if batched[0] else cumsum(args[0], axis=axis),
     tests=[Case(lambda x: np.cumsum(x, axis=1), ((3, 4),), name="cumsum_axis1"),

@@ -19,11 +19,14 @@ def _dtype_name(dtype):
 
 # -- convert ------------------------------------------------------------------------------
 def _convert_impl(x, dtype):
-    return np.asarray(x).astype(dtype)
+    x = np.asarray(x)
+    if x.dtype.kind == "c" and np.dtype(dtype).kind != "c":
+        x = np.real(x)            # NumPy's cast keeps the real part (and warns)
+    return x.astype(dtype)
 
 
 def _is_float(dtype):
-    return np.dtype(dtype).kind == "f"
+    return np.dtype(dtype).kind in "fc"
 
 
 def _convert_jvp(primals, tangents, out, dtype):
@@ -40,14 +43,17 @@ def _convert_vjp(ct, primals, out, needs, dtype):
 
 def _convert_lower(args, op):
     name = _dtype_name(op.params["dtype"])
+    x = args[0]
+    if op.invars[0].dtype.kind == "c" and np.dtype(op.params["dtype"]).kind != "c":
+        x = f"np.real({x})"
     if op.outvar.shape == ():
-        return f"np.{name}({args[0]})"
-    return f"{args[0]}.astype(np.{name})"
+        return f"np.{name}({x})"
+    return f"{x}.astype(np.{name})"
 
 
 convert = Primitive(
     "convert", _convert_impl, lambda x, dtype: (x[0], np.dtype(dtype)),
-    _convert_jvp, _convert_vjp, _convert_lower, batch_rule="elementwise", kind="shape",
+    _convert_jvp, _convert_vjp, _convert_lower, batch_rule="elementwise", kind="shape", complex=True,
     tests=[Case(lambda x: x.astype(np.float32).astype(np.float64), ((3, 2),), rtol=1e-3,
                 atol=1e-4, eps=1e-2, name="convert")])
 
@@ -73,7 +79,7 @@ reshape = Primitive(
     lambda p, t, out, shape: None if t[0] is None else reshape(t[0], shape=shape),
     lambda ct, p, out, needs, shape: (reshape(ct, shape=p[0].shape),),
     _reshape_lower,
-    kind="view",
+    kind="view", complex=True,
     batch_rule=lambda args, batched, size, shape: reshape(args[0], shape=(size,) + tuple(shape)),
     tests=[Case(lambda x: np.reshape(x, (2, 6)), ((3, 4),), name="reshape"),
            Case(lambda x: np.reshape(x, (1, 1)), ((),), name="reshape_scalar"),
@@ -99,7 +105,7 @@ broadcast_to = Primitive(
     lambda p, t, out, shape: None if t[0] is None else broadcast_to(t[0], shape=shape),
     lambda ct, p, out, needs, shape: (unbroadcast(ct, p[0].shape),),
     _broadcast_lower,
-    kind="view",
+    kind="view", complex=True,
     batch_rule=lambda args, batched, size, shape: broadcast_to(
         with_item_rank(args[0], True, len(shape)), shape=(size,) + tuple(shape)),
     tests=[Case(lambda x: np.broadcast_to(x, (2, 3, 4)), ((3, 1),), name="broadcast_to"),
@@ -123,7 +129,7 @@ transpose = Primitive(
     lambda ct, p, out, needs, perm: (transpose(ct, perm=_inverse(perm)),),
     lambda args, op: (f"{args[0]}.T" if op.params["perm"] == (1, 0) else
                       f"{args[0]}.transpose({op.params['perm']!r})"),
-    kind="view",
+    kind="view", complex=True,
     batch_rule=lambda args, batched, size, perm: transpose(
         args[0], perm=(0,) + tuple(p + 1 for p in perm)),
     tests=[Case(lambda x: np.transpose(x, (1, 2, 0)), ((2, 3, 4),), name="transpose")])
@@ -170,7 +176,7 @@ concatenate = Primitive(
     "concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_abstract,
     _concat_jvp, _concat_vjp,
     lambda args, op: f"np.concatenate(({', '.join(args)},), axis={op.params['axis']})",
-    kind="shape",
+    kind="shape", complex=True,
     batch_rule=lambda args, batched, size, axis: concatenate(
         *[batch_all(x, b, size) for x, b in zip(args, batched)], axis=axis + 1),
     tests=[Case(lambda a, b: np.concatenate([a, b], axis=1), ((2, 3), (2, 2)),
@@ -205,7 +211,7 @@ gather = Primitive(
     "gather", _gather_impl, _gather_abstract,
     lambda p, t, out: None if t[0] is None else gather(t[0], p[1]),
     lambda ct, p, out, needs: (scatter_add(ct, p[1], shape=p[0].shape), None),
-    _gather_lower, kind="index",
+    _gather_lower, kind="index", complex=True,
     tests=[Case(lambda x: x[1:, ::-2], ((3, 4),), name="slice"),
            Case(lambda x: x[np.array([0, 2, 0])], ((3, 2),), name="repeated_index"),
            Case(lambda x: x[..., None, 1], ((2, 3),), name="ellipsis_newaxis"),
@@ -234,7 +240,11 @@ gather.batch_rule = _gather_batching
 def _scatter_impl(ct, idx, shape):
     ct = np.asarray(ct)
     size = int(np.prod(shape, dtype=np.int64))
-    out = np.bincount(np.asarray(idx).reshape(-1), weights=ct.reshape(-1), minlength=size)
+    idx = np.asarray(idx).reshape(-1)
+    if ct.dtype.kind == "c":      # bincount weighs by real numbers
+        return (_scatter_impl(ct.real, idx, shape) + 1j * _scatter_impl(ct.imag, idx, shape)
+                ).astype(ct.dtype)
+    out = np.bincount(idx, weights=ct.reshape(-1), minlength=size)
     return out.astype(ct.dtype, copy=False).reshape(shape)
 
 
@@ -261,7 +271,7 @@ scatter_add = Primitive(
     "scatter_add", _scatter_impl, _scatter_abstract,
     lambda p, t, out, shape: None if t[0] is None else scatter_add(t[0], p[1], shape=shape),
     lambda ct, p, out, needs, shape: (gather(ct, p[1]), None),
-    _scatter_lower, kind="index",
+    _scatter_lower, kind="index", complex=True,
     tests=[Case(_scatter_fn, ((2, 2),), name="scatter_add")])
 
 
