@@ -221,6 +221,20 @@ SCANS = {
                                                np.correlate(w, v, "same")]), (V6, W4)),
 }
 COMPOSITES.update(SCANS)
+
+
+def _flat_assign(x):
+    y = np.zeros_like(x)
+    y.flat[::2] = x.flat[1::2] ** 2
+    y.flat[1] = x.flat[0]
+    return y
+
+
+COMPOSITES.update({
+    "linspace": (lambda v, w: np.linspace(v, w, 5) ** 2 + np.linspace(v, 2.0, 4, endpoint=False,
+                                                                       axis=1).sum(), (V[:3], W3)),
+    "ndarray.flat": (_flat_assign, (M,)),
+})
 builtins_sum = sum
 
 

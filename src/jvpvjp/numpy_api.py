@@ -1013,6 +1013,49 @@ for _name in ("flatnonzero", "argwhere", "count_nonzero"):
     _value_positions(_name)
 
 
+@implements(np.linspace)
+def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0, *,
+             device=None):
+    num = operator_index(num)
+    if num < 0:
+        raise ValueError(f"Number of samples, {num}, must be non-negative.")
+    start, stop = _as_float64(_check_operand(start)), _as_float64(_check_operand(stop))
+    div = (num - 1) if endpoint else num
+    shape = tuple(np.broadcast_shapes(np.shape(start), np.shape(stop)))
+    steps = np.arange(num, dtype=np.float64).reshape((-1,) + (1,) * len(shape))
+    delta = stop - start
+    step = delta / div if div > 0 else delta * np.nan
+    y = start + steps * step if div > 0 else start + steps * delta
+    if endpoint and num > 1:
+        y = concatenate([y[:-1], reshape(broadcast_to(stop, shape), (1,) + shape)])
+    if axis != 0:
+        y = moveaxis(y, 0, axis)
+    if dtype is not None:
+        y = _as_dtype(y, np.dtype(dtype))
+    return (y, step) if retstep else y
+
+
+class _FlatIndexer:
+    """``x.flat`` of a traced array: indexing and assignment in flat (C) order."""
+
+    def __init__(self, x):
+        self._x = x
+
+    def __getitem__(self, key):
+        return getitem(ravel(self._x), key)
+
+    def __setitem__(self, key, value):
+        check_assignable(self._x, value)
+        flat = np.arange(self._x.size, dtype=np.int64)
+        setitem_flat(self._x, _positions(flat.shape, _concrete_key(key)), value)
+
+    def __len__(self):
+        return self._x.size
+
+    def __iter__(self):
+        return iter(ravel(self._x))
+
+
 @implements(np.zeros_like, np.ones_like, np.empty_like)
 def _like(a, dtype=None, order="K", subok=True, shape=None, device=None):
     raise NotImplementedError  # replaced below
@@ -2168,3 +2211,4 @@ Tracer.real = property(lambda self: real(self))
 Tracer.imag = property(lambda self: imag(self))
 Tracer.conj = lambda self: conjugate(self)
 Tracer.conjugate = lambda self: conjugate(self)
+Tracer.flat = property(lambda self: _FlatIndexer(self))

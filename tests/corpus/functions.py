@@ -176,6 +176,9 @@ CORPUS = [
      (_X6, _MEANS3, _rng.uniform(0.5, 2.0, (3, 2)))),
     ("sklearn.gmm._estimate_gaussian_covariances_diag", ms._estimate_gaussian_covariances_diag,
      (_RESP, _X6, _RESP.sum(0), _MEANS3, 1e-3)),
+    ("autograd.test_numpy.linspace", ag.linspace, (1.2, 3.4)),
+    ("sklearn.gmm._estimate_gaussian_covariances_tied", ms._estimate_gaussian_covariances_tied,
+     (_RESP, _X6, _RESP.sum(0), _MEANS3, 1e-3)),
 ]
 
 # (name, f, args, reason): the reason quotes the error jvpvjp raises (first line).
@@ -211,8 +214,6 @@ KNOWN_FAILURES = [
     ("autograd.test_numpy.cast_to_int", ag.cast_to_int, (_W,),
      "TracingError: new_inds = np.int64(W[:,-1]): " + _ZEROS + " (an integer cast, whose "
      "derivative is zero anyway)"),
-    ("autograd.test_numpy.linspace", ag.linspace, (1.2, 3.4),
-     "NotImplementedError: jvpvjp does not support numpy.linspace on traced values"),
     ("nevergrad.schwefel_1_2", ng.schwefel_1_2, (_a(0.5, -1.0, 2.0, 0.3),),
      "TracingError: return float(x.dot(x)): " + _FLOAT),
     ("nevergrad.ackley", ng.ackley, (_a(0.5, -1.0, 2.0, 0.3),),
@@ -235,10 +236,6 @@ KNOWN_FAILURES = [
      (_RESP, _X6, _RESP.sum(0), _MEANS3, 1e-3),
      "TracingError: covariances[k] = np.dot(resp[:, k] * diff.T, diff) / nk[k]: " + _ZEROS +
      " (row assignment into np.empty)"),
-    ("sklearn.gmm._estimate_gaussian_covariances_tied", ms._estimate_gaussian_covariances_tied,
-     (_RESP, _X6, _RESP.sum(0), _MEANS3, 1e-3),
-     "AttributeError: 'Tracer' object has no attribute 'flat' (covariance.flat[::n + 1] += "
-     "reg_covar)"),
 ]
 
 # check_grads keyword arguments where the defaults (atol=1e-6, rtol=1e-5) do not fit.
