@@ -64,7 +64,8 @@ def test_real_valued_functions_of_complex_inputs(name, backend):
     f = REAL_VALUED[name]
     with use_backend(backend):
         np.testing.assert_allclose(jvpvjp.jit(f)(Z), f(Z), rtol=1e-13)
-        check_grads(f, (Z,), order=2)
+        # second order on the interpreter; compiled, first order (fewer Numba compiles)
+        check_grads(f, (Z,), order=2 if backend == "numpy" else 1)
 
 
 def test_jax_convention_values():

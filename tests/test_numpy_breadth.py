@@ -1,5 +1,7 @@
 """NumPy functions built from primitives (no rules of their own): values as NumPy's, both
 modes against finite differences, on the interpreter and compiled."""
+import os
+
 import numpy as np
 import pytest
 
@@ -238,8 +240,20 @@ COMPOSITES.update({
 builtins_sum = sum
 
 
-@pytest.mark.parametrize("name", sorted(COMPOSITES))
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
+# Compiled, every composite in the "thorough" profile; in CI a sample of each family (the
+# registry tests compile every primitive's own cases).
+_THOROUGH = os.environ.get("JVPVJP_HYPOTHESIS_PROFILE", "ci") == "thorough"
+COMPILED = sorted(COMPOSITES) if _THOROUGH else sorted(
+    ["logaddexp2", "heaviside", "round", "nan_to_num", "tile", "pad modes", "diag of vector",
+     "tril/triu", "split", "block", "put_along_axis", "sort", "median", "argmax/argmin index",
+     "arrays from lists", "einsum three operands", "einsum diagonal and trace of product",
+     "kron", "cross", "solve vector and matrix", "cholesky reads one triangle", "eigh",
+     "svd tall", "qr", "matrix norms", "cumprod", "average", "convolve", "linspace",
+     "ndarray.flat"])
+
+
+@pytest.mark.parametrize("name,backend", [(n, "numpy") for n in sorted(COMPOSITES)] +
+                         [(n, "numba") for n in COMPILED])
 def test_composites_match_numpy_and_finite_differences(name, backend):
     f, args = COMPOSITES[name]
     with np.errstate(all="ignore"):
