@@ -1309,8 +1309,9 @@ def _einsum_single(x, sub, keep):
 
 def _contract(a, sa, b, sb, keep, sizes):
     """Two operands contracted over their shared indices not in ``keep``, as one matmul:
-    (batch, a's own, shared) @ (batch, shared, b's own). Returns the product and its
-    subscripts (batch, a's own, b's own)."""
+    (batch, a's own, shared) @ (batch, shared, b's own), or products summed when neither
+    has indices of its own. Returns the result and its subscripts (batch, a's own, b's
+    own)."""
     batch = [c for c in sa if c in sb and c in keep]
     summed = [c for c in sa if c in sb and c not in keep]
     own_a = [c for c in sa if c not in sb]
@@ -1323,6 +1324,10 @@ def _contract(a, sa, b, sb, keep, sizes):
 
     a = arrange(a, sa, batch + own_a + summed)
     b = arrange(b, sb, batch + summed + own_b)
+    if not own_a and not own_b:
+        # a full contraction (ij,ji->, bi,bi->b): products summed, no matrix product
+        axes = tuple(range(len(batch), len(batch) + len(summed)))
+        return (sum(a * b, axis=axes) if axes else a * b), "".join(batch)
     nb, m, k, n = (int(np.prod([sizes[c] for c in cs], dtype=np.int64))
                    for cs in (batch, own_a, summed, own_b))
     lead = (nb,) if batch else ()
