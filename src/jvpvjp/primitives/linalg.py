@@ -188,11 +188,11 @@ def _linalg(name, impl, abstract, jvp, vjp, helper, tests, **fields):
 # differentiate through the matrix, so derivatives of any order are exact; in one program
 # `lu(a)` is one op however many solves read it (common subexpressions are merged).
 def _lu_numpy(a):
+    import sys
     a = np.asarray(a)
-    try:
-        from scipy.linalg import lu_factor      # the getrf Numba's LAPACK also calls
-    except ImportError:
-        lu_factor = None
+    lu_factor = None
+    if "scipy.linalg" in sys.modules:         # the getrf Numba's LAPACK also calls (not
+        from scipy.linalg import lu_factor    # imported for it: 0.15 s on a first call)
     n = a.shape[-1]
     out = np.empty(a.shape[:-1] + (n + 1,), a.dtype)
     for idx in np.ndindex(a.shape[:-2]):
