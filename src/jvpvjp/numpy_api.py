@@ -14,7 +14,7 @@ import numpy as np
 
 from .primitives import REGISTRY, elementwise as ew
 from .primitives import linalg, reductions, shape as sh
-from .tracing import Tracer, TracingError
+from .tracing import Tracer, TracingError, _state
 
 HANDLED_UFUNCS = {}
 HANDLED_FUNCTIONS = {}
@@ -40,18 +40,10 @@ def _check_operand(x):
     if isinstance(x, (Tracer, np.ndarray, np.generic, numbers.Number)):
         return x
     if isinstance(x, (list, tuple)):
-        if any(isinstance(e, Tracer) for e in _iter_nested(x)):
+        if _holds_tracer(x):
             return stack_nested(x)
         return np.asarray(x)
     raise TypeError(f"unsupported operand type {type(x).__name__}")
-
-
-def _iter_nested(x):
-    for e in x:
-        if isinstance(e, (list, tuple)):
-            yield from _iter_nested(e)
-        else:
-            yield e
 
 
 def stack_nested(x):
@@ -236,10 +228,7 @@ def matmul(a, b):
     batch = tuple(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]))
     a2 = broadcast_to(a2, batch + a2.shape[-2:])
     b2 = broadcast_to(b2, batch + b2.shape[-2:])
-    if not batch:
-        out = linalg.matmul(a2, b2)
-    else:
-        out = linalg.matmul(a2, b2)
+    out = linalg.matmul(a2, b2)
     shape = batch + ((a.shape[-2],) if a.ndim > 1 else ()) + ((b.shape[-1],) if b.ndim > 1 else ())
     return reshape(out, shape) if out.shape != shape else out
 
@@ -746,8 +735,7 @@ def take_along_axis(arr, indices, axis=-1):
     if axis is None:
         arr, axis = ravel(arr), 0
     axis = _axis_of(arr, axis)
-    if is_traced(indices) and (not indices.builder.concrete or indices.value is None or
-                               is_traced(arr)):
+    if is_traced(indices):
         if indices.dtype.kind not in "iu":
             raise IndexError("`indices` must be an integer array")
         if not is_traced(arr):
@@ -804,7 +792,8 @@ def _quantiles(a, q, axis, keepdims, method, name):
         raise NotImplementedError(f"numpy.{name} at traced quantiles")
     a = _check_operand(a)
     a = _as_float64(a) if _dtype_of(a).kind in "iub" else a
-    if axis is None:
+    every_axis = axis is None
+    if every_axis:
         src, axis = ravel(a), 0
     else:
         axes = _normalize_axes(axis, a.ndim)
@@ -826,8 +815,7 @@ def _quantiles(a, q, axis, keepdims, method, name):
     out = vlo + (vhi - vlo) * frac.reshape(shape)
     out = reshape(out, q.shape + out.shape[1:])
     if keepdims:
-        nd = np.ndim(a)
-        keep = tuple(1 if (i == axis or axis is None) else d for i, d in enumerate(np.shape(a)))
+        keep = tuple(1 if (i == axis or every_axis) else d for i, d in enumerate(np.shape(a)))
         out = reshape(out, q.shape + keep)
     return out
 
@@ -1147,7 +1135,6 @@ def _holds_tracer(x):
 
 
 def _this_thread_traces():
-    from .tracing import _state
     return bool(_state.builders)
 
 
@@ -1180,9 +1167,14 @@ def _from_data(original, copies):
                 kwargs["copy"] = copy
             return original(obj, dtype, *args, **kwargs)
         return traced_array(obj, dtype, ndmin, copies if copy is None else copy)
-    array.__name__, array.__qualname__ = original.__name__, original.__name__
-    array.__doc__, array.__wrapped__ = original.__doc__, original
-    return array
+    return _standing_in_for(original, array)
+
+
+def _standing_in_for(original, fn):
+    """``fn`` named and documented as the NumPy function it replaces while tracing."""
+    fn.__name__, fn.__qualname__ = original.__name__, original.__name__
+    fn.__doc__, fn.__wrapped__ = original.__doc__, original
+    return fn
 
 
 def _as_columns(x):
@@ -1197,7 +1189,7 @@ class _Concatenator:
 
     def __getitem__(self, key):
         items = key if isinstance(key, tuple) else (key,)
-        if not _this_thread_traces() or not _holds_tracer(list(items)):
+        if not _this_thread_traces() or not _holds_tracer(items):
             return self._original[key]
         if any(isinstance(k, str) for k in items):
             raise NotImplementedError("np.r_ / np.c_ with a directive string on traced values")
@@ -1217,13 +1209,11 @@ def _sequence_function(original, handler):
     """np.stack and friends of nested lists holding tracers (NumPy dispatches on the
     outer list's items only, which are then lists)."""
     def fn(arrays, *args, **kwargs):
-        if not _this_thread_traces() or not _holds_tracer(list(arrays)):
+        if not _this_thread_traces() or not _holds_tracer(arrays):
             return original(arrays, *args, **kwargs)
         return handler([traced_array(a) if isinstance(a, (list, tuple)) else a
                         for a in arrays], *args, **kwargs)
-    fn.__name__, fn.__qualname__ = original.__name__, original.__name__
-    fn.__doc__, fn.__wrapped__ = original.__doc__, original
-    return fn
+    return _standing_in_for(original, fn)
 
 
 def _install_patches():
@@ -1506,8 +1496,7 @@ def angle(z, deg=False):
     scale = 180.0 / np.pi if deg else 1.0
     if _is_complex(z):
         # arg z = Im log z, as NumPy computes it (atan2 of the parts)
-        return np.arctan2(imag(z), real(z)) * scale if not is_traced(z) else \
-            ew.imag(np.log(z)) * scale
+        return np.angle(z, deg) if not is_traced(z) else ew.imag(np.log(z)) * scale
     out = np.where(z < 0, np.pi, 0.0) + 0.0 * z
     return np.where(z != z, z, out * scale)
 
@@ -1526,13 +1515,8 @@ HANDLED_UFUNCS[np.absolute] = absolute
 def diff(a, n=1, axis=-1, prepend=np._NoValue, append=np._NoValue):
     a = _check_operand(a)
     axis = _axis_of(a, axis)
-    parts = []
-    for extra in (prepend,):
-        if extra is not np._NoValue:
-            parts.append(_along_shape(extra, a, axis))
-    parts.append(a)
-    if append is not np._NoValue:
-        parts.append(_along_shape(append, a, axis))
+    parts = ([_along_shape(prepend, a, axis)] if prepend is not np._NoValue else []) + [a] + \
+        ([_along_shape(append, a, axis)] if append is not np._NoValue else [])
     a = concatenate(parts, axis=axis) if len(parts) > 1 else a
     for _ in range(n):
         hi = tuple(slice(1, None) if i == axis else slice(None) for i in range(a.ndim))
@@ -1647,8 +1631,7 @@ def _nanvar(a, axis=None, keepdims=False, nan=None, ddof=0, **kw):
     m = sum(a, axis=axis, keepdims=True) / n
     c = a - m if nan is None else np.where(nan, 0.0, a - m)
     out = sum(c * c, axis=axis, keepdims=True) / (n - ddof)
-    return out if keepdims else squeeze(out, axis=None if axis is None else axis) \
-        if np.ndim(out) else out
+    return out if keepdims else squeeze(out, axis)
 
 
 def _nanstd(a, axis=None, keepdims=False, nan=None, ddof=0, **kw):

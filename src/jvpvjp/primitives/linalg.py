@@ -148,21 +148,22 @@ def _eye_like(x):
     return np.broadcast_to(np.eye(n, dtype=x.dtype), tuple(x.shape[:-2]) + (n, n))
 
 
-def _linalg_lower(helper):
+def _linalg_lower(helper, reads=None, params=(), double=False):
     """A lowering through a Numba helper that loops over a (batch, ...) stack of matrices:
-    inputs flattened to one batch axis, the result reshaped back."""
+    the inputs it ``reads`` (positions; default all) flattened to one batch axis, then the
+    values of ``params``; the result reshaped back. ``double``: the helper runs float64
+    (LAPACK's double-precision routines), other dtypes are cast there and back."""
     def lower(args, op):
         batch = op.invars[0].shape[:-2]
         nb = int(np.prod(batch, dtype=np.int64))
-        ins = [f"_flat({x}).reshape({(nb,) + v.shape[len(batch):]!r})"
-               for x, v in zip(args, op.invars)]
-        if helper.startswith("_lu") and op.outvar.dtype != np.float64:
-            # the LU helpers call LAPACK's double-precision routines
-            ins = [f"{x}.astype(np.float64)" for x in ins]
-            out = f"{helper}({', '.join(ins)}).astype(np.{op.outvar.dtype.name})"
-            return f"{out}[0]" if op.outvar.shape == () else \
-                f"{out}.reshape({op.outvar.shape!r})"
+        cast = double and op.outvar.dtype != np.float64
+        ins = [f"_flat({args[i]}).reshape({(nb,) + op.invars[i].shape[len(batch):]!r})"
+               + (".astype(np.float64)" if cast else "")
+               for i in (range(len(args)) if reads is None else reads)]
+        ins += [repr(op.params.get(p, False)) for p in params]
         out = f"{helper}({', '.join(ins)})"
+        if cast:
+            out += f".astype(np.{op.outvar.dtype.name})"
         return f"{out}[0]" if op.outvar.shape == () else \
             f"{out}.reshape({op.outvar.shape!r})"
     return lower
@@ -175,8 +176,10 @@ def _batched(prim):
     return rule
 
 
-def _linalg(name, impl, abstract, jvp, vjp, helper, tests, **fields):
-    prim = Primitive(name, impl, abstract, jvp, vjp, _linalg_lower(helper), kind="other",
+def _linalg(name, impl, abstract, jvp, vjp, helper, tests, reads=None, params=(),
+            double=False, **fields):
+    prim = Primitive(name, impl, abstract, jvp, vjp,
+                     _linalg_lower(helper, reads, params, double), kind="other",
                      tapes=False, tests=tests, **fields)
     prim.batch_rule = _batched(prim)
     return prim
@@ -228,7 +231,7 @@ lu = _linalg(
     "lu", _lu_numpy, lambda a: (_square("lu", a)[0][:-1] + (a[0][-1] + 1,), a[1]),
     None, None, "_lu_batched",
     [Case(lambda a: np.linalg.solve(a - 3.0 * np.eye(3), a[:, 0]), ((3, 3),), ((-1, 1),),
-          name="lu_of_solve")], differentiable=False)
+          name="lu_of_solve")], double=True, differentiable=False)
 
 
 def _check_lu(a, f):
@@ -271,33 +274,20 @@ def _lu_solve_impl(a, f, b, trans=False):
     return np.linalg.solve(_T(a) if trans else a, b)
 
 
-def _lu_solve_lower(args, op):
-    a, f, b = args
-    va, vf, vb = op.invars
-    batch = va.shape[:-2]
-    nb = int(np.prod(batch, dtype=np.int64))
-    cast = "" if op.outvar.dtype == np.float64 else ".astype(np.float64)"
-    back = "" if op.outvar.dtype == np.float64 else f".astype(np.{op.outvar.dtype.name})"
-    return (f"_lu_solve_batched(_flat({f}).reshape({(nb,) + vf.shape[len(batch):]!r}){cast}, "
-            f"_flat({b}).reshape({(nb,) + vb.shape[len(batch):]!r}){cast}, "
-            f"{bool(op.params.get('trans', False))}){back}.reshape({op.outvar.shape!r})")
-
-
 def solve(a, b, trans=False):
     """op(a)^-1 b through the LU factors of ``a`` (shared by every solve with ``a``)."""
     return lu_solve(a, lu(a), b, trans=trans)
 
 
-lu_solve = Primitive(
+lu_solve = _linalg(
     "lu_solve", _lu_solve_impl, _lu_solve_abstract, _lu_solve_jvp, _lu_solve_vjp,
-    _lu_solve_lower, kind="other", tapes=False,
+    "_lu_solve_batched", reads=(1, 2), params=("trans",), double=True,
     tests=[Case(lambda a, b: np.linalg.solve(a + 3.0 * np.eye(3), b), ((3, 3), (3, 2)),
                 ((-1, 1), (-2, 2)), name="solve"),
            Case(lambda a, b: np.linalg.solve(a + 3.0 * np.eye(3), b), ((2, 3, 3), (3,)),
                 ((-1, 1), (-2, 2)), name="solve_batched_vector"),
            Case(lambda a: np.linalg.inv(a + 3.0 * np.eye(3)) @ np.linalg.solve(
                a.T + 3.0 * np.eye(3), a[0]), ((3, 3),), ((-1, 1),), name="inv_and_solve")])
-lu_solve.batch_rule = _batched(lu_solve)
 
 
 # lu_inverse: a^-1 from the factors (LAPACK's getri)
@@ -320,16 +310,7 @@ lu_inverse = _linalg(
     _lu_inverse_vjp, "_lu_inverse_batched",
     [Case(lambda a: np.linalg.inv(a + 3.0 * np.eye(3)), ((3, 3),), ((-1, 1),), name="inv"),
      Case(lambda a: np.linalg.inv(a - 3.0 * np.eye(2)), ((2, 2, 2),), ((-1, 1),),
-          name="inv_batched")])
-# the lowering reads only the factors
-lu_inverse.lower = lambda args, op: _linalg_lower("_lu_inverse_batched")(args[1:], _Only(op, 1))
-
-
-class _Only:
-    """An op seen as if only its inputs from ``start`` on were there (lowerings)."""
-
-    def __init__(self, op, start):
-        self.invars, self.outvar, self.params = op.invars[start:], op.outvar, op.params
+          name="inv_batched")], reads=(1,), double=True)     # the factors only
 
 
 def inverse(a):
@@ -385,8 +366,7 @@ lu_logdet = _linalg(
     [Case(lambda a: np.linalg.slogdet(a - 3.0 * np.eye(3))[1] *
           np.linalg.slogdet(a - 3.0 * np.eye(3))[0], ((3, 3),), ((-1, 1),), name="slogdet"),
      Case(lambda a: np.linalg.slogdet(a + 3.0 * np.eye(3)).logabsdet, ((2, 3, 3),),
-          ((-1, 1),), name="slogdet_batched")])
-lu_logdet.lower = lambda args, op: _linalg_lower("_lu_logdet_batched")(args[1:], _Only(op, 1))
+          ((-1, 1),), name="slogdet_batched")], reads=(1,), double=True)
 
 
 def slogdet(a):
@@ -482,11 +462,8 @@ eigh = _linalg(
 # singular values
 def _svd_sizes(shape):
     m, n = shape[-2:]
-    k = builtins_min(m, n)
+    k = min(m, n)
     return m, n, k
-
-
-builtins_min = min
 
 
 def _svd_impl(a):
