@@ -9,13 +9,14 @@ from bench.common import fmt_range, fmt_time
 
 TITLES = OrderedDict([
     ("logsumexp", "logsumexp of a vector"),
+    ("logsumexp_user", "logsumexp as users write it (max, exp, sum, log)"),
     ("lstsq", "Least squares, polynomial features (m = 128)"),
     ("gmm", "GMM objective (ADBench), n = 1000"),
     ("mlp", "MLP loss (tanh, softmax cross-entropy)"),
     ("scalar_chain", "Scalar chain (unrolled Python loop, 5 ops per step)"),
     ("jacobian", "Jacobian of f: R^n -> R^m (forward vs reverse)"),
 ])
-NJIT_TARGET = ("gmm", "mlp", "logsumexp")
+NJIT_TARGET = ("gmm", "mlp", "logsumexp", "logsumexp_user")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
@@ -94,6 +95,11 @@ def grad_table(workload, cases):
             fc = fmt_time(first) if first is not None else "–"
             if g is not None and g.get("trace_s") is not None:
                 fc += f" (trace {fmt_time(g['trace_s'])})"
+            if tool == "jvpvjp":     # passes over arrays of the compiled kernels
+                passes = [r.get("passes") if r else None for r in (p, g)]
+                if any(x is not None for x in passes):
+                    name += " (passes: " + " / ".join("–" if x is None else str(x)
+                                                      for x in passes) + ")"
             lines.append(f"| {label} | {name} | {_cell(p)} | {_cell(g)} "
                          f"| {_ratio(_med(g), _med(p))} | {_ratio(_med(g), jv)} | {fc} |")
     return lines, notes

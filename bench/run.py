@@ -10,6 +10,7 @@ installed); ``--update-docs`` also rewrites the results section of docs/performa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -92,6 +93,23 @@ def _time_metric(call, first_s, tool, opts):
     return measure(call, budget=opts.budget)
 
 
+@contextlib.contextmanager
+def _kernel_sources():
+    """The sources of the Numba kernels jvpvjp generates inside the block (a list)."""
+    from jvpvjp.backend import numba_backend
+    seen, original = [], numba_backend.generate_source
+
+    def spy(ol, *args, **kwargs):
+        out = original(ol, *args, **kwargs)
+        seen.append(out[0])
+        return out
+    numba_backend.generate_source = spy
+    try:
+        yield seen
+    finally:
+        numba_backend.generate_source = original
+
+
 def run_grad_case(wl, size, mods, notes, opts, emit, exclude=()):
     from bench.timing import first_call
     from bench.tools import Skip, check_grad, grad_tool
@@ -118,7 +136,8 @@ def run_grad_case(wl, size, mods, notes, opts, emit, exclude=()):
                 continue
             call, norm = impls[metric]
             try:
-                first_s, out = first_call(call)
+                with _kernel_sources() as sources:
+                    first_s, out = first_call(call)
                 got = norm(out)
             except Exception as e:      # a tool failing is a result, not a crash
                 emit(_record(info, tool, metric, "error",
@@ -134,6 +153,9 @@ def run_grad_case(wl, size, mods, notes, opts, emit, exclude=()):
                              note=f"differs from the reference by {err:.2e} (relative)"))
                 continue
             extra = {}
+            if tool == "jvpvjp" and sources:
+                from jvpvjp.backend.numba_backend import passes_of
+                extra["passes"] = sum(passes_of(src) or 0 for src in sources)
             if tool == "jvpvjp" and metric == "vg":
                 t0 = time.perf_counter()
                 jvpvjp.make_oplist(case.fn)(*case.args)

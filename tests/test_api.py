@@ -571,3 +571,17 @@ def test_matrix_products_with_and_without_scipy(blas, monkeypatch, rng):
         x = rng.normal(size=3)
         np.testing.assert_allclose(jacfwd(lambda x: np.tanh(W @ x))(x),
                                    (1 - np.tanh(W @ x) ** 2)[:, None] * W, rtol=1e-12)
+
+
+def test_inline_cache_tells_signatures_apart():
+    """The call path's inline cache (a check generated for the last signature) never
+    serves a kernel to arguments of another shape, layout, dtype or kind."""
+    f = jvpvjp.jit(lambda x, y: np.sum(x * np.arange(1.0, x.shape[-1] + 1)) * y)
+    base = np.arange(6.0).reshape(2, 3)
+    calls = [(base, 2.0), (base.astype(np.float32), 2.0), (base.T.copy(), 2.0),
+             (np.arange(12.0).reshape(2, 6)[:, ::2], 2.0), (base, np.float32(2.0)),
+             (base, 2), (base.reshape(3, 2), 2.0), (base, 2.0)]
+    for _ in range(3):
+        for x, y in calls:
+            want = np.sum(x * np.arange(1.0, x.shape[-1] + 1)) * y
+            np.testing.assert_allclose(f(x, y), want, rtol=1e-6)

@@ -4,7 +4,7 @@ dicts of keyword arguments for ``make``, each with ``cls``: small, medium or lar
 """
 import importlib
 
-NAMES = ["logsumexp", "lstsq", "gmm", "mlp", "scalar_chain", "jacobian", "einsum", "linsolve"]
+NAMES = ["logsumexp", "logsumexp_user", "lstsq", "gmm", "mlp", "scalar_chain", "jacobian", "einsum", "linsolve"]
 
 
 def load(name):

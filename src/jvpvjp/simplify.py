@@ -4,7 +4,10 @@ Exact scalar identities first, the kind reverse mode leaves behind (``sub``'s co
 negated and then scaled; seeds multiply by 1): ``x * 1 = x``, ``x / 1 = x``,
 ``x * -1 = -x``, ``-(-x) = x`` and ``(-x) * c = x * (-c)``; and common subexpressions
 (derivative rules recompute ``cos(x)`` or ``tanh(x)`` the primal already has). Each gives
-the same bits as the original, so no result changes.
+the same bits as the original, so no result changes. One more moves a scalar factor out
+of a sum, ``sum(c * a) = c * sum(a)`` (one rounding less; often the sum exists already:
+the softmax's ``sum(exp(x - m) / s)`` in reverse mode of logsumexp is ``sum(exp(x - m))
+/ s``, which saves a pass over x).
 
 Then a sum over a free axis of a matrix product moves inside it:
 ``sum(A @ B, axis=-1) = A @ sum(B, axis=-1)`` and ``sum(A @ B, axis=-2) = sum(A, axis=-2)
@@ -136,6 +139,8 @@ def _peephole(ol):
             p = producer.get(ins[0])
             if p is not None and p.prim.name == "neg":
                 alias[out] = p.invars[0]
+        elif name == "reduce_sum" and out.dtype.kind == "f":
+            new = _scalar_out_of_sum(op, ins[0], producer, computed, ops)
         if out in alias:
             changed = True
             continue
@@ -157,6 +162,28 @@ def _peephole(ol):
     guards = [Guard(alias.get(g.var, g.var), g.value, g.kind, g.where) for g in ol.guards]
     return dead_code_elimination(OpList(list(ol.invars), [alias.get(v, v) for v in ol.outvars],
                                         ops, consts, guards))
+
+
+def _scalar_out_of_sum(op, x, producer, computed, ops):
+    """sum(c * a) as c * sum(a) for a scalar c (appending the sum, or reusing the same
+    sum computed before), else None."""
+    p = producer.get(x)
+    if p is None or p.prim.name != "mul":
+        return None
+    for c, a in (p.invars, p.invars[::-1]):
+        if c.shape == () and a.shape == x.shape and a.dtype == x.dtype:
+            total = Var(op.outvar.shape, op.outvar.dtype)
+            sum_op = Op(op.prim, (a,), total, op.params, op.where)
+            key = _cse_key(sum_op)
+            seen = computed.get(key)
+            if seen is None:
+                computed[key] = total
+                producer[total] = sum_op
+                ops.append(sum_op)
+            else:
+                total = seen
+            return Op(p.prim, (c, total), op.outvar, {}, op.where)
+    return None
 
 
 def _cse_key(op):

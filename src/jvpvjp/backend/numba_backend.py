@@ -36,13 +36,19 @@ from .. import config
 from ..simplify import simplify
 from . import InterpreterKernel, register_backend, register_jacobian_backend
 from .numba_helpers import HELPERS
+from .vmath import FUNCTIONS as VMATH
 
 def _dtype_name(dtype):
     return "bool_" if dtype == np.bool_ else dtype.name
 
 
-def _lower_scalar_ok(op, args):
-    """Lowering valid inside loops over elements (elementwise ops, where included)."""
+def _element(op, args):
+    """The expression of one element of ``op`` inside a loop nest."""
+    loop = op.prim.loop
+    if callable(loop):
+        return loop(args, op)
+    if loop is not None and op.outvar.dtype.kind == "f":
+        return loop.format(*args)
     if not op.prim.fuses:
         return op.prim.scalar.format(*args)
     return op.prim.lower(args, op)
@@ -106,8 +112,106 @@ def _literal(value):
     return f"np.{name}({v!r})"
 
 
-def generate_source(ol, name="kernel", cache=True):
-    """(source, array constants in argument order) for op list ``ol``."""
+# -- loop nests ---------------------------------------------------------------------------
+# Elementwise ops (and casts) over arrays of rank >= config.loop_rank, and the sums,
+# products, maxima and minima of such values, are computed inside explicit loop nests, one
+# nest per pass over an iteration space. The plan is a schedule by stages: an op joins the
+# nest of its inputs unless it reads a reduction (or any value) that is only complete after
+# that nest, in which case it runs in the next pass. So producer -> reduction chains and
+# sibling reductions over one space share one loop, and elementwise consumers of a
+# reduction's result fuse into the next pass (as XLA's loop fusion does). A value read by a
+# later pass is stored, or recomputed there when that costs less than storing and loading
+# it (`Primitive.cost`; at most _RECOMPUTE units of work per element).
+_RECOMPUTE = 3
+# A reduction along the innermost loop of a nest keeps this many partial results, one per
+# position modulo _LANES, so that the loop has no serial dependence and LLVM vectorises
+# it (exp, log, ... inside it included, see `vmath`); the partials are combined in order
+# at the end. The order is fixed by the shapes alone: results are deterministic.
+_LANES = 16
+# Intermediate arrays of at least _SCRATCH_MIN bytes that only loop nests read are
+# scratch arrays kept across calls (one set per thread, at most _SCRATCH_BYTES per
+# kernel): large fresh allocations cost a page fault per 4 KiB page on first touch here
+# (about 3 us each), while each extra kernel argument costs Numba's dispatcher about
+# 0.1 us, more than a small allocation.
+_SCRATCH_MIN = 32 << 10
+_SCRATCH_BYTES = 64 << 20
+
+
+def _accumulates(op):
+    """A reduction computed inside the loop nest over its operand."""
+    x = op.invars[0] if op.invars else None
+    return (op.prim.accumulate is not None and op.outvar.dtype.kind == "f"
+            and x is not None and x.dtype == op.outvar.dtype
+            and x.ndim >= max(1, config.loop_rank))
+
+
+def _contraction(op, arrays=("a", "b"), idx=("j0", "j1"), out="t"):
+    """The lines computing one element of a product inside a loop nest (its primitive's
+    ``loop`` rule), or None when the product is better left to BLAS."""
+    if op.prim.kind != "product" or not callable(op.prim.loop):
+        return None
+    return op.prim.loop(list(arrays), op, list(idx), out)
+
+
+def _cost(op):
+    """One element's cost, in adds."""
+    if op.prim.kind == "product":         # a multiply-add per element of the contraction
+        a = op.invars[0].shape
+        return 2 * (a[-2] if op.params.get("ta") else a[-1])
+    return op.prim.cost
+
+
+def _loop_space(op):
+    """The iteration space (a shape) of the loop nest ``op`` is computed in, or None."""
+    if op.prim.kind == "reduction":
+        return op.invars[0].shape if _accumulates(op) else None
+    if op.prim.kind == "product":
+        return op.outvar.shape if _contraction(op) is not None else None
+    out = op.outvar
+    if not op.prim.in_loops or out.ndim < max(1, config.loop_rank):
+        return None
+    if op.prim.numpy_faster and out.size >= config.numpy_ufunc_threshold and \
+            out.dtype.kind == "f" and not (op.prim.loop is not None):
+        return None           # NumPy's SIMD loop, from object mode (see _numpy_expression)
+    return out.shape
+
+
+def _plan(ol, producer_index):
+    """(stage of each op, loop space of each op or None). An op outside loops runs at the
+    stage its inputs are complete; a loop op at the stage its nest can start; a loop op's
+    result is complete one stage later (after its nest)."""
+    ops = ol.ops
+    stage, space, done = [0] * len(ops), [None] * len(ops), {}
+    for i, op in enumerate(ops):
+        sp = _loop_space(op)
+        space[i] = sp
+        aligned = op.prim.kind != "product"    # reads its operands where it writes
+        st = 0
+        for v in op.invars:
+            p = producer_index.get(v)
+            if sp is not None and p is not None and space[p] == sp and aligned and \
+                    ops[p].prim.kind != "reduction":
+                st = max(st, stage[p])          # fused into the same nest (or a later one)
+            else:
+                st = max(st, done.get(v, 0))
+        stage[i] = st
+        done[op.outvar] = st + (sp is not None)
+    return stage, space
+
+
+class Scratch(tuple):
+    """An argument of a generated kernel that its caller provides: a work array of this
+    (shape, dtype), reused across calls (one per thread, see `NumbaKernel`)."""
+    __slots__ = ()
+
+    def allocate(self):
+        return np.empty(self[0], self[1])
+
+
+def generate_source(ol, name="kernel", cache=True, scratch=True):
+    """(source, array constants in argument order) for op list ``ol``. With ``scratch``,
+    intermediate arrays that only loop nests read are not allocated by the kernel: they are
+    trailing `Scratch` arguments, listed after the constants."""
     names = {}
     for i, v in enumerate(ol.invars):
         names[v] = f"x{i}"
@@ -118,32 +222,46 @@ def generate_source(ol, name="kernel", cache=True):
         else:
             names[v] = f"k{len(array_consts)}"
             array_consts.append(np.ascontiguousarray(c))
+    ops = ol.ops
+    for i, op in enumerate(ops):
+        names[op.outvar] = f"v{i}"
 
     uses = {}
-    for op in ol.ops:
+    consumers = {}
+    for i, op in enumerate(ops):
         for v in op.invars:
             uses[v] = uses.get(v, 0) + 1
+            consumers.setdefault(v, []).append(i)
     pinned = set(ol.outvars) | {g.var for g in ol.guards}
-    producer = {op.outvar: op for op in ol.ops}
-
-    consumers = {}
-    for op in ol.ops:
-        for v in op.invars:
-            consumers.setdefault(v, []).append(op)
+    index = {op.outvar: i for i, op in enumerate(ops)}
+    stage, space = _plan(ol, index)
+    in_loop = [sp is not None for sp in space]
+    pointwise = [in_loop[i] and op.prim.kind != "reduction" for i, op in enumerate(ops)]
     # Ops run by NumPy from object mode take named arguments computed in compiled code
-    # (one fused pass) rather than NumPy temporaries built in object mode.
-    to_numpy = {id(op) for op in ol.ops if _numpy_expression(op, ["_"] * len(op.invars), "_")}
+    # rather than NumPy temporaries built in object mode.
+    to_numpy = {i for i, op in enumerate(ops) if not in_loop[i]
+                and _numpy_expression(op, ["_"] * len(op.invars), "_")}
     # Memory layout of each array value as Numba types it: "C", "F" or "A" (any).
     layout = {v: "C" for v in list(ol.invars) + list(ol.consts)}
 
-    inlined = {}     # var -> op: single-use elementwise results folded into their consumer
+    # single-use elementwise results outside loops folded into the expression reading them
+    inlined = {}
+    for i, op in enumerate(ops):
+        out = op.outvar
+        if in_loop[i] or i in to_numpy or not op.prim.fusible or uses.get(out, 0) != 1 \
+                or out in pinned:
+            continue
+        c = consumers[out][0]
+        if ops[c].prim.fusible and c not in to_numpy:
+            inlined[out] = op
     scalars = {}     # var -> name of its scalar inside the current loop nest
 
     def render(v, out_shape=None):
         """Expression for v; with out_shape, as a scalar inside loops over out_shape."""
         op = inlined.get(v)
         if op is not None:
-            return _lower_scalar_ok(op, [render(a, out_shape) for a in op.invars])
+            args = [render(a, out_shape) for a in op.invars]
+            return op.prim.lower(args, op) if out_shape is None else _element(op, args)
         if out_shape is not None and v in scalars:
             return scalars[v]
         if out_shape is None or v.shape == ():
@@ -153,122 +271,217 @@ def generate_source(ol, name="kernel", cache=True):
                for d, n in enumerate(v.shape)]
         return f"{names[v]}[{', '.join(idx)}]"
 
-    def sources(v):
-        """The materialised values an expression for v reads."""
-        op = inlined.get(v)
-        if op is None:
-            return {v}
-        return set().union(*[sources(a) for a in op.invars]) if op.invars else set()
+    # -- which loop values each nest computes, and which are stored ------------------------
+    nests = {}                       # (stage, space) -> op indices computed there
+    for i in range(len(ops)):
+        if in_loop[i]:
+            nests.setdefault((stage[i], space[i]), []).append(i)
+    stored = {i for i in range(len(ops)) if pointwise[i] and ops[i].outvar in pinned}
+    for i, op in enumerate(ops):      # read outside loops, or by a nest of another space
+        for v in op.invars:
+            p = index.get(v)
+            if p is not None and pointwise[p] and (not in_loop[i] or space[i] != space[p]
+                                                   or op.prim.kind == "product"):
+                stored.add(p)
 
-    # Elementwise ops of rank >= config.loop_rank are written as explicit loops (Numba's compile
-    # time for broadcasting array expressions grows steeply with rank). Consecutive ones of
-    # one shape share a loop nest; ops in between that do not read them are hoisted above.
-    body, group, hoisted = [], [], []
+    def chain(p, have):
+        """The ops to compute again in a nest computing ``have`` to have p there, or None
+        if that costs more than _RECOMPUTE."""
+        todo, cost = [p], _cost(ops[p])
+        for v in ops[p].invars:
+            q = index.get(v)
+            if q is not None and pointwise[q] and q not in have and q not in stored:
+                sub = chain(q, have)
+                if sub is None:
+                    return None
+                todo += sub
+                cost += sum(_cost(ops[r]) for r in sub)
+        return todo if cost <= _RECOMPUTE else None
 
-    def flush():
-        if not group:
+    computed = {key: set(members) for key, members in nests.items()}
+    for key in sorted(nests, key=lambda k: (k[0], nests[k][0])):
+        for i in sorted(computed[key]):
+            for v in ops[i].invars:
+                p = index.get(v)
+                if p is None or not pointwise[p] or p in computed[key] or p in stored:
+                    continue
+                again = chain(p, computed[key])
+                if again is None:
+                    stored.add(p)
+                else:
+                    computed[key].update(again)
+
+    def needed(key):
+        """The ops of a nest whose values are used: stored, reductions, or read there."""
+        want = set()
+        for i in sorted(computed[key], reverse=True):
+            if i in stored or not pointwise[i] or i in want:
+                want.add(i)
+            if i in want:
+                for v in ops[i].invars:
+                    p = index.get(v)
+                    if p is not None and p in computed[key]:
+                        want.add(p)
+        return sorted(want)
+
+    body = []
+    passes = 0
+    work = []                 # Scratch specs, in argument order
+    work_bytes = [0]
+
+    def only_loops_read(i):
+        """Whether only loop nests read op i's value (so it may live in scratch: loops
+        write new arrays, so no output ever aliases it)."""
+        return ops[i].outvar not in pinned and all(in_loop[c] for c in
+                                                   consumers.get(ops[i].outvar, []))
+
+    def array(target, shape, dtype, fill=None, internal=False):
+        """The line(s) giving ``target`` an array: a scratch one if ``internal``, else new."""
+        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if scratch and internal and _SCRATCH_MIN <= size and \
+                work_bytes[0] + size <= _SCRATCH_BYTES:
+            work_bytes[0] += size
+            work.append(Scratch((tuple(shape), np.dtype(dtype))))
+            line = f"    {target} = w{len(work) - 1}"
+            return line + (f"\n    {target}.fill({fill})" if fill is not None else "")
+        if fill is not None:
+            return f"    {target} = np.full({tuple(shape)!r}, {fill})"
+        return f"    {target} = np.empty({tuple(shape)!r}, np.{_dtype_name(np.dtype(dtype))})"
+
+    def emit_nest(key):
+        nonlocal passes
+        members = needed(key)
+        if not members:
             return
-        body.extend(hoisted)
-        hoisted.clear()
-        shape = next(op.outvar.shape for _, op in group if op.prim.name != "reduce_sum")
-        members = {op.outvar for _, op in group}
-        stored = [(i, op) for i, op in group if op.prim.name != "reduce_sum" and (
-            op.outvar in pinned or any(c.outvar not in members
-                                       for c in consumers.get(op.outvar, [])))]
-        for i, op in stored:
-            body.append(f"    v{i} = np.empty({shape!r}, np.{_dtype_name(op.outvar.dtype)})")
-        for i, op in group:
-            if op.prim.name == "reduce_sum":     # accumulated inside the loops
-                zero = f"np.{op.outvar.dtype.name}(0.0)" if op.outvar.shape == () else \
-                    f"np.zeros({op.outvar.shape!r}, np.{op.outvar.dtype.name})"
-                body.append(f"    v{i} = {zero}")
+        passes += 1
+        shape = key[1]
+        last = len(shape) - 1
+        reductions = [i for i in members if not pointwise[i]]
+        lanes = {i for i in reductions if last in ops[i].params["axes"]
+                 and shape[last] >= 2 * _LANES}
+        for i in members:
+            if i in stored:
+                body.append(array(f"v{i}", shape, ops[i].outvar.dtype,
+                                  internal=only_loops_read(i)))
+        kept = {}
+        for i in reductions:
+            op = ops[i]
+            dt = op.outvar.dtype
+            ident = f"np.{dt.name}({op.prim.accumulate[0]})"
+            kept[i] = [d for d in range(len(shape)) if d not in op.params["axes"]]
+            kshape = tuple(shape[d] for d in kept[i])
+            if i in lanes:
+                body.append(array(f"a{i}", kshape + (_LANES,), dt, ident, internal=True))
+            elif kshape:
+                body.append(array(f"v{i}", kshape, dt, ident, internal=only_loops_read(i)))
+            else:
+                body.append(f"    v{i} = {ident}")
         for d, n in enumerate(shape):
-            body.append(f"    {'    ' * d}for j{d} in range({n}):")
-        pad = "    " * (len(shape) + 1)
+            if d == last and lanes:
+                body.append(f"    {'    ' * d}for jb in range(0, {n}, {_LANES}):")
+                body.append(f"    {'    ' * (d + 1)}for jl in range(min({_LANES}, {n} - jb)):")
+                body.append(f"    {'    ' * (d + 2)}j{d} = jb + jl")
+            else:
+                body.append(f"    {'    ' * d}for j{d} in range({n}):")
+        pad = "    " * (len(shape) + 1 + (1 if lanes else 0))
         idx = ", ".join(f"j{d}" for d in range(len(shape)))
-        for i, op in group:
-            if op.prim.name == "reduce_sum":
-                kept = [f"j{d}" for d in range(len(shape)) if d not in op.params["axes"]]
-                target = f"v{i}[{', '.join(kept)}]" if kept else f"v{i}"
-                body.append(f"{pad}{target} += {render(op.invars[0], shape)}")
+        for i in members:
+            op = ops[i]
+            if not pointwise[i]:
+                x = render(op.invars[0], shape)
+                if i in lanes:
+                    target = f"a{i}[{''.join(f'j{d}, ' for d in kept[i])}jl]"
+                elif kept[i]:
+                    target = f"v{i}[{', '.join(f'j{d}' for d in kept[i])}]"
+                else:
+                    target = f"v{i}"
+                body.append(f"{pad}{target} = {op.prim.accumulate[1].format(target, x)}")
                 continue
-            expr = _lower_scalar_ok(op, [render(v, shape) for v in op.invars])
-            body.append(f"{pad}t{i} = {expr}")
+            block = _contraction(op, [render(v) for v in op.invars],
+                                 [f"j{d}" for d in range(len(shape))], f"t{i}")
+            if block is not None:
+                body.extend(pad + line for line in block)
+            else:
+                body.append(f"{pad}t{i} = {_element(op, [render(v, shape) for v in op.invars])}")
             scalars[op.outvar] = f"t{i}"
-        for i, op in stored:
-            body.append(f"{pad}v{i}[{idx}] = t{i}")
+            if i in stored:
+                body.append(f"{pad}v{i}[{idx}] = t{i}")
         scalars.clear()
-        group.clear()
+        for i in sorted(lanes):        # the partial results, combined in lane order
+            op = ops[i]
+            kshape = tuple(shape[d] for d in kept[i])
+            k = "".join(f"q{d}, " for d in range(len(kshape)))
+            if kshape:
+                body.append(array(f"v{i}", kshape, op.outvar.dtype,
+                                  internal=only_loops_read(i)))
+            for d, n in enumerate(kshape):
+                body.append(f"    {'    ' * d}for q{d} in range({n}):")
+            p = "    " * (len(kshape) + 1)
+            body.append(f"{p}s{i} = a{i}[{k}0]")
+            body.append(f"{p}for l in range(1, {_LANES}):")
+            body.append(f"{p}    s{i} = {op.prim.accumulate[1].format(f's{i}', f'a{i}[{k}l]')}")
+            body.append(f"{p}{'v' + str(i) + '[' + k[:-2] + ']' if kshape else 'v' + str(i)} = s{i}")
 
-    for i, op in enumerate(ol.ops):
-        out = op.outvar
-        names[out] = f"v{i}"
-        group_outs = {g.outvar for _, g in group}
-        reductions = {g.outvar for _, g in group if g.prim.name == "reduce_sum"}
-        if (op.prim.name == "reduce_sum" and op.invars[0] in group_outs
-                and op.invars[0] not in reductions and out.dtype.kind == "f"):
-            group.append((i, op))     # a sum of a loop-nest value: accumulate in the loops
-            layout[out] = "C"
-            continue
-        args = [render(v) for v in op.invars]
-        if op.prim.contiguous_args:
-            args = [f"np.ascontiguousarray({a})" if v.shape and layout.get(v, "C") == "A"
-                    else a for a, v in zip(args, op.invars)]
-        expr = op.prim.lower(args, op)
-        layout[out] = _result_layout(op, layout)
-        elementwise = op.prim.fusible
-        numpy_expr = _numpy_expression(op, args, expr)
-        if numpy_expr is None and elementwise and uses.get(out, 0) == 1 and \
-                out not in pinned and len(expr) < 400:
-            consumer = consumers[out][0]
-            if consumer.prim.fusible and id(consumer) not in to_numpy:
-                inlined[out] = op
+    last_stage = max(stage, default=0)
+    order = sorted(nests, key=lambda k: (k[0], nests[k][0]))
+    for st in range(last_stage + 1):
+        for i, op in enumerate(ops):
+            if in_loop[i] or stage[i] != st or op.outvar in inlined:
                 continue
-        looped = (numpy_expr is None and op.prim.kind == "elementwise"
-                  and out.ndim >= config.loop_rank)
-        reads = set().union(*[sources(v) for v in op.invars]) if op.invars else set()
-        if looped and group and not reads & reductions and \
-                next(g.outvar.shape for _, g in group if g.prim.name != "reduce_sum") == out.shape:
-            group.append((i, op))
-            continue
-        if group and (looped or reads & group_outs):
-            flush()
-        if looped:
-            group.append((i, op))
-            continue
-        lines = []
-        if numpy_expr is not None:
-            dims = ", ".join([":"] * (out.ndim - 1) + ["::1"])
-            typ = f"{out.dtype.name}[{dims}]" if out.ndim else out.dtype.name
-            lines.append(f"    with objmode(v{i}='{typ}'):")
-            lines.append(f"        v{i} = {numpy_expr}")
-        else:
-            lines.append(f"    v{i} = {expr}")
-        (hoisted if group else body).extend(lines)
-    flush()
+            out = op.outvar
+            args = [render(v) for v in op.invars]
+            if op.prim.contiguous_args:
+                args = [f"np.ascontiguousarray({a})" if v.shape and layout.get(v, "C") == "A"
+                        else a for a, v in zip(args, op.invars)]
+            expr = op.prim.lower(args, op)
+            layout[out] = _result_layout(op, layout)
+            numpy_expr = _numpy_expression(op, args, expr) if i in to_numpy else None
+            if numpy_expr is not None:
+                passes += 1
+                dims = ", ".join([":"] * (out.ndim - 1) + ["::1"])
+                typ = f"{out.dtype.name}[{dims}]" if out.ndim else out.dtype.name
+                body.append(f"    with objmode(v{i}='{typ}'):")
+                body.append(f"        v{i} = {numpy_expr}")
+            else:
+                body.append(f"    v{i} = {expr}")
+        for key in order:
+            if key[0] == st:
+                emit_nest(key)
 
     rets = []
     for v in list(ol.outvars) + [g.var for g in ol.guards]:
         ref = names[v]
-        op = producer.get(v)
+        i = index.get(v)
         if v.shape != () and (v in ol.invars or v in ol.consts or
-                              (op is not None and op.prim.kind == "view")):
+                              (i is not None and ops[i].prim.kind == "view")):
             ref = f"np.ascontiguousarray({ref}).copy()"
         rets.append(ref)
-    params = [names[v] for v in ol.invars] + [f"k{i}" for i in range(len(array_consts))]
+    params = [names[v] for v in ol.invars] + [f"k{i}" for i in range(len(array_consts))] + \
+        [f"w{i}" for i in range(len(work))]
     lines = [
         "import numpy as np",
         "from numba import njit, objmode",
         f"from jvpvjp.backend.numba_helpers import {', '.join(HELPERS)}",
+        f"from jvpvjp.backend.vmath import {', '.join(VMATH)}",
         "",
         "",
+        f"# passes over arrays: {passes}",
         f"@njit(cache={bool(cache)}, error_model='numpy')",
         f"def {name}({', '.join(params)}):",
         *body,
         f"    return ({''.join(r + ', ' for r in rets)})",
         "",
     ]
-    return "\n".join(lines), array_consts
+    return "\n".join(lines), array_consts + work
+
+
+def passes_of(source):
+    """The number of passes over arrays a generated kernel makes (loop nests and NumPy
+    calls), from the line `generate_source` writes."""
+    for line in source.splitlines():
+        if line.startswith("# passes over arrays: "):
+            return int(line.rsplit(" ", 1)[1])
+    return None
 
 
 _modules = {}
@@ -666,7 +879,10 @@ class NumbaKernel:
 
     def __init__(self, ol):
         self.oplist = ol
-        self.source, self.consts = generate_source(ol, cache=bool(config.cache_dir))
+        self.source, consts = generate_source(ol, cache=bool(config.cache_dir))
+        self.consts = [c for c in consts if not isinstance(c, Scratch)]
+        self.scratch = [c for c in consts if isinstance(c, Scratch)]
+        self._local = threading.local()
         self.fn = _compiled(self.source)
         # Numba returns scalars as Python floats/ints/bools: outputs get their NumPy scalar
         # type back (guard values need not).
@@ -676,7 +892,7 @@ class NumbaKernel:
 
     def __call__(self, *args):
         try:
-            res = self.fn(*args, *self.consts)
+            res = self.fn(*args, *self.tail())
         except Warning:
             raise
         except Exception as e:
@@ -687,7 +903,7 @@ class NumbaKernel:
                 raise
             self.fn = fn     # the first call of a kernel fresh from a bad disk cache: again
             try:
-                res = fn(*args, *self.consts)
+                res = fn(*args, *self.tail())
             except Warning:
                 raise
             except Exception as e2:
@@ -710,6 +926,14 @@ class NumbaKernel:
         return res
 
 
+    def tail(self):
+        """The arguments after the inputs: the constants, then this thread's scratch."""
+        try:
+            return self._local.tail
+        except AttributeError:
+            tail = self._local.tail = self.consts + [w.allocate() for w in self.scratch]
+            return tail
+
     def _fall_back(self, error, args):
         # A program Numba cannot compile still runs, on the interpreter, and says why once.
         warnings.warn(f"jvpvjp: Numba could not compile this program ({type(error).__name__}:"
@@ -726,8 +950,8 @@ register_backend("numba", NumbaKernel)
 def generate_jacobian_source(first, second, spec, cache=True):
     """Source of a module whose ``kernel`` runs ``first`` once and ``second`` once per seed
     element in a compiled loop (see `JacobianSpec`), and the array constants it takes."""
-    src1, consts1 = generate_source(first, name="first", cache=cache)
-    src2, consts2 = generate_source(second, name="second", cache=cache)
+    src1, consts1 = generate_source(first, name="first", cache=cache, scratch=False)
+    src2, consts2 = generate_source(second, name="second", cache=cache, scratch=False)
     header, body1 = src1.split("\n\n\n", 1)
     body2 = src2.split("\n\n\n", 1)[1]
     xs = [f"x{i}" for i in range(len(first.invars))]
@@ -859,6 +1083,7 @@ class NumbaJacobianKernel(NumbaKernel):
         self.oplist = first
         self.source, self.consts = generate_jacobian_source(
             simplify(first), simplify(second), spec, cache=bool(config.cache_dir))
+        self.scratch, self._local = [], threading.local()
         self.fn = _compiled(self.source)
         known = first.outvars[:spec.n_known]
         self._scalar_out = [(len(spec.outputs[0]) + i, v.dtype.type)

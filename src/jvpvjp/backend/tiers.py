@@ -171,20 +171,28 @@ def _direct(kernel):
     if type(kernel).__name__ != "NumbaKernel" or fn is None:
         return kernel
     consts = tuple(kernel.consts)
+    if getattr(kernel, "scratch", None):   # work arrays, one set per thread
+        tail = kernel.tail
+        consts = ()
+    else:
+        tail = None
     conv = dict(kernel._scalar_out)
     n = len(kernel.oplist.outvars) + len(kernel.oplist.guards)
     if not conv:
+        if tail is not None:
+            return lambda *a: fn(*a, *tail())
         return fn if not consts else (lambda *a: fn(*a, *consts))
     params = ", ".join(f"a{i}" for i in range(len(kernel.oplist.invars)))
     bound = ", ".join(["fn=fn"] + [f"c{i}=c{i}" for i in range(len(consts))]
-                      + [f"t{i}=t{i}" for i in conv])
-    call_args = ", ".join([params] * bool(params) + [f"c{i}" for i in range(len(consts))])
+                      + [f"t{i}=t{i}" for i in conv] + ["tail=tail"] * (tail is not None))
+    call_args = ", ".join([params] * bool(params) + [f"c{i}" for i in range(len(consts))]
+                          + ["*tail()"] * (tail is not None))
     names = [f"r{i}" for i in range(n)]
     items = ", ".join(f"t{i}(r{i})" if i in conv else f"r{i}" for i in range(n))
     src = (f"def call({params + ', ' if params else ''}*, {bound}):\n"
            f"    {', '.join(names)}, = fn({call_args})\n"
            f"    return ({items},)\n")
-    ns = {"fn": fn, **{f"c{i}": c for i, c in enumerate(consts)},
+    ns = {"fn": fn, "tail": tail, **{f"c{i}": c for i, c in enumerate(consts)},
           **{f"t{i}": t for i, t in conv.items()}}
     exec(src, ns)
     return ns["call"]

@@ -94,6 +94,18 @@ class Primitive:
     numpy_name: str | None = None
     tapes: bool = True
     complex: bool = False
+    # Inside generated loop nests (``backend.numba_backend``): ``loop`` is the expression of
+    # one element when it differs from ``lower`` on scalars (a template used for real
+    # floating dtypes, e.g. a vectorisable ``backend.vmath`` function, or a function of
+    # (args, op) for any dtype); ``pointwise`` says a non-elementwise op (a cast) may be
+    # computed element by element there; ``accumulate`` gives a reduction's (identity,
+    # combine template of (accumulator, element)) so it is accumulated in the nest of its
+    # operand; ``cost`` is one element's cost relative to an add, which plans use to
+    # decide whether a value is stored or recomputed where it is read again.
+    loop: object = None
+    pointwise: bool = False
+    accumulate: tuple | None = None
+    cost: int = 1
 
     KINDS = ("elementwise", "reduction", "view", "product", "shape", "index", "other")
 
@@ -122,6 +134,11 @@ class Primitive:
     def fusible(self):
         """An elementwise op whose lowering may be inlined into the op that reads it."""
         return self.kind == "elementwise" and self.fuses
+
+    @property
+    def in_loops(self):
+        """Computed element by element inside generated loop nests."""
+        return self.kind == "elementwise" or self.pointwise
 
     @property
     def broadcasting(self):

@@ -41,7 +41,8 @@ def _ufunc_lower(fmt):
 
 
 def unary(name, ufunc, deriv, lower, domain=(-2.0, 2.0), avoid=None, linear=False,
-          scalar=None, numpy=None, numpy_faster=False, complex=False, **tol):
+          scalar=None, numpy=None, numpy_faster=False, complex=False, loop=None, cost=1,
+          **tol):
     """Register ``name``: ``deriv(x, out)`` is d out / d x as traced code (None: zero);
     ``lower`` the Numba expression template, ``scalar`` the tapes' one when it differs;
     ``numpy`` the ufuncs it implements (default: ``ufunc``)."""
@@ -69,12 +70,13 @@ def unary(name, ufunc, deriv, lower, domain=(-2.0, 2.0), avoid=None, linear=Fals
                      _ufunc_lower(lower), batch_rule="elementwise",
                      tests=[Case(ufunc, "broadcast", (domain,), avoid=avoid, name=name, **tol)],
                      kind="elementwise", nin=1, numpy=(ufunc,) if numpy is None else numpy,
-                     scalar=scalar or lower, numpy_faster=numpy_faster, complex=complex)
+                     scalar=scalar or lower, numpy_faster=numpy_faster, complex=complex,
+                     loop=loop, cost=cost)
     return prim
 
 
 def binary(name, ufunc, derivs, lower, domain=((-2.0, 2.0), (-2.0, 2.0)), scalar=None,
-           numpy=None, commutative=False, numpy_faster=False, complex=False, **case):
+           numpy=None, commutative=False, numpy_faster=False, complex=False, cost=1, **case):
     """Register ``name``: ``derivs[i](a, b, out)`` is d out / d input i (None: zero); the
     other arguments as for `unary`."""
 
@@ -113,7 +115,7 @@ def binary(name, ufunc, derivs, lower, domain=((-2.0, 2.0), (-2.0, 2.0)), scalar
                      tests=[Case(ufunc, "broadcast", domain, name=name, **case)],
                      kind="elementwise", nin=2, numpy=(ufunc,) if numpy is None else numpy,
                      scalar=scalar or lower, commutative=commutative,
-                     numpy_faster=numpy_faster, complex=complex)
+                     numpy_faster=numpy_faster, complex=complex, cost=cost)
 
 
 def comparison(name, ufunc, lower, scalar=None, commutative=False, complex=False):
@@ -146,16 +148,21 @@ def _minus_one(a, b, out):
 _MAXIMUM = "({0} if ({0} > {1} or {0} != {0}) else {1})"
 _MINIMUM = "({0} if ({0} < {1} or {0} != {0}) else {1})"
 _SIGN = "(1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else (0.0 if {0} == 0.0 else {0})))"
-_FAST = dict(numpy_faster=True)      # transcendental: NumPy's SIMD loops win on big arrays
+# transcendental: NumPy's SIMD loops beat Numba's scalar calls on big arrays, and an
+# element costs about ten adds; those with a ``loop`` form have a vectorisable version
+# (backend.vmath) that generated loops use instead, on real floating dtypes
+_FAST = dict(numpy_faster=True, cost=10)
 _C = dict(complex=True)              # holomorphic: the same rules for complex values
-_FAST_C = dict(numpy_faster=True, complex=True)
+_FAST_C = dict(_FAST, complex=True)
 
 neg = unary("neg", np.negative, None, "(-{0})", linear=True, **_C)
-exp = unary("exp", np.exp, lambda x, y: y, "np.exp({0})", **_FAST_C)
-log = unary("log", np.log, lambda x, y: 1.0 / x, "np.log({0})", domain=(0.1, 3.0), **_FAST_C)
+exp = unary("exp", np.exp, lambda x, y: y, "np.exp({0})", loop="vexp({0})", **_FAST_C)
+log = unary("log", np.log, lambda x, y: 1.0 / x, "np.log({0})", domain=(0.1, 3.0),
+            loop="vlog({0})", **_FAST_C)
 log1p = unary("log1p", np.log1p, lambda x, y: 1.0 / (x + 1.0), "np.log1p({0})",
-              domain=(-0.8, 3.0), **_FAST)
-expm1 = unary("expm1", np.expm1, lambda x, y: y + 1.0, "np.expm1({0})", **_FAST)
+              domain=(-0.8, 3.0), loop="vlog1p({0})", **_FAST)
+expm1 = unary("expm1", np.expm1, lambda x, y: y + 1.0, "np.expm1({0})", loop="vexpm1({0})",
+              **_FAST)
 sqrt = unary("sqrt", np.sqrt, lambda x, y: 0.5 / y, "np.sqrt({0})", domain=(0.1, 3.0), **_C)
 square = unary("square", np.square, lambda x, y: 2.0 * x, "({0} * {0})", **_C)
 sin = unary("sin", np.sin, lambda x, y: np.cos(x), "np.sin({0})", domain=(-3.0, 3.0),
@@ -172,7 +179,8 @@ arctan = unary("arctan", np.arctan, lambda x, y: 1.0 / (1.0 + x * x), "np.arctan
                domain=(-3.0, 3.0), **_FAST)
 sinh = unary("sinh", np.sinh, lambda x, y: np.cosh(x), "np.sinh({0})", **_FAST_C)
 cosh = unary("cosh", np.cosh, lambda x, y: np.sinh(x), "np.cosh({0})", **_FAST_C)
-tanh = unary("tanh", np.tanh, lambda x, y: 1.0 - y * y, "np.tanh({0})", **_FAST_C)
+tanh = unary("tanh", np.tanh, lambda x, y: 1.0 - y * y, "np.tanh({0})", loop="vtanh({0})",
+             **_FAST_C)
 abs_ = unary("abs", np.abs, lambda x, y: np.sign(x), "np.abs({0})", avoid=0.0,
              numpy=(np.absolute, np.fabs))
 sign = unary("sign", np.sign, None, "np.sign({0})", avoid=0.0, scalar=_SIGN)

@@ -69,7 +69,7 @@ def _sum_vjp(ct, primals, out, needs, axes):
 reduce_sum = Primitive("reduce_sum", lambda x, axes: np.sum(x, axis=axes), _abstract,
                        _sum_jvp, _sum_vjp, _lower("np.sum", "_sum_rows", "_sum_cols"),
                        tests=_cases("sum"), kind="reduction", numpy_name="np.sum",
-                       complex=True)
+                       complex=True, accumulate=("0.0", "({0} + {1})"))
 
 
 # -- max / min: the derivative is shared equally between tied positions (as JAX does) ---
@@ -96,11 +96,13 @@ def _chooser_rules():
 reduce_max = Primitive("reduce_max", lambda x, axes: np.max(x, axis=axes), _abstract,
                        *_chooser_rules(), _lower("np.max", "_max_rows"),
                        tests=_cases("max", unique=True), kind="reduction",
-                       numpy_name="np.max")
+                       numpy_name="np.max",    # NaN wins, as in NumPy
+                       accumulate=("-np.inf", "({1} if ({1} > {0} or {1} != {1}) else {0})"))
 reduce_min = Primitive("reduce_min", lambda x, axes: np.min(x, axis=axes), _abstract,
                        *_chooser_rules(), _lower("np.min", "_min_rows"),
                        tests=_cases("min", unique=True), kind="reduction",
-                       numpy_name="np.min")
+                       numpy_name="np.min",
+                       accumulate=("np.inf", "({1} if ({1} < {0} or {1} != {1}) else {0})"))
 
 
 # -- prod -----------------------------------------------------------------------------------
@@ -120,7 +122,7 @@ def _prod_vjp(ct, primals, out, needs, axes):
 reduce_prod = Primitive("reduce_prod", lambda x, axes: np.prod(x, axis=axes), _abstract,
                         _prod_jvp, _prod_vjp, _lower("np.prod", "_prod_rows"),
                         tests=_cases("prod", domain=(0.5, 1.5)), kind="reduction", complex=True,
-                        numpy_name="np.prod")
+                        numpy_name="np.prod", accumulate=("1.0", "({0} * {1})"))
 
 
 def _reduction_batching(prim):

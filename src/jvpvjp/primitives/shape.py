@@ -51,9 +51,17 @@ def _convert_lower(args, op):
     return f"{x}.astype(np.{name})"
 
 
+def _convert_loop(args, op):
+    x = args[0]
+    if op.invars[0].dtype.kind == "c" and np.dtype(op.params["dtype"]).kind != "c":
+        x = f"({x}).real"
+    return f"np.{_dtype_name(op.params['dtype'])}({x})"
+
+
 convert = Primitive(
     "convert", _convert_impl, lambda x, dtype: (x[0], np.dtype(dtype)),
     _convert_jvp, _convert_vjp, _convert_lower, batch_rule="elementwise", kind="shape", complex=True,
+    loop=_convert_loop, pointwise=True,
     tests=[Case(lambda x: x.astype(np.float32).astype(np.float64), ((3, 2),), rtol=1e-3,
                 atol=1e-4, eps=1e-2, name="convert")])
 
