@@ -745,6 +745,17 @@ class Dispatcher:
                         stats["calls"] += 1
                         return path, kernel.call(*args, *extra)
                 return replay_one
+            if not path.guards and not path.volatile:
+                # one path whose globals and closure are checked: that check, the call
+                changed, kernel, extra = path.env.changed, path.kernels[0], path.extra
+
+                def replay_checked(args):
+                    if changed() is not None:
+                        return None
+                    stats["calls"] += 1
+                    path.calls += 1
+                    return path, kernel.call(*args, *extra)   # (.call changes with the tier)
+                return replay_checked
 
         def replay(call_args):
             if has_0d:

@@ -128,8 +128,8 @@ _RECOMPUTE = 3
 # it (exp, log, ... inside it included, see `vmath`); the partials are combined in order
 # at the end. The order is fixed by the shapes alone: results are deterministic.
 _LANES = 16
-# Intermediate arrays of at least _SCRATCH_MIN bytes that only loop nests read are
-# scratch arrays kept across calls (one set per thread, at most _SCRATCH_BYTES per
+# Intermediate arrays of at least _SCRATCH_MIN bytes that only loop nests, products and
+# reductions read are scratch arrays kept across calls (one set per thread, at most _SCRATCH_BYTES per
 # kernel): large fresh allocations cost a page fault per 4 KiB page on first touch here
 # (about 3 us each), while each extra kernel argument costs Numba's dispatcher about
 # 0.1 us, more than a small allocation.
@@ -210,8 +210,8 @@ class Scratch(tuple):
 
 def generate_source(ol, name="kernel", cache=True, scratch=True):
     """(source, array constants in argument order) for op list ``ol``. With ``scratch``,
-    intermediate arrays that only loop nests read are not allocated by the kernel: they are
-    trailing `Scratch` arguments, listed after the constants."""
+    intermediate arrays that only loops, products and reductions read are not allocated
+    by the kernel: they are trailing `Scratch` arguments, listed after the constants."""
     names = {}
     for i, v in enumerate(ol.invars):
         names[v] = f"x{i}"
@@ -330,10 +330,12 @@ def generate_source(ol, name="kernel", cache=True, scratch=True):
     work_bytes = [0]
 
     def only_loops_read(i):
-        """Whether only loop nests read op i's value (so it may live in scratch: loops
-        write new arrays, so no output ever aliases it)."""
-        return ops[i].outvar not in pinned and all(in_loop[c] for c in
-                                                   consumers.get(ops[i].outvar, []))
+        """Whether op i's value may live in scratch: no output, and read only by ops whose
+        results never alias their operands (loop nests, products, reductions: they write
+        new arrays), so no result of the kernel ever aliases it."""
+        return ops[i].outvar not in pinned and all(
+            in_loop[c] or ops[c].prim.kind in ("product", "reduction")
+            for c in consumers.get(ops[i].outvar, []))
 
     def array(target, shape, dtype, fill=None, internal=False):
         """The line(s) giving ``target`` an array: a scratch one if ``internal``, else new."""
