@@ -87,9 +87,11 @@ def _scratchy(x):
 
 
 def test_results_never_alias_scratch(rng):
+    sources, _ = _sources(_scratchy, rng.normal(size=5000), transform=jvpvjp.jit)
+    assert " = w0" in sources[0]          # e (40 KB) lives in a scratch array
     with jvpvjp.testing.use_backend("numba"):
         f = jvpvjp.jit(_scratchy)
-        a, b = rng.normal(size=1000), rng.normal(size=1000)
+        a, b = rng.normal(size=5000), rng.normal(size=5000)
         ra = f(a)
         keep = [np.copy(r) for r in ra]
         rb = f(b)
@@ -103,7 +105,7 @@ def test_scratch_is_per_thread(rng):
     """Threads calling one kernel at once each get their own work arrays."""
     with jvpvjp.testing.use_backend("numba"):
         f = jvpvjp.value_and_grad(lambda x: np.sum(_scratchy(x)[0] * x))
-        xs = [rng.normal(size=2000) for _ in range(4)]
+        xs = [rng.normal(size=5000) for _ in range(4)]
         want = [f(x) for x in xs]
         errors = []
 

@@ -153,10 +153,20 @@ class _Ops:
         return self.from_bits((k + 1023) << 52)
 
     def horner(self, t, coefs):
-        p = self.f(coefs[0])
-        for c in coefs[1:]:
-            p = c + t * p
-        return p
+        """The polynomial with ``coefs`` (highest degree first) at t, by Estrin's scheme:
+        pairs of terms first, then pairs of pairs with t**2, t**4, ...: a dependency chain
+        of log2(degree) multiply-adds instead of Horner's degree, so a vectorised loop is
+        not held up by the latency of one long chain."""
+        terms = [self.f(c) for c in reversed(coefs)]      # lowest degree first
+        power = t
+        while len(terms) > 1:
+            pairs = [terms[i] + power * terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+            if len(terms) % 2:
+                pairs.append(terms[-1])
+            terms = pairs
+            if len(terms) > 1:
+                power = power * power
+        return terms[0]
 
 
 # -- the functions -----------------------------------------------------------------------

@@ -27,6 +27,8 @@ backends, the simplifier and the NumPy front end read these fields.
 * ``commutative``; ``fuses`` (an elementwise lowering that may be inlined into its consumer);
   ``numpy_faster`` (NumPy's SIMD loop beats Numba's scalar one on large arrays);
   ``numpy_name`` (a reduction's NumPy function, called from compiled code on large arrays);
+* ``loop``, ``pointwise``, ``accumulate``, ``cost``: how generated loop nests compute it
+  (see the field comments below and `backend.numba_backend`);
 * ``tapes``: the tape interpreters run it. ``False`` for ops that do much work per element
   or have integer results (sorting, linear algebra): a program holding one starts in the
   NumPy interpreter, where such an op costs what NumPy's call costs;
