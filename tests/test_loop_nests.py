@@ -41,7 +41,8 @@ def test_user_written_logsumexp_gradient_in_three_passes(n):
     x = np.random.default_rng(2).normal(size=n) * 3
     x[n // 2] = x.max()           # a tie in the maximum: the derivative is shared
     sources, (v, g) = _sources(_user_logsumexp, x)
-    assert [numba_backend.passes_of(s) for s in sources] == [3]
+    passes = [numba_backend.passes_of(s) for s in sources]
+    assert passes[0] == 3 and all(p <= 3 for p in passes)    # (a primal may compile too)
     assert "vexp(" in sources[0] and "with objmode" not in sources[0]
     e = np.exp(x - x.max())
     np.testing.assert_allclose(v, np.log(e.sum()) + x.max(), rtol=1e-14)

@@ -177,6 +177,20 @@ def test_changing_a_global_array_in_place_is_seen(rng):
         W[:] = saved
 
 
+def test_changing_a_large_closure_array_in_place_is_seen(rng):
+    """Large contiguous arrays are compared in place (memcmp); a change anywhere, even in
+    the last byte, is seen, and so is one in a non-contiguous captured view."""
+    big = rng.normal(size=(300, 300))            # 720 KB
+    view = big[:, ::2]
+    f = jvpvjp.jit(lambda x: np.sum(big * x) + np.sum(view))
+    x = rng.normal(size=300)
+    for where in [(0, 0), (-1, -1), (150, 2)]:
+        np.testing.assert_allclose(f(x), np.sum(big * x) + np.sum(view), rtol=1e-12)
+        big[where] += 1.0
+        np.testing.assert_allclose(f(x), np.sum(big * x) + np.sum(view), rtol=1e-12)
+    assert "changed in place" in explain_cache(f)
+
+
 def test_rebinding_a_global_number_and_a_closure_array_retraces(rng):
     global SCALE
     x = rng.normal(size=2)

@@ -503,7 +503,7 @@ class Environment:
             if now is not value:
                 return f"{label} was rebound"
         for arr, data, label in self.arrays:
-            if arr.tobytes() != data:
+            if not _same_bytes(arr, data):
                 return f"{label} was changed in place"
         return None
 
@@ -564,6 +564,34 @@ def _scan_callable(f, env, seen, depth):
         _scan_value(value, f"default {i} of {f.__qualname__}", env, seen, depth + 1)
     for name, value in (f.__kwdefaults__ or {}).items():
         _scan_value(value, f"default {name!r} of {f.__qualname__}", env, seen, depth + 1)
+
+
+_MEMCMP_MIN = 1 << 16
+
+
+def _load_memcmp():
+    try:
+        import ctypes
+        fn = ctypes.CDLL(None).memcmp
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        return fn
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+_memcmp = _load_memcmp()
+
+
+def _same_bytes(arr, data):
+    """Whether array ``arr`` still holds ``data`` (its bytes when it was traced). Large
+    contiguous arrays are compared in place by the C library's memcmp (no copy: about half
+    the time of ``tobytes`` for 1 MB, and no fresh pages to fault in)."""
+    n = len(data)
+    if _memcmp is not None and n >= _MEMCMP_MIN and arr.nbytes == n and \
+            arr.flags.c_contiguous:
+        return _memcmp(arr.__array_interface__["data"][0], data, n) == 0
+    return arr.tobytes() == data
 
 
 def _scan_value(value, label, env, seen, depth, top=False):

@@ -450,6 +450,8 @@ def generate_source(ol, name="kernel", cache=True, scratch=True):
             if key[0] == st:
                 emit_nest(key)
 
+    if any(line.lstrip().startswith("for j") for line in body):
+        body.insert(0, "    wide_vectors()")     # loops use the CPU's widest vectors
     rets = []
     for v in list(ol.outvars) + [g.var for g in ol.guards]:
         ref = names[v]

@@ -297,6 +297,7 @@ def _as_intrinsic(fn):
             if x == types.float32:
                 v = builder.fpext(v, _F64)
             ops = _Ops(builder)
+            _prefer_wide(builder.function)
             r = fn(ops, _Val(ops, v, "f")).v
             if x == types.float32:
                 r = builder.fptrunc(r, ir.FloatType())
@@ -306,10 +307,28 @@ def _as_intrinsic(fn):
     return intrinsic(typer)
 
 
+def _prefer_wide(function):
+    """Let LLVM vectorise ``function``'s loops with the widest vectors the CPU has. On
+    AVX-512 CPUs LLVM prefers 256-bit vectors unless told otherwise; 512-bit ones run these
+    polynomials about 1.5 times as fast (an exp-and-sum loop: 1.55 -> 1.05 ns per element
+    here). Elsewhere the attribute changes nothing. (llvmlite knows no string attributes:
+    it is added to the set as LLVM writes it.)"""
+    set.add(function.attributes, '"prefer-vector-width"="512"')
+
+
+@intrinsic
+def wide_vectors(typingctx):
+    """A call to put at the top of a generated kernel: its loops use the widest vectors."""
+    def codegen(context, builder, sig, args):
+        _prefer_wide(builder.function)
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
 vexp = _as_intrinsic(exp)
 vexpm1 = _as_intrinsic(expm1)
 vlog = _as_intrinsic(log)
 vlog1p = _as_intrinsic(log1p)
 vtanh = _as_intrinsic(tanh)
 # What generated kernels import (a primitive names its loop form in ``Primitive.loop``).
-FUNCTIONS = ["vexp", "vexpm1", "vlog", "vlog1p", "vtanh"]
+FUNCTIONS = ["vexp", "vexpm1", "vlog", "vlog1p", "vtanh", "wide_vectors"]
