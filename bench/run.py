@@ -43,7 +43,7 @@ def parse(argv):
                    help="every size, longer timings")
     p.set_defaults(mode="quick")
     p.add_argument("--only", default="", help="comma-separated workloads "
-                   "(logsumexp, lstsq, gmm, mlp, scalar_chain, jacobian, einsum, linsolve)")
+                   "(logsumexp, logsumexp_user, lstsq, gmm, mlp, scalar_chain, jacobian, einsum, linsolve)")
     p.add_argument("--peers", default="jax,torch,autograd",
                    help="peers to include when installed (comma-separated; '' for none)")
     p.add_argument("--threads", type=int, default=1,
