@@ -289,13 +289,8 @@ def _inline_check(sig, replay):
 
 def fast_replayer(table, args):
     """The replayer ``table`` (one backend's `FastTable`) holds for ``args``, or None: the
-    same lookup as ``table.get(fast_signature(args))``, cheaper through the inline cache
-    and for scalar arguments (whose key is their types tuple, tried first)."""
-    last = table.last
-    if last is not None:
-        replay = last(args)
-        if replay is not None:
-            return replay
+    same lookup as ``table.get(fast_signature(args))``, cheaper for scalar arguments (whose
+    key is their types tuple, tried first) and, for arrays, through the inline cache."""
     n = len(args)          # (tuple(map(type, args)) costs more than the kernel call)
     if n == 1:
         types_ = (type(args[0]),)
@@ -307,14 +302,19 @@ def fast_replayer(table, args):
         types_ = (type(a), type(b), type(c))
     else:
         types_ = tuple(map(type, args))
-    sig = types_
     replay = table.get(types_)
-    if replay is None and np.ndarray in types_:
-        sig = fast_signature(args)
-        if sig is not None:
-            replay = table.get(sig)
-    if replay is not None:
-        table.remember(sig, replay)
+    if replay is not None or np.ndarray not in types_:
+        return replay
+    last = table.last
+    if last is not None:
+        replay = last(args)
+        if replay is not None:
+            return replay
+    sig = fast_signature(args)
+    if sig is not None:
+        replay = table.get(sig)
+        if replay is not None:
+            table.remember(sig, replay)
     return replay
 
 
