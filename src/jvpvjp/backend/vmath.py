@@ -5,8 +5,9 @@ SVML, so a loop that calls them runs one element at a time (about 6 ns per ``exp
 and large arrays used to leave compiled code for NumPy. The functions here are branch
 free: a range reduction built from bit operations, a polynomial, and selects for the
 special values (inf, nan, signed zeros, subnormals). With no call and no branch left in a
-loop body, LLVM's loop vectoriser runs four elements at once (AVX2), so a fused loop over
-``exp(x - m)`` and its sum needs about 1.2 ns per element and no NumPy temporary.
+loop body, LLVM's loop vectoriser runs four (AVX2) or eight (AVX-512, see `wide_vectors`)
+elements at once, so a fused loop over ``exp(x - m)`` and its sum needs about 1.05 ns per
+element here and no NumPy temporary.
 
 Each function is written once, in Python, over a small builder (`_Ops`) that emits LLVM
 instructions, and exposed to Numba as an intrinsic: a call in a kernel is expanded in
@@ -152,7 +153,7 @@ class _Ops:
         """2.0 ** k for an integer -1022 <= k <= 1023."""
         return self.from_bits((k + 1023) << 52)
 
-    def horner(self, t, coefs):
+    def poly(self, t, coefs):
         """The polynomial with ``coefs`` (highest degree first) at t, by Estrin's scheme:
         pairs of terms first, then pairs of pairs with t**2, t**4, ...: a dependency chain
         of log2(degree) multiply-adds instead of Horner's degree, so a vectorised loop is
@@ -197,7 +198,7 @@ def _reduce_ln2(F, x):
 def exp(F, x):
     xc = F.min(F.max(x, -746.0), 710.0)
     k, r, c = _reduce_ln2(F, xc)
-    p = 1.0 + (r + (r * r * F.horner(r, _EXP) + c))
+    p = 1.0 + (r + (r * r * F.poly(r, _EXP) + c))
     k1 = k >> 1                       # two factors: 2**k may be subnormal or overflow
     y = p * F.pow2(k1) * F.pow2(k - k1)
     return F.select(x == x, y, x)
@@ -206,7 +207,7 @@ def exp(F, x):
 def expm1(F, x):
     xc = F.min(F.max(x, -50.0), 710.0)
     k, r, c = _reduce_ln2(F, xc)
-    q = r * r * F.horner(r, _EXP) + c     # expm1(r) = r + q
+    q = r * r * F.poly(r, _EXP) + c     # expm1(r) = r + q
     # 2**k (1 + r + q) - 1 = (2**k - 1) + 2**k r + 2**k q: the first sum exactly (2Sum)
     s = F.pow2(F.min(k, 56))
     a = s - 1.0
@@ -245,8 +246,8 @@ def _log_kernel(F, f, k, c):
     s = f / (2.0 + f)
     z = s * s
     w = z * z
-    t1 = w * F.horner(w, _LG[1::2])         # Lg6, Lg4, Lg2
-    t2 = z * F.horner(w, _LG[0::2])         # Lg7, Lg5, Lg3, Lg1
+    t1 = w * F.poly(w, _LG[1::2])         # Lg6, Lg4, Lg2
+    t2 = z * F.poly(w, _LG[0::2])         # Lg7, Lg5, Lg3, Lg1
     r = t2 + t1
     return dk * _LN2_HI - ((hfsq - (s * (hfsq + r) + (dk * _LN2_LO + c))) - f)
 
@@ -281,7 +282,7 @@ _TANH = (6.485163482793113e-06, -3.12011014257974e-05, 9.257116129556769e-05,
 def tanh(F, x):
     a = F.abs(x)
     t = a * a
-    near = a + a * (t * F.horner(t, _TANH))
+    near = a + a * (t * F.poly(t, _TANH))
     far = 1.0 - 2.0 / (expm1(F, 2.0 * a) + 2.0)
     return F.copysign(F.select(a <= 0.625, near, far), x)
 
