@@ -569,7 +569,10 @@ def _scan_callable(f, env, seen, depth):
 _MEMCMP_MIN = 1 << 16
 
 
-def _load_memcmp():
+@functools.lru_cache(maxsize=None)
+def _memcmp():
+    """The C library's memcmp, loaded on first use (ctypes costs a first call 2.6 ms), or
+    None where it cannot be had."""
     try:
         import ctypes
         fn = ctypes.CDLL(None).memcmp
@@ -580,17 +583,15 @@ def _load_memcmp():
         return None
 
 
-_memcmp = _load_memcmp()
-
-
 def _same_bytes(arr, data):
     """Whether array ``arr`` still holds ``data`` (its bytes when it was traced). Large
     contiguous arrays are compared in place by the C library's memcmp (no copy: about half
     the time of ``tobytes`` for 1 MB, and no fresh pages to fault in)."""
     n = len(data)
-    if _memcmp is not None and n >= _MEMCMP_MIN and arr.nbytes == n and \
-            arr.flags.c_contiguous:
-        return _memcmp(arr.__array_interface__["data"][0], data, n) == 0
+    if n >= _MEMCMP_MIN and arr.nbytes == n and arr.flags.c_contiguous:
+        memcmp = _memcmp()
+        if memcmp is not None:
+            return memcmp(arr.__array_interface__["data"][0], data, n) == 0
     return arr.tobytes() == data
 
 

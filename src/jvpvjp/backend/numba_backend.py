@@ -171,7 +171,7 @@ def _loop_space(op):
     if not op.prim.in_loops or out.ndim < max(1, config.loop_rank):
         return None
     if op.prim.numpy_faster and out.size >= config.numpy_ufunc_threshold and \
-            out.dtype.kind == "f" and not (op.prim.loop is not None):
+            out.dtype.kind == "f" and op.prim.loop is None:
         return None           # NumPy's SIMD loop, from object mode (see _numpy_expression)
     return out.shape
 
