@@ -262,15 +262,17 @@ def hvp(fun, primals, tangents):
     H, as forward mode over the reverse-mode gradient (one sweep of each).
 
     ``primals`` and ``tangents`` are tuples with one entry per positional argument (pytrees
-    of float arrays), as for `jvp`; all arguments are differentiated, and the result is a
-    tuple with one entry per argument.
+    of float arrays), as for `jvp`; all arguments are differentiated. The result is what
+    JAX's recipe ``jvp(grad(f, argnums), primals, tangents)[1]`` gives: for one argument
+    its pytree, for several a tuple with one entry per argument.
 
     >>> import numpy as np
     >>> hvp(lambda x: np.sum(x ** 3), (np.array([1.0, 2.0]),), (np.array([1.0, 0.0]),))
-    (array([6., 0.]),)
+    array([6., 0.])
     """
     from .api import grad, jvp
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise TypeError("hvp: primals and tangents must be tuples of arguments")
-    gradient = grad(fun, argnums=tuple(range(len(primals))))
+    argnums = 0 if len(primals) == 1 else tuple(range(len(primals)))
+    gradient = grad(fun, argnums=argnums)
     return jvp(gradient, tuple(primals), tuple(tangents))[1]
