@@ -21,6 +21,34 @@ def test_newton_example():
     from jvpvjp import grad
     assert grad(newton.root_of)(5.0) == pytest.approx(1 / (3 * x ** 2 - 2), rel=1e-10)
     assert np.isfinite(newton.df(1.0))
+    # the implicit rule: exact whatever the number of steps the solver took
+    for c in (5.0, 9.0):
+        r = newton.root(c)
+        d = 1 / (3 * r ** 2 - 2)
+        assert grad(newton.root)(c) == pytest.approx(d, rel=1e-14)
+        from jvpvjp import hessian
+        assert hessian(newton.root)(c) == pytest.approx(-6 * r * d ** 3, rel=1e-12)
+
+
+def test_custom_rules_example():
+    import custom_rules as cr
+    from jvpvjp import grad, jacfwd
+    x = np.array([-800.0, 0.0, 800.0])
+    assert np.array_equal(grad(lambda x: np.sum(cr.log1pexp(x)))(x), [0.0, 0.5, 1.0])
+    assert np.array_equal(grad(cr.safe_norm)(np.zeros(3)), np.zeros(3))
+    assert np.array_equal(grad(lambda x: np.sum(5.0 * cr.clip_gradient(x, 1.0)))(np.ones(2)),
+                          [1.0, 1.0])
+    W, x0 = cr.problem(n=12, seed=3)
+    implicit = grad(cr.implicit_loss, argnums=(0, 1))(W, x0)
+    unrolled = grad(cr.through_the_loop, argnums=(0, 1))(W, x0)
+    for a, b in zip(implicit, unrolled):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    # forward mode through the backward rule's transpose agrees too
+    J = jacfwd(cr.equilibrium, argnums=1)(W, x0)
+    z = cr.equilibrium(W, x0)
+    D = np.diag(1 - z ** 2)
+    ref = np.linalg.solve(np.eye(len(z)) - D @ W, D)
+    np.testing.assert_allclose(J, ref, rtol=1e-9, atol=1e-12)
 
 
 def test_per_example_gradients_example():

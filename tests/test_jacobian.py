@@ -1,6 +1,8 @@
 """jacfwd, jacrev and hessian: layouts, both backends, nesting, guards and errors."""
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import jvpvjp
 import jvpvjp.jacobian
@@ -305,3 +307,61 @@ def test_hvp_equals_hessian_times_vector(rng):
         np.testing.assert_allclose(hy, H[1][0] @ u + H[1][1] @ v, rtol=1e-12, atol=1e-14)
     with pytest.raises(TypeError, match="tuples"):
         hvp(f, x, u)
+
+
+def test_hvp_of_one_argument_is_an_array_as_in_jax(rng):
+    """JAX's recipe jvp(grad(f), primals, tangents)[1]: an array for one argument, the
+    argument's pytree for a pytree."""
+    from jvpvjp import hvp
+    x, u = rng.normal(size=4), rng.normal(size=4)
+    hv = hvp(lambda x: np.sum(np.sin(x) * x), (x,), (u,))
+    assert isinstance(hv, np.ndarray) and hv.shape == (4,)
+    np.testing.assert_allclose(hv, (2 * np.cos(x) - x * np.sin(x)) * u, rtol=1e-12)
+    tree = hvp(lambda p: np.sum(p["a"] ** 2 * p["b"]), ({"a": x, "b": x},), ({"a": u, "b": u},))
+    assert set(tree) == {"a", "b"}
+    np.testing.assert_allclose(tree["a"], 2 * x * u + 2 * x * u, rtol=1e-12)
+
+
+# -- random programs: the Hessian against nested Jacobians -------------------------------
+_UNARY = [np.sin, np.cos, np.tanh, np.arctan, np.square, lambda v: np.exp(np.tanh(v)),
+          lambda v: v + np.sum(v * v), lambda v: v[::-1] * 0.5]
+_BINARY = [np.add, np.subtract, np.multiply, lambda a, b: a * np.tanh(b),
+           lambda a, b: a + _M @ b]
+_M = np.array([[1.0, 0.5, 0.0, -1.0], [0.0, 2.0, 1.0, 0.0], [0.3, 0.0, -1.0, 1.0],
+               [1.0, 1.0, 0.0, 0.5]])
+
+
+@st.composite
+def _random_programs(draw):
+    steps = []
+    for i in range(draw(st.integers(1, 6))):
+        if draw(st.booleans()):
+            steps.append(("u", draw(st.integers(0, len(_UNARY) - 1)),
+                          draw(st.integers(0, i))))
+        else:
+            steps.append(("b", draw(st.integers(0, len(_BINARY) - 1)),
+                          draw(st.integers(0, i)), draw(st.integers(0, i))))
+    return steps
+
+
+def _run_program(steps):
+    def f(x):
+        vals = [x]
+        for s in steps:
+            if s[0] == "u":
+                vals.append(_UNARY[s[1]](vals[s[2]]))
+            else:
+                vals.append(_BINARY[s[1]](vals[s[2]], vals[s[3]]))
+        return np.sum(vals[-1] * np.arange(1.0, 5.0)) + np.sum(np.sin(vals[-1]))
+    return f
+
+
+@given(_random_programs(), st.integers(0, 1000))
+def test_hessian_of_random_programs_is_symmetric_and_nested_jacobians_agree(steps, seed):
+    f = _run_program(steps)
+    x = np.random.default_rng(seed).uniform(-1, 1, size=4)
+    H = hessian(f)(x)
+    np.testing.assert_allclose(H, H.T, rtol=1e-10, atol=1e-10)
+    for outer in (jacfwd, jacrev):
+        for inner in (jacfwd, jacrev):
+            np.testing.assert_allclose(outer(inner(f))(x), H, rtol=1e-10, atol=1e-10)

@@ -10,10 +10,12 @@ from . import config
 from .api import (cache_info, grad, jit, jvp, make_oplist, stop_gradient, value_and_grad,
                   vjp)
 from .backend.tiers import wait_for_compiles
+from .custom import checkpoint, custom_jvp, custom_vjp, remat
 from .dispatch import clear_caches, explain_cache
 from .jacobian import hessian, hvp, jacfwd, jacrev
 from .oplist import OpList
 from .primitives import load_all as _load_all
+from .sparse import hessian_sparsity, jacobian_sparsity, sparse_hessian, sparse_jacobian
 from .pytree import tree_flatten, tree_map, tree_unflatten
 from .tracing import TracingError
 from .vectorize import vmap
@@ -22,5 +24,7 @@ _load_all()
 
 __version__ = "0.1.0"
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian", "hvp", "vmap", "jit", "make_oplist", "stop_gradient",
+           "custom_jvp", "custom_vjp", "checkpoint", "remat", "sparse_jacobian",
+           "sparse_hessian", "jacobian_sparsity", "hessian_sparsity",
            "cache_info", "explain_cache", "wait_for_compiles", "clear_caches", "OpList", "TracingError", "config", "tree_flatten",
            "tree_unflatten", "tree_map"]

@@ -383,7 +383,10 @@ def _vjp_result(fname, path, residuals, has_aux, regroup):
     def backward_call(cts):
         return bwd.call(*res_vals, *[c[()] if type(c) is np.ndarray and c.ndim == 0 else c
                                      for c in cts])
-    return _make_pullback(fname, trace, residuals, backward_call, has_aux, regroup)
+    result = _make_pullback(fname, trace, residuals, backward_call, has_aux, regroup)
+    # what the forward pass keeps for the backward pass (checkpoint makes it smaller)
+    result[1].residual_bytes = sum(int(np.asarray(r).nbytes) for r in res_vals)
+    return result
 
 
 def _make_pullback(fname, trace, residuals, backward_call, has_aux, regroup):

@@ -141,6 +141,8 @@ def _peephole(ol):
                 alias[out] = p.invars[0]
         elif name == "reduce_sum" and out.dtype.kind == "f":
             new = _scalar_out_of_sum(op, ins[0], producer, computed, ops)
+        elif op.prim.identity:          # stop_gradient, custom rules: their value is x
+            alias[out] = ins[0]
         if out in alias:
             changed = True
             continue

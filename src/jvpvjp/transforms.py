@@ -31,6 +31,7 @@ def inline(ol, args):
     for g, val in zip(ol.guards, guard_values):
         if isinstance(val, Tracer) and val.value is not None:
             val.builder.add_guard(val, g.kind, None)
+            val.builder.guards[-1].where = g.where      # the user's line, kept
     return outs
 
 
@@ -100,10 +101,15 @@ class VJPProgram:
 
 
 @gc_paused
-def vjp_oplist(ol, wrt, n_seeded=None):
+def vjp_oplist(ol, wrt, n_seeded=None, initial=None):
     """Reverse mode: op list ``(primals..., output cotangents...) -> (outputs..., input
     cotangents for each i with wrt[i]...)``, as a `VJPProgram`. Only the first
-    ``n_seeded`` outputs (default: all) take a cotangent; the rest (aux) pass through."""
+    ``n_seeded`` outputs (default: all) take a cotangent; the rest (aux) pass through.
+
+    ``initial[i]`` (for inputs with wrt[i]) adds an input after the cotangents: the
+    cotangent input i has accumulated before, which this program's contributions are
+    added to in order (a primitive's `vjp_accumulate` rule sums as the inlined program
+    would, to the bit)."""
     n_seeded = len(ol.outvars) if n_seeded is None else n_seeded
     diff = _differentiable_vars(ol, wrt)
     with Builder(concrete=False) as b:
@@ -118,6 +124,10 @@ def vjp_oplist(ol, wrt, n_seeded=None):
         def accumulate(v, ct):
             ct_env[v] = ct if v not in ct_env else ct_env[v] + ct
 
+        if initial is not None:
+            for v, w, init in zip(ol.invars, wrt, initial):
+                if w and init:
+                    ct_env[v] = b.new_input(aval=v.aval)
         for v, ct in zip(ol.outvars, cts_in):
             if v in diff:
                 accumulate(v, ct)
@@ -126,8 +136,17 @@ def vjp_oplist(ol, wrt, n_seeded=None):
             if ct is None:
                 continue
             needs = tuple(v in diff for v in op.invars)
-            cts = op.prim.vjp_rule(ct, tuple(env[v] for v in op.invars), env[op.outvar],
-                                   needs, **op.params)
+            primals = tuple(env[v] for v in op.invars)
+            if op.prim.vjp_accumulate is not None and len(set(op.invars)) == len(op.invars):
+                totals = op.prim.vjp_accumulate(
+                    ct, primals, env[op.outvar], needs,
+                    tuple(ct_env.get(v) if need else None for v, need in zip(op.invars, needs)),
+                    **op.params)
+                for v, c, need in zip(op.invars, totals, needs):
+                    if need and c is not None:
+                        ct_env[v] = c
+                continue
+            cts = op.prim.vjp_rule(ct, primals, env[op.outvar], needs, **op.params)
             for v, c, need in zip(op.invars, cts, needs):
                 if need and c is not None:
                     accumulate(v, c)

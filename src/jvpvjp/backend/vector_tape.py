@@ -13,11 +13,12 @@ kernel disk cache: a program of
   stored as 0.0 / 1.0. Constants come first, written once at encode time and never
   overwritten; then inputs, then regions handed out by a size-keyed free list as values
   die (liveness computed once), so a long chain over one shape reuses a few regions.
-* Views. ``reshape``, ``stop_gradient``, same-storage ``convert``, and ``broadcast_to`` /
-  ``transpose`` whose result is contiguous alias their operand's offset. Other broadcasts
-  and transposes are *views* (offset + strides) that cost nothing until read: an
-  elementwise op reads a scalar broadcast with stride 0; a reduction or concatenation
-  folds the view into its own strided copy; anything else materialises it once.
+* Views. ``reshape``, identities (``stop_gradient``, custom rules), same-storage
+  ``convert``, and ``broadcast_to`` / ``transpose`` whose result is contiguous alias
+  their operand's offset. Other broadcasts and transposes are *views* (offset +
+  strides) that cost nothing until read: an elementwise op reads a scalar broadcast with
+  stride 0; a reduction or concatenation folds the view into its own strided copy;
+  anything else materialises it once.
 * Elementwise operands are read with stride 1 (same size as the result) or 0 (one
   element); any other broadcast goes through one strided copy (up to 6 dims) to scratch.
 * Reductions: reduced axes trailing -> a contiguous block reduce (sums pairwise, in
@@ -252,7 +253,7 @@ def supported():
     """Names of the primitives this backend runs."""
     from ..primitives import REGISTRY
     return set(opcodes()) | set(_REDUCE) | _OWN | {
-        p.name for p in REGISTRY.values() if p.kind == "view"}
+        p.name for p in REGISTRY.values() if p.kind == "view" or p.identity}
 
 
 def declined():
@@ -595,7 +596,7 @@ class VectorTapeKernel:
                     r = self._alloc(n)
                     loc[out] = (r.off, None, r)
                     emit(TOBOOL, r.off, n, a, sa)
-            elif name == "stop_gradient":
+            elif op.prim.identity:         # stop_gradient, custom rules: the value of x
                 self._view(out, *loc[ins[0]])
             elif name == "reshape":
                 x = ins[0]

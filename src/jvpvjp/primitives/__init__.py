@@ -8,6 +8,13 @@ Each `Primitive` keeps together everything jvpvjp knows about one operation:
   (tangents are abstract tracers or ``None`` for zero; return ``None`` for zero);
 * ``vjp_rule(ct, primals, out, needs, **params)``: cotangent per input, emitted as ops
   (``needs[i]`` says whether input i wants one; return ``None`` where not);
+* ``vjp_accumulate(ct, primals, out, needs, current, **params)``: optional, a VJP rule given
+  the cotangent accumulated so far per input (``current[i]``, None for none) that returns
+  the totals, adding its contributions in the order the inlined ops would (checkpoint:
+  results equal the plain gradient's to the bit);
+* ``sparsity(op, constants)``: optional, which operand elements each output element reads,
+  for sparsity patterns (`jvpvjp.sparsity`; elementwise, view, reduction and shape rows
+  need none: their kind says it);
 * ``lower(args, op)``: a Numba expression computing the op from argument expressions;
 * ``tests``: test cases; the test suite is generated from them.
 
@@ -24,6 +31,9 @@ backends, the simplifier and the NumPy front end read these fields.
 * ``scalar``: for elementwise primitives, a Numba expression over float64 scalars ``{0}``,
   ``{1}``, ... with exactly NumPy's results (NaN, signed zeros): the tapes run it. Defaults
   to the ``lower`` template of rows built by `elementwise.unary` / `binary` / `comparison`;
+* ``identity``: the output is the first operand's value (the other operands, if any, only
+  carry derivative rules: ``stop_gradient``, custom rules); simplification removes the op
+  before a program is compiled;
 * ``commutative``; ``fuses`` (an elementwise lowering that may be inlined into its consumer);
   ``numpy_faster`` (NumPy's SIMD loop beats Numba's scalar one on large arrays);
   ``numpy_name`` (a reduction's NumPy function, called from compiled code on large arrays);
@@ -96,6 +106,9 @@ class Primitive:
     numpy_name: str | None = None
     tapes: bool = True
     complex: bool = False
+    identity: bool = False
+    vjp_accumulate: object = None
+    sparsity: object = None
     # Inside generated loop nests (``backend.numba_backend``): ``loop`` is the expression of
     # one element when it differs from ``lower`` on scalars (a template used for real
     # floating dtypes, e.g. a vectorisable ``backend.vmath`` function, or a function of
@@ -217,4 +230,5 @@ def zeros(shape, dtype):
 
 def load_all():
     from . import elementwise, linalg, reductions, shape  # noqa: F401
+    from .. import custom  # noqa: F401  (the custom-rule op and the checkpoint barrier)
     return REGISTRY

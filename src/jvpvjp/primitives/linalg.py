@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..sparsity import matmul_pairs
 from . import Case, Primitive, batch_all, item_shape
 
 
@@ -117,7 +118,7 @@ def _batching(args, batched, size, ta=False, tb=False):
 
 
 matmul = Primitive("matmul", _impl, _abstract, _jvp, _vjp, _lower, contiguous_args=True,
-                   kind="product", complex=True, loop=_loop,
+                   kind="product", complex=True, loop=_loop, sparsity=matmul_pairs,
                    batch_rule=_batching,
                    tests=[Case(np.matmul, ((3, 4), (4, 2)), ((-2, 2), (-2, 2)), name="mm"),
                           Case(np.matmul, ((2, 3, 4), (2, 4, 2)), ((-2, 2), (-2, 2)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..sparsity import gather_pairs, scatter_add_pairs
 from . import (Case, NotBatchable, Primitive, batch_all, broadcast_shapes, unbroadcast,
                with_item_rank, zeros)
 
@@ -219,7 +220,7 @@ gather = Primitive(
     "gather", _gather_impl, _gather_abstract,
     lambda p, t, out: None if t[0] is None else gather(t[0], p[1]),
     lambda ct, p, out, needs: (scatter_add(ct, p[1], shape=p[0].shape), None),
-    _gather_lower, kind="index", complex=True,
+    _gather_lower, kind="index", complex=True, sparsity=gather_pairs,
     tests=[Case(lambda x: x[1:, ::-2], ((3, 4),), name="slice"),
            Case(lambda x: x[np.array([0, 2, 0])], ((3, 2),), name="repeated_index"),
            Case(lambda x: x[..., None, 1], ((2, 3),), name="ellipsis_newaxis"),
@@ -279,7 +280,7 @@ scatter_add = Primitive(
     "scatter_add", _scatter_impl, _scatter_abstract,
     lambda p, t, out, shape: None if t[0] is None else scatter_add(t[0], p[1], shape=shape),
     lambda ct, p, out, needs, shape: (gather(ct, p[1]), None),
-    _scatter_lower, kind="index", complex=True,
+    _scatter_lower, kind="index", complex=True, sparsity=scatter_add_pairs,
     tests=[Case(_scatter_fn, ((2, 2),), name="scatter_add")])
 
 
