@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 MODULES = ["jvpvjp", "jvpvjp.api", "jvpvjp.jacobian", "jvpvjp.vectorize", "jvpvjp.testing",
-           "jvpvjp.custom", "jvpvjp.sparse"]
+           "jvpvjp.custom", "jvpvjp.sparse", "jvpvjp.nn", "jvpvjp.optim"]
 
 
 @pytest.mark.parametrize("name", MODULES)

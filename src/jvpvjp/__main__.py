@@ -27,7 +27,12 @@ def _median(fn, repeat=7):
     return float(np.median(times))
 
 
-def main():
+def main(file=None):
+    """Run the demo, printing to ``file`` (default: sys.stdout when called)."""
+    import builtins
+    import functools
+    import sys
+    print = functools.partial(builtins.print, file=file or sys.stdout)   # noqa: A001
     rng = np.random.default_rng(0)
     params = (rng.normal(size=(20, 32)) * 0.3, np.zeros(32),
               rng.normal(size=(32, 10)) * 0.3, np.zeros(10))
