@@ -22,6 +22,16 @@ from .vectorize import vmap
 
 _load_all()
 
+_SUBMODULES = ("nn", "optim", "distributed")
+
+
+def __getattr__(name):
+    """``jvpvjp.nn``, ``jvpvjp.optim``, ``jvpvjp.distributed``: imported on first use."""
+    if name in _SUBMODULES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __version__ = "0.1.0"
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian", "hvp", "vmap", "jit", "make_oplist", "stop_gradient",
            "custom_jvp", "custom_vjp", "checkpoint", "remat", "sparse_jacobian",

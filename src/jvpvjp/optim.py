@@ -239,7 +239,7 @@ def _progress(total, enabled, desc):
 
 
 def fit(loss, params, data, epochs, batch_size, optimizer, *, shuffle=True, seed=0,
-        state=None, progress=None, callback=None):
+        state=None, progress=None, callback=None, client=None):
     """Train ``params`` on ``data`` with minibatches: ``loss(params, *batch) -> scalar``.
 
     ``data`` is an array or a tuple of arrays sharing their first axis (inputs, targets);
@@ -248,24 +248,48 @@ def fit(loss, params, data, epochs, batch_size, optimizer, *, shuffle=True, seed
     the gradient and ``optimizer``'s update. A tqdm progress bar is shown when tqdm is
     installed and stderr is a terminal (``progress=True/False`` forces it).
     ``state`` continues from an optimizer state; ``callback(epoch, params, state, loss)``
-    runs after each epoch.
+    runs after each epoch. With a Dask ``client``, the steps run data-parallel on its
+    workers (`jvpvjp.distributed.fit`: the same batches, the same result up to rounding).
 
     Returns ``(params, history)``: the trained parameters and the mean loss of each epoch
     (the mean over its steps' losses, weighted by batch size).
     """
-    arrays = tuple(data) if isinstance(data, (tuple, list)) else (data,)
-    arrays = tuple(np.asarray(a) for a in arrays)
+    if client is not None:
+        from .distributed import fit as distributed_fit
+        return distributed_fit(loss, params, data, epochs, batch_size, optimizer,
+                               client=client, shuffle=shuffle, seed=seed, state=state,
+                               progress=progress, callback=callback)
+    arrays = tuple(np.asarray(a) for a in data_arrays(data, batch_size))
     n = arrays[0].shape[0]
-    if any(a.shape[0] != n for a in arrays):
+    step = optimizer.step(loss)
+
+    def run_step(params, state, idx):
+        return step(params, state, *[a[idx] for a in arrays])
+    state = optimizer.init(params) if state is None else state
+    return run_epochs(run_step, params, state, n, epochs, batch_size, shuffle, seed,
+                      progress, callback, f"fit {getattr(loss, '__name__', '')}")
+
+
+def data_arrays(data, batch_size):
+    """`fit`'s data as a tuple of arrays sharing their first axis (checked)."""
+    arrays = tuple(data) if isinstance(data, (tuple, list)) else (data,)
+    n = arrays[0].shape[0] if arrays and hasattr(arrays[0], "shape") else 0
+    if any(np.shape(a)[:1] != (n,) for a in arrays):
         raise ValueError(f"fit: the data arrays have different lengths "
-                         f"{[a.shape[0] for a in arrays]}")
+                         f"{[np.shape(a)[:1] for a in arrays]}")
     if batch_size < 1 or n == 0:
         raise ValueError("fit: needs batch_size >= 1 and at least one sample")
-    step = optimizer.step(loss)
-    state = optimizer.init(params) if state is None else state
+    return arrays
+
+
+def run_epochs(run_step, params, state, n, epochs, batch_size, shuffle, seed, progress,
+               callback, desc):
+    """The epochs of `fit`: the batches (one seeded permutation of range(n) per epoch,
+    cut in batch_size pieces) and the loss history; ``run_step(params, state, idx)``
+    returns ``(params, state, loss value)`` for the rows ``idx``."""
     rng = np.random.default_rng(seed)
     n_steps = -(-n // batch_size)
-    bar = _progress(epochs * n_steps, progress, f"fit {getattr(loss, '__name__', '')}")
+    bar = _progress(epochs * n_steps, progress, desc)
     history = []
     try:
         for epoch in range(epochs):
@@ -273,7 +297,7 @@ def fit(loss, params, data, epochs, batch_size, optimizer, *, shuffle=True, seed
             total = 0.0
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
-                params, state, value = step(params, state, *[a[idx] for a in arrays])
+                params, state, value = run_step(params, state, idx)
                 total += float(value) * len(idx)
                 if bar is not None:
                     bar.update(1)

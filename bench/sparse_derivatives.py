@@ -1,6 +1,6 @@
 """Sparse Jacobians and Hessians against the dense ones.
 
-    python bench/sparse.py [--n 10000] [--quick]
+    python bench/sparse_derivatives.py [--n 10000] [--quick]
 
 * banded: f: R^n -> R^n, y_i = 2 x_i^2 - x_{i-1} + sin(x_{i+1}) (bandwidth 3), by
   `sparse_jacobian` and by `jacfwd`;
