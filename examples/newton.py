@@ -12,8 +12,6 @@ coefficient c in f(x) = x^3 - 2x - c, two ways:
   the implicit function theorem instead (`custom_jvp`): F(x(c), c) = 0 gives
   dx/dc = -F_c / F_x = 1 / (3 x^2 - 2), one formula, whatever the solver did.
 """
-import numpy as np
-
 from jvpvjp import custom_jvp, grad, hessian
 
 

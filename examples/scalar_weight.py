@@ -6,7 +6,6 @@ Data x = [1, 2, 3], y = [2, 4, 6]; the model x * w starts at w = 1. Per-sample S
 lr 0.01 for 100 epochs, printing each sample's gradient d loss / d w = 2 x (x w - y) as
 the lesson does: w goes to 2 and the prediction at x = 4 to 8.
 """
-import numpy as np
 
 from jvpvjp import grad
 

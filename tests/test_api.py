@@ -585,3 +585,15 @@ def test_inline_cache_tells_signatures_apart():
         for x, y in calls:
             want = np.sum(x * np.arange(1.0, x.shape[-1] + 1)) * y
             np.testing.assert_allclose(f(x, y), want, rtol=1e-6)
+
+
+def test_numba_never_rebinds_sys_stdout_to_colour_errors():
+    """Numba's colour scheme swaps sys.stdout (colorama) while it formats an error: a
+    background compile falling back to the interpreter would steal a caller's redirected
+    output. jvpvjp turns it off before Numba loads."""
+    import subprocess
+    import sys
+    code = ("import jvpvjp, numba.core.errors as e; "
+            "assert type(e.termcolor()).__name__ == 'NOPColorScheme', type(e.termcolor())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -17,6 +17,12 @@
 """
 import os
 
+# Numba colours its error messages through colorama, whose init/deinit rebinds sys.stdout
+# and sys.stderr while a message is formatted; a background compile that falls back to
+# the interpreter would then swap the streams under the caller's feet (a doctest or
+# contextlib.redirect_stdout loses its output). Plain messages: set before Numba loads.
+os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
+
 
 def _default_cache_dir():
     if "JVPVJP_CACHE_DIR" in os.environ:

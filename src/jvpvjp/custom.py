@@ -514,9 +514,8 @@ class _Decorated:
             if n >= len(args):
                 raise TypeError(f"{self.kind} function {self.name}: nondiff_argnums {n} is "
                                 f"out of range for {len(args)} arguments")
-        self.nondiff_values = tuple(args[n] for n in self.nondiff_argnums)
+        nondiff = self._nondiff(args)
         diff_args = [a for i, a in enumerate(args) if i not in self.nondiff_argnums]
-        self.n_diff_args = len(diff_args)
         leaves, tree = tree_flatten(tuple(diff_args))
         memo = getattr(self._state, "memo", None)
         if memo is not None and memo[0] == tuple(map(id, leaves)):
@@ -524,7 +523,7 @@ class _Decorated:
         if getattr(self._state, "plain", False) or \
                 not any(isinstance(x, Tracer) for x in leaves):
             return self._plain(args)
-        for n, v in zip(self.nondiff_argnums, self.nondiff_values):
+        for n, v in zip(self.nondiff_argnums, nondiff):
             for x in tree_flatten(v)[0]:
                 if isinstance(x, Tracer) and x.builder.depends_on_diff(x.node):
                     raise TracingError(
@@ -543,9 +542,12 @@ class _Decorated:
         """The positional arguments of fun's differentiable part from flat leaves."""
         return tuple(tree_unflatten(tree, leaves))
 
-    def full_args(self, diff_args):
+    def _nondiff(self, args):
+        return tuple(args[n] for n in self.nondiff_argnums)
+
+    def full_args(self, diff_args, nondiff):
         it = iter(diff_args)
-        nd = dict(zip(self.nondiff_argnums, self.nondiff_values))
+        nd = dict(zip(self.nondiff_argnums, nondiff))
         n = len(diff_args) + len(nd)
         return tuple(nd[i] if i in nd else next(it) for i in range(n))
 
@@ -635,8 +637,9 @@ class custom_jvp(_Decorated):
         if self.jvp_fn is None:
             raise TypeError(f"{where}: custom_jvp function {self.name} is traced but has no "
                             f"rule; give one with {self.name}.defjvp(rule)")
+        nondiff = self._nondiff(args)
         diff = self.rebuild(_stopped(leaves), tree)
-        out = self.fun(*self.full_args(diff))
+        out = self.fun(*self.full_args(diff, nondiff))
         outs, out_tree = tree_flatten(out)
         outs = [_as_leaf(x, f"the output of {self.name}") for x in outs]
         info = _Outputs(outs, out_tree)
@@ -644,7 +647,6 @@ class custom_jvp(_Decorated):
         rule = Rule(self.name, where, tree, in_avals, info.avals)
         rule.kind = self.kind
         fl = rule._float_inputs()
-        nondiff = self.nondiff_values
 
         def traced(*flat):
             n = len(leaves)
@@ -718,12 +720,13 @@ class custom_vjp(_Decorated):
         if self.fwd is None:
             raise TypeError(f"{where}: custom_vjp function {self.name} is traced but has no "
                             f"rules; give them with {self.name}.defvjp(fwd, bwd)")
+        nondiff = self._nondiff(args)
         abstract = any(isinstance(x, Tracer) and x.value is None for x in leaves)
 
         def call_fwd(ins):
             self._state.plain = True       # fwd calling f computes f's value
             try:
-                got = self.fwd(*self.full_args(self.rebuild(ins, tree)))
+                got = self.fwd(*self.full_args(self.rebuild(ins, tree), nondiff))
             finally:
                 self._state.plain = False
             if not (isinstance(got, (tuple, list)) and len(got) == 2):
@@ -765,8 +768,8 @@ class custom_vjp(_Decorated):
         rule = Rule(self.name, where, tree, in_avals, info.avals)
         rule.kind = self.kind
         fl = rule._float_inputs()
-        nondiff, bwd = self.nondiff_values, self.bwd
-        n_diff_args = self.n_diff_args
+        bwd = self.bwd
+        n_diff_args = len(args) - len(self.nondiff_argnums)
 
         def traced(*flat):
             res_vals, cts = list(flat[:len(extras)]), list(flat[len(extras):])
@@ -832,7 +835,7 @@ class checkpoint(_Decorated):
             if any(isinstance(x, Tracer) and x.value is None for x in leaves):
                 raise NotImplementedError(f"checkpoint {self.name} inside an abstract "
                                           f"derivative program")
-            out = self.fun(*self.full_args(self.rebuild(ins, tree)))
+            out = self.fun(*self.full_args(self.rebuild(ins, tree), self._nondiff(args)))
             outs, out_tree = tree_flatten(out)
             outs = [_as_leaf(x, f"the output of {self.name}") for x in outs]
             info = _Outputs(outs, out_tree)
