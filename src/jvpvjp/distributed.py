@@ -91,26 +91,54 @@ def _built(token, fn, argnums, compile):
     return f, True
 
 
+def _pieces(m):
+    """Sizes that add up to ``m``, each a power of two (its binary digits, largest
+    first): any number of rows in a few shapes that recur from step to step."""
+    sizes, k = [], 1 << max(m.bit_length() - 1, 0)
+    while m:
+        if m >= k:
+            sizes.append(k)
+            m -= k
+        k >>= 1
+    return sizes
+
+
 def _partial_value_and_grad(token, fn, argnums, reduce, params, rows_of, *blocks):
     """(weighted value, weighted gradient, rows, {worker: first-call seconds}) of one
     partition; ``rows_of``: row positions to take from the blocks (None: all).
 
-    Whole partitions have fixed shapes: compiled on the first call. A training step's
-    rows of a partition vary in number from step to step, and every new shape is a new
-    trace: those run on the NumPy interpreter (on batches this large, NumPy's own speed;
-    a trace costs about one more forward pass), never waiting for a compile that the
-    next step's shape would not reuse."""
-    if rows_of is not None:
-        blocks = [np.asarray(b)[rows_of] for b in blocks]
-    n = int(np.shape(blocks[0])[0]) if blocks else 1
-    f, new = _built(token, fn, argnums, "eager" if rows_of is None else "never")
-    t = time.perf_counter()
-    value, g = f(params, *blocks)
-    info = {_worker_name(): time.perf_counter() - t} if new else {}
-    w = float(n) if reduce == "mean" else 1.0
-    leaves, tree = tree_flatten(g)
-    return (w * np.asarray(value), tree_unflatten(tree, [w * np.asarray(x) for x in leaves]),
-            n, info)
+    A whole partition has one shape, compiled on its first call. A training step's rows
+    of a partition vary in number from step to step; they are taken in pieces whose sizes
+    are powers of two, so that a few shapes recur (each traced once, then replayed on the
+    NumPy interpreter: at these sizes NumPy's speed) instead of a new trace every step. A piece's mean weighs by its rows (a sum, by one),
+    so the total is exactly the loss over all the rows."""
+    if rows_of is None:
+        pieces, compile = [(slice(None), None)], "eager"
+    else:
+        starts = np.cumsum([0] + _pieces(len(rows_of)))
+        pieces = [(rows_of[lo:hi], hi - lo) for lo, hi in zip(starts[:-1], starts[1:])]
+        compile = "never"   # (a background compile would take the worker's core mid-step)
+    f, new = _built(token, fn, argnums, compile)
+    total = grads = tree = None
+    n = 0
+    info = {}
+    for idx, size in pieces:
+        part = [np.asarray(b)[idx] for b in blocks] if size is not None else list(blocks)
+        rows = int(np.shape(part[0])[0]) if part else 1
+        t = time.perf_counter()
+        value, g = f(params, *part)
+        if new:
+            info[_worker_name()] = time.perf_counter() - t
+            new = False
+        w = float(rows) if reduce == "mean" else 1.0
+        leaves, tree = tree_flatten(g)
+        if total is None:
+            total, grads = w * np.asarray(value), [w * np.asarray(x) for x in leaves]
+        else:
+            total = total + w * np.asarray(value)
+            grads = [acc + w * np.asarray(x) for acc, x in zip(grads, leaves)]
+        n += rows
+    return total, tree_unflatten(tree, grads), n, info
 
 
 def _combine(a, b):
