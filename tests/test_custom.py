@@ -452,3 +452,30 @@ def test_checkpoint_with_closures_guards_and_vmap():
            vmap(grad(ref), in_axes=(None, 0))(w, X))
     _close(grad(lambda w: np.sum(vmap(lambda x: unguarded(w, x))(X)))(w),
            grad(lambda w: np.sum(vmap(lambda x: ref(w, x))(X)))(w))
+
+
+def test_rules_under_nested_vmaps_of_different_sizes():
+    """A rule run for a batched op is batched innermost vmap first (a rule with a matrix
+    product reshapes its operands: the axes' order matters)."""
+    A = np.random.default_rng(1).normal(size=(4, 4))
+
+    @custom_jvp
+    def f(x):
+        return np.tanh(A @ x)
+
+    @f.defjvp
+    def _(p, t):
+        y = f(p[0])
+        return y, (1 - y ** 2) * (A @ t[0])
+
+    @custom_vjp
+    def g(x):
+        return np.tanh(A @ x)
+    g.defvjp(lambda x: (g(x), g(x)), lambda y, ct: (A.T @ ((1 - y ** 2) * ct),))
+    h = checkpoint(lambda x: np.tanh(A @ x))
+    X = np.random.default_rng(0).normal(size=(2, 3, 4))
+    want = grad(lambda X: np.sum(np.tanh(X @ A.T) ** 2))(X)
+    for fn in (f, g, h):
+        _close(grad(lambda X: np.sum(vmap(vmap(fn))(X) ** 2))(X), want)
+        _close(jacfwd(lambda X: vmap(vmap(fn))(X))(X)[1, 2, :, 1, 2],
+               jacfwd(lambda x: np.tanh(A @ x))(X[1, 2]))

@@ -16,7 +16,7 @@ Design notes
   linear in the cotangent, so its forward mode is the VJP of the traced cotangent map.
   Higher orders differentiate the rule's ops (JAX's semantics).
 * Batching (`vmap`) keeps the op and records the batch size in ``layers``; a rule then runs
-  on one example's shapes, traced and batched by `batching.batch_oplist` (`_apply`).
+  on one example's shapes, traced and batched by `batching.batch_oplist` (`_run`).
 * `checkpoint` is the same op with a rule that differentiates the function's own op list,
   in reverse mode on copies of its inputs that depend on the cotangent (``barrier``): the
   forward values are recomputed in the backward pass, never stored, and no rewrite
@@ -150,24 +150,6 @@ def _unpack(packed, avals, lead):
 
 
 # -- running a rule -------------------------------------------------------------------------
-def _apply(fn, args, layers):
-    """``fn(*args)`` for ``fn`` written for one example, where ``args`` carry a batch axis
-    per entry of ``layers`` in front (innermost layer last). Returns fn's flat outputs."""
-    if not layers:
-        return list(fn(*args))
-    from .batching import batch_oplist
-    from .transforms import inline
-    k = len(layers)
-    with Builder(concrete=False) as b:
-        ins = [b.new_input(aval=(_shape(a)[k:], _dtype_of(a))) for a in args]
-        ol = b.finish(list(fn(*ins)))
-        captured = [outer for outer, _ in b.captured]
-    ol = dead_code_elimination(ol)
-    for size in reversed(layers):
-        ol = batch_oplist(ol, [True] * len(args) + [False] * len(captured), size)
-    return inline(ol, list(args) + captured)
-
-
 def _transpose(fn, in_avals, cts):
     """The transpose of linear ``fn`` (flat values of ``in_avals`` -> flat values) applied
     to ``cts`` (one per output of fn, None for zero): its reverse mode at zero."""
@@ -225,7 +207,7 @@ class Rule:
         return [(1 + i, out_pos[which == k], pos[which == k]) for k, i in enumerate(leaves)]
 
 
-def _check_leaves(rule, what, leaves, tree, avals, expect_tree, lead_shape):
+def _check_leaves(rule, what, leaves, tree, avals, expect_tree):
     """Leaves returned by a user rule, checked against the expected structure and shapes
     (None: zero); dtypes follow the primal's."""
     if tree != expect_tree:
@@ -238,10 +220,10 @@ def _check_leaves(rule, what, leaves, tree, avals, expect_tree, lead_shape):
             continue
         if not isinstance(x, Tracer):
             x = np.asarray(x)
-        if _shape(x) != lead_shape + tuple(shape):
+        if _shape(x) != tuple(shape):
             raise ValueError(f"{rule.where}: the {what} of {rule.kind} function {rule.name} "
                              f"has shape {_shape(x)} at leaf {i}, expected "
-                             f"{lead_shape + tuple(shape)}")
+                             f"{tuple(shape)}")
         if _dtype_of(x) != np.dtype(dtype):
             if np.dtype(dtype).kind not in "fc" or _dtype_of(x).kind not in "fciub" or \
                     _dtype_of(x).kind == "c" and np.dtype(dtype).kind != "c":
@@ -255,10 +237,11 @@ def _check_leaves(rule, what, leaves, tree, avals, expect_tree, lead_shape):
 
 def _run(ol, args, layers):
     """Inline op list ``ol`` (traced for one example) on ``args``, which carry one batch
-    axis per entry of ``layers`` in front (every operand of a batched custom op has)."""
+    axis per entry of ``layers`` in front (every operand of a batched custom op has):
+    the innermost vmap's layer first, its axis next to the example's."""
     from .batching import batch_oplist
     from .transforms import inline
-    for size in reversed(layers):
+    for size in layers:
         ol = batch_oplist(ol, [True] * len(args), size)
     return inline(ol, list(args))
 
@@ -403,7 +386,7 @@ class CheckpointRule(Rule):
         return self._pairs_to_leaves(out_pos, in_pos, fl)
 
     def jvp(self, primals, tangents, out, layers):
-        from .transforms import inline, jvp_oplist
+        from .transforms import jvp_oplist
         if tangents[0] is not None:
             raise AssertionError("internal error: a checkpoint's primal has a tangent")
         ins = list(primals[1:])
@@ -413,13 +396,11 @@ class CheckpointRule(Rule):
         prog = jvp_oplist(self.oplist, mask)
         n_out = len(self.oplist.outvars)
         ts = [t for t, m in zip(tangents[1:], mask) if m]
-
-        def one(*flat):
-            return inline(prog, list(flat))[n_out:n_out + self.n_float_out]
-        return _pack(_apply(one, ins + ts, layers), len(layers))
+        tout = _run(prog, ins + ts, layers)[n_out:n_out + self.n_float_out]
+        return _pack(tout, len(layers))
 
     def vjp(self, ct, primals, out, needs, layers, current=None):
-        from .transforms import inline, vjp_oplist
+        from .transforms import vjp_oplist
         ins = list(primals[1:])
         wrt = [n and _is_float(x) for n, x in zip(needs[1:], ins)]
         result = [None] * len(primals)
@@ -433,15 +414,10 @@ class CheckpointRule(Rule):
         avals = [(v.shape, v.dtype) for v in self.oplist.outvars[:self.n_float_out]]
         cts = _unpack(ct, avals, len(layers))
         starts = [current[1 + i] for i, m in enumerate(init) if m]
-
-        def one(*flat):
-            xs = list(flat[:len(ins)])
-            cs = list(flat[len(ins):len(ins) + len(cts)])
-            dep = _one_element(cs[0])
-            xs = [barrier(x, _as_dtype(dep, x.dtype)) if isinstance(x, Tracer) and
-                  _is_float(x) else x for x in xs]
-            return inline(prog, xs + list(flat[len(ins):]))[n_out:]
-        got = _apply(one, ins + cts + starts, layers)
+        dep = _one_element(cts[0])
+        xs = [barrier(x, _as_dtype(dep, x.dtype)) if isinstance(x, Tracer) and _is_float(x)
+              else x for x in ins]
+        got = _run(prog, xs + cts + starts, layers)[n_out:]
         for i, c in zip([i for i, w in enumerate(wrt) if w], got):
             result[1 + i] = c
         if current is not None:         # inputs this one does not reach keep theirs
@@ -669,10 +645,10 @@ class custom_jvp(_Decorated):
                                 f"(primal_out, tangent_out), got {type(res).__name__}")
             got, got_tree = tree_flatten(res[0])
             _check_leaves(rule, "primal output of the JVP rule", got, got_tree, info.avals,
-                          info.tree, ())
+                          info.tree)
             got, got_tree = tree_flatten(res[1])
             got = _check_leaves(rule, "tangent output", got, got_tree, info.avals,
-                                info.tree, ())
+                                info.tree)
             return [got[i] if got[i] is not None else zeros(*info.avals[i])
                     for i in info.float_idx]
 
@@ -799,7 +775,7 @@ class custom_vjp(_Decorated):
                                     f"cotangent of structure {g_tree} for argument {k}, whose "
                                     f"structure is {sub}")
                 flat_cts.extend(g_leaves)
-            flat_cts = _check_leaves(rule, "cotangent", flat_cts, tree, in_avals, tree, ())
+            flat_cts = _check_leaves(rule, "cotangent", flat_cts, tree, in_avals, tree)
             return [flat_cts[i] if flat_cts[i] is not None else zeros(*in_avals[i])
                     for i in fl]
 
