@@ -385,7 +385,7 @@ def _vjp_result(fname, path, residuals, has_aux, regroup):
                                      for c in cts])
     result = _make_pullback(fname, trace, residuals, backward_call, has_aux, regroup)
     # what the forward pass keeps for the backward pass (checkpoint makes it smaller)
-    result[1].residual_bytes = sum(int(np.asarray(r).nbytes) for r in res_vals)
+    result[1].residual_bytes = sum(getattr(r, "nbytes", 8) for r in res_vals)
     return result
 
 

@@ -551,16 +551,6 @@ class _Decorated:
         return tree_unflatten(out_tree.tree, outs)
 
 
-class _Counter:
-    """An endless supply of placeholder leaves (to count a treedef's leaves)."""
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        return 0
-
-
 def _stopped(leaves):
     return [_ew.stop_gradient(x) if isinstance(x, Tracer) else x for x in leaves]
 
@@ -746,6 +736,8 @@ class custom_vjp(_Decorated):
         fl = rule._float_inputs()
         bwd = self.bwd
         n_diff_args = len(args) - len(self.nondiff_argnums)
+        arg_leaves = [len(tree_flatten(a)[0]) for i, a in enumerate(args)
+                      if i not in self.nondiff_argnums]
 
         def traced(*flat):
             res_vals, cts = list(flat[:len(extras)]), list(flat[len(extras):])
@@ -764,8 +756,7 @@ class custom_vjp(_Decorated):
                     + (f"{len(got)} entries" if isinstance(got, (tuple, list))
                        else type(got).__name__))
             flat_cts = []
-            for k, (g, sub) in enumerate(zip(got, tree[1])):
-                n = len(tree_flatten(tree_unflatten(sub, _Counter()))[0])
+            for k, (g, sub, n) in enumerate(zip(got, tree[1], arg_leaves)):
                 if g is None:
                     flat_cts.extend([None] * n)
                     continue

@@ -224,7 +224,6 @@ class _Partitions:
                 fs = futures_of(d)
                 fs.sort(key=lambda f: f.key[1])
                 per_array.append(fs)
-            client.gather([client.submit(len, f, pure=False) for f in per_array[0]])
             self.blocks = list(zip(*per_array))
             self.rows = list(rows)
         elif all(isinstance(d, (list, tuple)) for d in data):
@@ -255,11 +254,10 @@ class _Partitions:
 
 
 def _persisted(cache, client, data, fname):
-    """Partitions of ``data``, persisted once per set of dask arrays (by their names)."""
-    try:
-        key = tuple(getattr(d, "name", None) or id(d) for d in data)
-    except TypeError:
-        key = None
+    """Partitions of ``data``, persisted once per set of dask arrays (a dask array's name
+    is a token of its contents; lists of partitions are taken as they come)."""
+    names = [getattr(d, "name", None) for d in data]
+    key = tuple(names) if all(isinstance(n, str) for n in names) else None
     parts = cache.get(key) if key is not None else None
     if parts is None:
         parts = _Partitions(client, data, fname)

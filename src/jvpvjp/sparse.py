@@ -87,8 +87,7 @@ def _gradient_program(trace, k):
     wrt = [i == k for i in range(n_in)]
     ol = vjp_oplist(trace.oplist, wrt, n_seeded=1).oplist.copy()
     ol.consts[ol.invars.pop()] = np.ones((), trace.out_avals[0][1])
-    return dead_code_elimination(OpList(ol.invars, [ol.outvars[-1]], ol.ops, ol.consts,
-                                        ol.guards))
+    return _last_output(ol)
 
 
 def _hessian_pattern(trace, k):
@@ -143,31 +142,33 @@ class _Plan:
         return values
 
 
+def _last_output(prog):
+    """``prog`` keeping only its last output (the derivative), dead code removed."""
+    return dead_code_elimination(OpList(prog.invars, [prog.outvars[-1]], prog.ops,
+                                        prog.consts, prog.guards))
+
+
 def _plan_jacobian(trace, k, mode, fname):
     ol = trace.oplist
     x, out = ol.invars[k], ol.outvars[0]
     rows, cols = _pattern_of(ol, k, 0)
     shape = (out.size, x.size)
-    col_colors, n_col = sp.color_columns(rows, cols, shape)
-    row_colors, n_row = sp.color_columns(cols, rows, shape[::-1])
+    if mode != "rev":
+        col_colors, n_col = sp.color_columns(rows, cols, shape)
+    if mode != "fwd":
+        row_colors, n_row = sp.color_columns(cols, rows, shape[::-1])
     if mode == "auto":
         mode = "rev" if n_row < n_col else "fwd"
     n_in = len(ol.invars)
+    wrt = [i == k for i in range(n_in)]
     if mode == "fwd":
-        prog = jvp_oplist(ol, [i == k for i in range(n_in)])
-        prog = dead_code_elimination(OpList(prog.invars, [prog.outvars[-1]], prog.ops,
-                                            prog.consts, prog.guards))
-        seeds = _seed_matrix(col_colors, max(n_col, 1), x.shape, x.dtype)
-        program = _compressed(prog, n_in, seeds, fname)
-        plan = _Plan(rows, cols, shape, "fwd", col_colors, max(n_col, 1))
+        prog, colors, n, seed = jvp_oplist(ol, wrt), col_colors, max(n_col, 1), x
     else:
-        prog = vjp_oplist(ol, [i == k for i in range(n_in)], n_seeded=1).oplist
-        prog = dead_code_elimination(OpList(prog.invars, [prog.outvars[-1]], prog.ops,
-                                            prog.consts, prog.guards))
-        seeds = _seed_matrix(row_colors, max(n_row, 1), out.shape, out.dtype)
-        program = _compressed(prog, n_in, seeds, fname)
-        plan = _Plan(rows, cols, shape, "rev", row_colors, max(n_row, 1))
-    return program, plan
+        prog = vjp_oplist(ol, wrt, n_seeded=1).oplist
+        colors, n, seed = row_colors, max(n_row, 1), out
+    seeds = _seed_matrix(colors, n, seed.shape, seed.dtype)
+    program = _compressed(_last_output(prog), n_in, seeds, fname)
+    return program, _Plan(rows, cols, shape, mode, colors, n)
 
 
 def _plan_hessian(trace, k, fname):
@@ -182,9 +183,7 @@ def _plan_hessian(trace, k, fname):
                              "Hessian")
     grad_ol = _gradient_program(trace, k)
     n_in = len(grad_ol.invars)
-    prog = jvp_oplist(grad_ol, [i == k for i in range(n_in)])
-    prog = dead_code_elimination(OpList(prog.invars, [prog.outvars[-1]], prog.ops,
-                                        prog.consts, prog.guards))
+    prog = _last_output(jvp_oplist(grad_ol, [i == k for i in range(n_in)]))
     seeds = _seed_matrix(colors, n_colors, x.shape, x.dtype)
     program = _compressed(prog, n_in, seeds, fname)
     return program, _Plan(rows, cols, (x.size, x.size), "star", colors, n_colors, src)
@@ -219,15 +218,15 @@ def _sparse_transform(fun, argnums, kind, mode, compile, fname):
             if compile == "eager":
                 path.compile_now(inputs)
             results = path.run(inputs)
-        plan = path.unpack
+        plan = last[0] = path.unpack
         return _result(plan.rows, plan.cols, plan.entries(results[0]), plan.shape)
+
+    last = [None]       # the plan of the latest call
 
     def colors(*args):
         """The number of sweeps (colours) the call on ``args`` uses, and the mode."""
         sparse_fun(*args)
-        a, _ = _setup(fun, args, argnums, fname)
-        path = d.lookup(a.key, a.kernel_inputs())[0]
-        return path.unpack.n_colors, path.unpack.mode
+        return last[0].n_colors, last[0].mode
 
     wrapper = _mark(sparse_fun, d)
     wrapper.sweeps = colors

@@ -42,7 +42,7 @@ class Layer:
 
 def _check(layer, input_shape, axis, expected, what):
     got = tuple(input_shape)
-    if len(got) <= abs(axis) if axis < 0 else len(got) <= axis:
+    if not -len(got) <= axis < len(got):
         raise ValueError(f"{layer!r}: input shape {got} has no axis {axis}")
     if got[axis] not in (expected, -1, None):
         raise ValueError(f"{layer!r}: expects {expected} {what}, the input shape {got} has "

@@ -318,7 +318,7 @@ stop_gradient = Primitive(
     lambda primals, tangents, out: None,
     lambda ct, primals, out, needs: (None,),
     lambda args, op: args[0], batch_rule="elementwise", kind="view", complex=True,
-    identity=True)
+    identity=True, sparsity=lambda op, constants: [])    # its derivative reads nothing
 # Finite differences cannot see a stop_gradient: its test is written out in test_registry.
 stop_gradient.tests = [Case(lambda x: x * stop_gradient(x), ((3,),), name="stop_gradient")]
 
