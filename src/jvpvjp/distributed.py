@@ -178,6 +178,29 @@ def _result(future, fun):
         raise
 
 
+_STEP_TRIES = 3
+
+
+def _step(submit, fun):
+    """The result of the futures ``submit()`` sends, sent again if they were cancelled.
+
+    Dask recomputes what a dead worker held when it can, but it cancels a task whose
+    dependencies were lost before it was submitted (the parameters scattered to that
+    worker, a partial gradient it held while the next level of the reduction was being
+    sent). A step is a pure function of the parameters and the data, so it is simply run
+    again: the result is the same. A task that raises is not retried."""
+    from concurrent.futures import CancelledError
+    for attempt in range(_STEP_TRIES):
+        try:
+            return _result(submit(), fun)
+        except CancelledError as e:
+            if attempt + 1 == _STEP_TRIES:
+                raise
+            import logging
+            logging.getLogger("jvpvjp").warning("distributed: a step's tasks were cancelled "
+                                                "(%s); running the step again", e)
+
+
 def _source_file(fun):
     import inspect
     try:
@@ -294,10 +317,13 @@ def value_and_grad(fun, argnums=0, reduce="mean", client=None):
     def vg(params, *data):
         c = _client(client)
         parts = _persisted(cache, c, data, fname)
-        p = _broadcast(c, params)
-        futures = [c.submit(_partial_value_and_grad, token, fun, 0, reduce, p, None, *blocks,
-                            pure=False) for blocks in parts.blocks]
-        total, g, n, info = _result(_tree_reduce(c, futures), fun)
+
+        def submit():
+            p = _broadcast(c, params)
+            return _tree_reduce(c, [c.submit(_partial_value_and_grad, token, fun, 0, reduce,
+                                             p, None, *blocks, pure=False)
+                                    for blocks in parts.blocks])
+        total, g, n, info = _step(submit, fun)
         compile_times.update(info)
         return _finish(total, g, n, reduce)
 
@@ -350,14 +376,16 @@ def fit(loss, params, data, epochs, batch_size, optimizer, *, client=None, shuff
     token = _token(loss)
 
     def run_step(params, state, idx):
-        p = _broadcast(c, params)
-        futures = []
-        for (lo, hi), blocks in zip(ranges, parts.blocks):
-            local = idx[(idx >= lo) & (idx < hi)] - lo
-            if local.size:
-                futures.append(c.submit(_partial_value_and_grad, token, loss, 0, reduce, p,
-                                        local, *blocks, pure=False))
-        value_sum, g, rows, _ = _result(_tree_reduce(c, futures), loss)
+        def submit():
+            p = _broadcast(c, params)
+            futures = []
+            for (lo, hi), blocks in zip(ranges, parts.blocks):
+                local = idx[(idx >= lo) & (idx < hi)] - lo
+                if local.size:
+                    futures.append(c.submit(_partial_value_and_grad, token, loss, 0, reduce,
+                                            p, local, *blocks, pure=False))
+            return _tree_reduce(c, futures)
+        value_sum, g, rows, _ = _step(submit, loss)
         value, grads = _finish(value_sum, g, rows, reduce)
         params, state = optimizer.update(grads, state, params)
         return params, state, value
@@ -399,19 +427,20 @@ def _jacobian(fun, mode, client, blocks, small):
         n_workers = max(1, len(c.scheduler_info().get("workers", {})))
         k = max(1, min(total, blocks or 4 * n_workers))
         edges = np.linspace(0, total, k + 1).round().astype(int)
-        xf = _broadcast(c, x)
-        pieces = []
-        for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist()):
-            if hi <= lo:
-                continue
-            d = dask.delayed(_jacobian_block, pure=False)(fun, mode, xf, lo, hi)
-            shape = (hi - lo, n_in) if mode == "rev" else (n_out, hi - lo)
-            pieces.append(da.from_delayed(d, shape=shape, dtype=np.result_type(out, x)))
-        J = da.concatenate(pieces, axis=0 if mode == "rev" else 1)
-        J = J.reshape(out.shape + x.shape) if out.shape + x.shape else J
-        if J.size <= small:
-            return _result(c.compute(J), fun)
-        return J
+        def graph():
+            xf = _broadcast(c, x)
+            pieces = []
+            for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist()):
+                if hi <= lo:
+                    continue
+                d = dask.delayed(_jacobian_block, pure=False)(fun, mode, xf, lo, hi)
+                shape = (hi - lo, n_in) if mode == "rev" else (n_out, hi - lo)
+                pieces.append(da.from_delayed(d, shape=shape, dtype=np.result_type(out, x)))
+            J = da.concatenate(pieces, axis=0 if mode == "rev" else 1)
+            return J.reshape(out.shape + x.shape) if out.shape + x.shape else J
+        if n_out * n_in <= small:
+            return _step(lambda: c.compute(graph()), fun)
+        return graph()
     return jac
 
 

@@ -76,11 +76,11 @@ class Optimizer:
         """One step: ``(new params, new state)``."""
         return self._compiled(grads, state, params, self._hyper_values(), self._structure())
 
-    def step(self, loss):
+    def step(self, loss, compile="auto"):
         """A compiled training step for ``loss(params, *batch) -> scalar``:
         ``step(params, state, *batch) -> (params, state, loss value)``, the gradient and
-        the update in one program."""
-        fn = self._steps.get(loss)
+        the update in one program. ``compile`` as for `jvpvjp.jit`."""
+        fn = self._steps.get((loss, compile))
         if fn is None:
             vg = value_and_grad(loss)
 
@@ -88,12 +88,12 @@ class Optimizer:
                 value, grads = vg(params, *batch)
                 params, state = self._update(grads, state, params, self._h(hyper, flags))
                 return params, state, value
-            compiled = jit(train_step)
+            compiled = jit(train_step, compile=compile)
 
             def fn(params, state, *batch):
                 return compiled(params, state, self._hyper_values(), self._structure(),
                                 *batch)
-            self._steps[loss] = fn
+            self._steps[loss, compile] = fn
         return fn
 
 
@@ -239,7 +239,7 @@ def _progress(total, enabled, desc):
 
 
 def fit(loss, params, data, epochs, batch_size, optimizer, *, shuffle=True, seed=0,
-        state=None, progress=None, callback=None, client=None):
+        state=None, progress=None, callback=None, client=None, compile="auto"):
     """Train ``params`` on ``data`` with minibatches: ``loss(params, *batch) -> scalar``.
 
     ``data`` is an array or a tuple of arrays sharing their first axis (inputs, targets);
@@ -251,6 +251,12 @@ def fit(loss, params, data, epochs, batch_size, optimizer, *, shuffle=True, seed
     runs after each epoch. With a Dask ``client``, the steps run data-parallel on its
     workers (`jvpvjp.distributed.fit`: the same batches, the same result up to rounding).
 
+    The same ``seed`` gives the same batches. With ``compile="auto"`` the step starts on
+    an interpreter and its compiled kernel is swapped in when ready, at a moment that
+    depends on the machine's load; compiled reductions add in another order than NumPy, so
+    two runs can differ in the last bits of the loss. ``compile="eager"`` (compile before
+    the first step) or ``"never"`` (interpret only) makes runs repeat to the bit.
+
     Returns ``(params, history)``: the trained parameters and the mean loss of each epoch
     (the mean over its steps' losses, weighted by batch size).
     """
@@ -261,7 +267,7 @@ def fit(loss, params, data, epochs, batch_size, optimizer, *, shuffle=True, seed
                                progress=progress, callback=callback)
     arrays = tuple(np.asarray(a) for a in data_arrays(data, batch_size))
     n = arrays[0].shape[0]
-    step = optimizer.step(loss)
+    step = optimizer.step(loss, compile)
 
     def run_step(params, state, idx):
         return step(params, state, *[a[idx] for a in arrays])
