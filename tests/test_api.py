@@ -398,7 +398,7 @@ def test_power_special_cases(rng):
 
 @pytest.mark.usefixtures("compiled")
 def test_long_scalar_programs_run_on_the_tape(monkeypatch):
-    from jvpvjp.backend import compile_oplist, tape
+    from jvpvjp.backend import compile_oplist, rolled, tape
     monkeypatch.setattr(jvpvjp.config, "tape_threshold", 50)
 
     def chain(y, a):
@@ -408,7 +408,8 @@ def test_long_scalar_programs_run_on_the_tape(monkeypatch):
                 y = y - 0.01 * np.maximum(y, a)
         return y
 
-    assert isinstance(compile_oplist(make_oplist(chain)(0.5, 1.0001)), tape.TapeKernel)
+    kernel = compile_oplist(make_oplist(chain)(0.5, 1.0001))   # the tape, loops compiled
+    assert isinstance(kernel, rolled.RolledKernel) and kernel.tape.__class__ is tape.TapeKernel
     check_grads(chain, (0.5, 1.0001))
     vg = value_and_grad(chain, argnums=(0, 1))
     for y0 in (0.5, -0.3, 0.5, 2.0):
@@ -432,15 +433,16 @@ def test_tape_fused_multiply_adds_round_like_the_separate_ops(monkeypatch):
         return x * y
 
     ol = make_oplist(value_and_grad(chain, argnums=(0, 1)))(0.3, 0.5)
-    kernel = compile_oplist(ol)
-    assert isinstance(kernel, tape.TapeKernel)
+    rolled = compile_oplist(ol)          # the tape's repeats as compiled loops
+    kernel = rolled.tape
+    assert isinstance(kernel, tape.TapeKernel) and rolled.rolled_ops > 0.8 * len(kernel.code)
     assert np.isin(kernel.code, [tape.opcodes()["muladd"], tape.opcodes()["mulsub"]]).sum() > 60
     for x0, y0 in [(0.3, 0.5), (1.7, -0.2), (np.nan, 1.0), (np.inf, 0.0)]:
         with np.errstate(all="ignore"):
-            got = kernel(x0, y0)
             want = compile_oplist(ol, "numpy")(np.float64(x0), np.float64(y0))
-        for g, w in zip(got, want):     # bit for bit: no fused multiply-add rounding
-            assert np.array_equal(g, w, equal_nan=True), (x0, y0, got, want)
+            for got in (kernel(x0, y0), rolled(x0, y0)):
+                for g, w in zip(got, want):     # bit for bit: no fused multiply-add rounding
+                    assert np.array_equal(g, w, equal_nan=True), (x0, y0, got, want)
 
 
 @pytest.mark.usefixtures("compiled")

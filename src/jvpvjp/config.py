@@ -4,7 +4,8 @@
   and is compiled in the background once its calls show it is worth it, see
   `backend.tiers`), or one backend pinned for every kernel, built before the first call
   returns: ``"numba"`` (generated, compiled kernels), ``"numpy"`` (the op-list
-  interpreter over NumPy), ``"tape"`` / ``"vtape"`` (the precompiled scalar / vector tape).
+  interpreter over NumPy), ``"tape"`` / ``"vtape"`` (the precompiled scalar / vector tape),
+  ``"rolled"`` (the scalar tape with its repeating stretches run as compiled loops).
   Environment: ``JVPVJP_BACKEND``.
 * ``cache_dir``: where generated kernel sources and Numba's compiled code are kept across
   processes; ``None`` disables the disk cache. Environment: ``JVPVJP_CACHE_DIR`` (empty

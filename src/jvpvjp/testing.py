@@ -17,7 +17,7 @@ from .pytree import tree_flatten, tree_unflatten
 
 @contextlib.contextmanager
 def use_backend(name):
-    """Temporarily run transforms on backend ``name`` ("numba", "numpy", "tape", "vtape")."""
+    """Temporarily run transforms on backend ``name`` ("numba", "numpy", "tape", "vtape", "rolled")."""
     old = config.backend
     config.backend = name
     try:

@@ -14,6 +14,9 @@ backend compiles the loop itself, so a column costs its arithmetic and no dispat
 """
 from __future__ import annotations
 
+import functools
+import weakref
+
 import numpy as np
 
 from .. import config
@@ -77,27 +80,48 @@ def compile_oplist(ol, backend=None):
     name = backend or config.backend
     if name == "auto":
         name = "numba"
-    if name in ("numba", "tape", "vtape"):   # the NumPy interpreter stays the unrewritten reference
-        from ..simplify import simplify
-        ol = simplify(ol)
+    if name in ("numba", "tape", "vtape", "rolled"):   # the NumPy interpreter stays the unrewritten reference
+        ol = simplified(ol)
     if name == "numba" and len(ol.ops) >= config.tape_threshold:
         from . import tape
-        if tape.supports(ol):      # long scalar program: interpreter loop, no compile
-            name = "tape"
+        if tape.supports(ol):      # long scalar program: the tape, repeats as compiled loops
+            name = "rolled"
         elif len(ol.ops) > config.compile_max_ops:
             from . import vector_tape
             if vector_tape.supports(ol):
                 name = "vtape"
-    if name not in _BACKENDS and name in ("numba", "tape", "vtape"):
-        from . import numba_backend, tape, vector_tape  # noqa: F401  (they register themselves)
+    if name not in _BACKENDS and name in ("numba", "tape", "vtape", "rolled"):
+        from . import numba_backend, rolled, tape, vector_tape  # noqa: F401  (they register themselves)
     try:
         return _BACKENDS[name](ol)
     except KeyError:
         raise ValueError(f"unknown backend {name!r}; choose one of "
-                         f"{sorted(set(_BACKENDS) | {'auto', 'numba', 'tape', 'vtape'})}") from None
+                         f"{sorted(set(_BACKENDS) | {'auto', 'numba', 'tape', 'vtape', 'rolled'})}") from None
 
 
 register_backend("numpy", InterpreterKernel)
+
+def once_per_oplist(fn):
+    """``fn(ol)`` computed once per op list object (while it lives): a kernel that moves up
+    the tiers is built from one op list several times (a tape, then compiled code)."""
+    memo = {}     # id(op list) -> (weak reference to it, result)
+
+    def wrapper(ol):
+        hit = memo.get(id(ol))
+        if hit is not None and hit[0]() is ol:
+            return hit[1]
+        result = fn(ol)
+        key = id(ol)
+        memo[key] = (weakref.ref(ol, lambda _: memo.pop(key, None)), result)
+        return result
+    return functools.wraps(fn)(wrapper)
+
+
+@once_per_oplist
+def simplified(ol):
+    """``simplify(ol)``; the same object for the same op list."""
+    from ..simplify import simplify
+    return simplify(ol)
 
 
 def oplist_on_disk(ol):
@@ -105,9 +129,8 @@ def oplist_on_disk(ol):
     cache rather than compile one (imports Numba: call it off the caller's thread)."""
     if not config.cache_dir:
         return False
-    from ..simplify import simplify
     from . import numba_backend
-    ol = simplify(ol)
+    ol = simplified(ol)
     if len(ol.ops) >= config.tape_threshold:
         return False
     return numba_backend.on_disk(numba_backend.generate_source(ol, cache=True)[0])

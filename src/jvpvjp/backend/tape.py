@@ -16,6 +16,8 @@ import threading
 
 import numpy as np
 
+from . import once_per_oplist
+
 _F64 = np.dtype(np.float64)
 # The tape's own instructions; every elementwise primitive with a ``scalar`` expression
 # follows, in registry order (`opcodes`).
@@ -215,10 +217,16 @@ class TapeKernel:
         return tuple(t(v) for t, v in zip(self.out_types, vals))
 
 
+@once_per_oplist
+def encoded(ol):
+    """The `TapeKernel` of ``ol``, encoded once (the rolled tape starts from it)."""
+    return TapeKernel(ol)
+
+
 def _compile(ol):
     if not supports(ol):
         raise ValueError("the tape backend runs scalar float64 op lists only")
-    return TapeKernel(ol)
+    return encoded(ol)
 
 
 from . import register_backend  # noqa: E402

@@ -34,8 +34,8 @@ from .. import config
 
 log = logging.getLogger("jvpvjp")
 
-TIERS = ("numpy", "tape", "vtape", "numba")
-_RANK = {"numpy": 0, "tape": 1, "vtape": 1, "numba": 2}
+TIERS = ("numpy", "tape", "vtape", "rolled", "numba")
+_RANK = {"numpy": 0, "tape": 1, "vtape": 1, "rolled": 2, "numba": 2}
 
 
 # -- the background worker ------------------------------------------------------------------
@@ -243,6 +243,8 @@ class Tiered:
         self._target = self._final_tier(n_ops)
         if self._target in ("tape", "vtape"):    # nothing to compile: the loop is shared
             cost = (0.0 if runtime_ready() else config.compile_seconds_fixed) + 1e-5 * n_ops
+        elif self._target == "rolled":           # a loop body or two, whatever the length
+            cost = 2 * config.compile_seconds_fixed + 1e-5 * n_ops
         else:
             cost = expected_compile_seconds(n_ops)
         self._threshold = config.compile_after * cost
@@ -260,11 +262,12 @@ class Tiered:
     def _final_tier(self, n_ops):
         if n_ops <= config.compile_max_ops:
             return "numba"
-        # long programs: a tape if one runs them (the tape's loop is compiled once), else
-        # the NumPy interpreter; never one giant Numba function
+        # long programs: a tape if one runs them (the tape's loop is compiled once; scalar
+        # ones with their repeating stretches as compiled loops), else the NumPy
+        # interpreter; never one giant Numba function
         from . import tape, vector_tape
         if all(tape.supports(ol) for ol in self._oplists):
-            return "tape"
+            return "rolled"
         if all(vector_tape.supports(ol) for ol in self._oplists):
             return "vtape"
         return "numpy"
@@ -344,9 +347,9 @@ class Tiered:
                 how = self._why_hot()              # it became hot meanwhile
         try:
             target = self._target
-            if target in ("tape", "vtape", "numba") and not load_runtime():
+            if target in ("tape", "vtape", "rolled", "numba") and not load_runtime():
                 return
-            if target == "numba" and self.tier == "numpy":
+            if target in ("rolled", "numba") and self.tier == "numpy":
                 # the tape (if it runs this) is ready at once: use it while Numba compiles
                 tape = tape_tier(self._oplists)
                 if tape is not None:
