@@ -404,3 +404,32 @@ def test_long_programs_move_to_the_vector_tape_without_a_compile_budget(monkeypa
     assert jvpvjp.wait_for_compiles(60)
     assert _tiers(g) == ["numpy", "vtape"]     # the reference's pinned path, then ours
     np.testing.assert_allclose(g(x), ref, rtol=1e-13)
+
+
+def test_jvpvjp_imported_through_a_path_with_dots_is_not_user_code(tmp_path):
+    """jvpvjp's own closures (caches that grow) are not part of a user function's
+    environment, however jvpvjp was imported: a step that calls a transformed function
+    is traced once, not on every call."""
+    src = os.path.dirname(os.path.dirname(jvpvjp.__file__))
+    dotted = os.path.join(src, "..", os.path.basename(src))
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {dotted!r})
+        import numpy as np, jvpvjp
+        from jvpvjp import optim
+        assert ".." in jvpvjp.__file__
+        def loss(p, X):
+            return np.sum(np.tanh(X @ p["w"]) ** 2)
+        opt = optim.Adam(1e-2)
+        step = opt.step(loss)
+        p, s, X = {{"w": np.ones(3)}}, None, np.arange(12.0).reshape(4, 3) / 10
+        s = opt.init(p)
+        for _ in range(4):
+            p, s, _ = step(p, s, X)
+        print(opt._steps[loss, "auto"].__closure__[0].cell_contents.cache_info()["traces"])
+    """)
+    env = dict(os.environ, JVPVJP_CACHE_DIR="", JVPVJP_BACKEND="numpy")
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=300, cwd=str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["1"]

@@ -449,9 +449,10 @@ _MAX_ITEMS = 64
 
 def _is_library(filename):
     r = _library_file.get(filename)
-    if r is None:
-        r = _library_file[filename] = (filename.startswith("<frozen")
-                                       or filename.startswith(_LIBRARY_DIRS))
+    if r is None:      # (a module imported through a path with "..": its file unnormalised)
+        r = _library_file[filename] = (filename.startswith("<frozen") or (
+            not filename.startswith("<")
+            and os.path.abspath(filename).startswith(_LIBRARY_DIRS)))
     return r
 
 
