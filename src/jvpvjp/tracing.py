@@ -84,8 +84,9 @@ _internal_files = {}
 
 def _is_internal(fn):
     r = _internal_files.get(fn)
-    if r is None:
-        r = _internal_files[fn] = (fn.startswith(_PACKAGE_DIR) or fn.startswith(_NUMPY_DIR)
+    if r is None:      # (by the absolute path: jvpvjp may be imported through "..")
+        path = fn if fn.startswith("<") else os.path.abspath(fn)
+        r = _internal_files[fn] = (path.startswith(_PACKAGE_DIR) or path.startswith(_NUMPY_DIR)
                                    or fn.startswith("<__array_function__"))
     return r
 
