@@ -30,8 +30,9 @@ import numpy as np
 from . import tape
 
 # A stretch must be at least this long, and repeat at least this often, to be rolled: a
-# shorter one costs more in a call and a compile than the interpreter does.
-MIN_OPS = 48
+# loop costs a call (about 0.4 us, and one more for the tape's slice after it) and saves
+# a few ns per instruction, so shorter ones are left to the tape's loop.
+MIN_OPS = 384
 MIN_REPEATS = 4
 MAX_PERIOD = 128
 
@@ -50,42 +51,55 @@ def segments(table, max_period=MAX_PERIOD):
 
     Instructions t, t + p, t + 2p fit one affine pattern when their opcodes agree and
     their operand slots have equal differences; a stretch of ``n`` repetitions of period
-    ``p`` from ``s`` needs that for every t in [s, s + (n - 2) p). Periods are tried
-    shortest first, and a longer one only where a shorter one found nothing (a multiple
-    of a period is a period too). Candidates are taken largest first; one that overlaps a
-    taken stretch is cut to the repetitions that do not."""
+    ``p`` from ``s`` needs that for every t in [s, s + (n - 2) p). For each period the
+    opcodes are compared over the whole table, the slots only where opcodes agree, one
+    column at a time, and not where a divisor of the period was found (a multiple of a
+    period is a period too). Candidates are taken largest first (an outer loop beats its
+    inner one);
+    one that overlaps a taken stretch keeps the largest free piece of its repetitions."""
     n_ins = table.shape[0]
     code = table[:, 0]
-    covered = np.zeros(n_ins, bool)
     candidates = []
+    found = np.zeros(n_ins, np.int32)     # the shortest period found periodic there
     for p in range(1, min(max_period, n_ins // MIN_REPEATS) + 1):
-        same = (code[p:] == code[:-p]) & ~covered[:-p]
-        if np.count_nonzero(same) < MIN_OPS:
+        same = code[p:] == code[:-p]
+        at = np.flatnonzero(same[:-p] & same[p:])
+        if at.size < MIN_OPS - 2 * p:
             continue
-        d = table[p:] - table[:-p]
-        ok = same[:-p] & same[p:] & np.all(d[p:] == d[:-p], axis=1)
+        q = found[at]         # a multiple of a period found there adds nothing
+        at = at[(q == 0) | (p % np.maximum(q, 1) != 0)]
+        if at.size < MIN_OPS - 2 * p:
+            continue
+        for col in range(1, table.shape[1]):
+            x0, x1, x2 = table[at, col], table[at + p, col], table[at + 2 * p, col]
+            at = at[x2 - x1 == x1 - x0]
+        if at.size < MIN_OPS - 2 * p:
+            continue
+        ok = np.zeros(n_ins - 2 * p, bool)
+        ok[at] = True
         for s, e in zip(*_runs(ok)):
             reps = (e - s) // p + 2
             if reps >= MIN_REPEATS and reps * p >= MIN_OPS:
                 candidates.append((int(reps * p), p, int(s), int(reps)))
-                covered[s:s + reps * p] = True
+                piece = found[s:s + reps * p]
+                piece[piece == 0] = p
     candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
-    taken = []                       # sorted, disjoint (start, period, end)
+    used = np.zeros(n_ins, bool)
+    taken = []
     for _, p, s, reps in candidates:
-        lo, hi = s, s + reps * p
-        for ts, _, te in taken:      # the larger free piece of [lo, hi), on the period
-            if te <= lo or ts >= hi:
+        free = ~used[s:s + reps * p]
+        if not free.all():            # the largest free piece, on the period
+            starts, ends = _runs(free)
+            if not starts.size:
                 continue
-            if ts - lo >= hi - te:
-                hi = ts
-            else:
-                lo = te
-        lo = s + -(-(lo - s) // p) * p
-        reps = (hi - lo) // p
+            i = int(np.argmax(ends - starts))
+            lo = s + -(-int(starts[i]) // p) * p
+            reps = (s + int(ends[i]) - lo) // p
+            s = lo
         if reps >= MIN_REPEATS and reps * p >= MIN_OPS:
-            taken.append((lo, p, lo + reps * p))
-            taken.sort()
-    return taken
+            used[s:s + reps * p] = True
+            taken.append((s, p, s + reps * p))
+    return sorted(taken)
 
 
 # -- the loop bodies -----------------------------------------------------------------------
@@ -114,23 +128,26 @@ def body_plan(table, lo, p):
     first, second = table[lo:lo + p], table[lo + p:lo + 2 * p]
     base = first[:, 1:].copy()
     stride = second[:, 1:] - first[:, 1:]
-    out_base, out_stride = base[:, 3], stride[:, 3]
-    ops = []
+    outs = [(int(b), int(s)) for b, s in zip(base[:, 3], stride[:, 3])]
+    now = {o: q for q, o in enumerate(outs)}
+    last = {(b - s, s): q for q, (b, s) in enumerate(outs)}
+    ops, written = [], set()       # written: slots this repetition has written so far
     for k in range(p):
         name = names[int(first[k, 0])]
         sources = []
         for col in range(_arity(name)):
-            b, s = base[k, col], stride[k, col]
-            src = None
-            for q in range(k):                       # this repetition's value
-                if out_base[q] == b and out_stride[q] == s:
-                    src = ("now", q)
-            if src is None:
-                for q in range(p):                   # the previous repetition's value
-                    if out_base[q] - out_stride[q] == b and out_stride[q] == s:
-                        src = ("last", q)
-            sources.append(src)
+            slot = (int(base[k, col]), int(stride[k, col]))
+            q = now.get(slot)
+            if q is not None and q < k:              # this repetition's value
+                sources.append(("now", q))
+            elif slot in last and slot[0] not in written:
+                # the previous repetition's (before the loop: read from memory once; not
+                # a slot this repetition has written by then)
+                sources.append(("last", last[slot]))
+            else:
+                sources.append(None)
         ops.append((name, tuple(sources)))
+        written.add(outs[k][0])
     return tuple(ops), base, stride
 
 

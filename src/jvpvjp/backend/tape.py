@@ -43,8 +43,8 @@ def opcodes():
     if _opcodes.get("n") != len(REGISTRY):
         names = list(_INTERNAL) + [p.name for p in REGISTRY.values()
                                    if p.kind == "elementwise" and p.scalar is not None]
-        _opcodes.clear()
-        _opcodes.update(table={n: i for i, n in enumerate(names)}, n=len(REGISTRY))
+        _opcodes["table"] = {n: i for i, n in enumerate(names)}   # (one assignment each:
+        _opcodes["n"] = len(REGISTRY)                             # readers never see none)
     return _opcodes["table"]
 
 
