@@ -151,16 +151,17 @@ def body_plan(table, lo, p):
     return tuple(ops), base, stride
 
 
-def body_source(signature):
-    """A Numba function ``kernel(n, base, step, buf)`` running ``n`` repetitions."""
-    p = len(signature)
+def body_source(signature, stores):
+    """A Numba function ``kernel(n, base, step, buf)`` running ``n`` repetitions; op k's
+    results are stored as ``stores[k]`` says: ``"all"``, ``"last"`` (only the last
+    repetition's, after the loop) or ``"none"``."""
     carried = sorted({q for _, srcs in signature for s in srcs if s and s[0] == "last"
                       for q in (s[1],)})
     lines = ["import math", "import numpy as np", "from numba import njit", "", "",
              "@njit(cache=True, error_model='numpy', fastmath=False)",
              "def kernel(n, base, step, buf):"]
     for k, (_, srcs) in enumerate(signature):
-        cols = [c for c, s in enumerate(srcs) if s is None] + [3]
+        cols = [c for c, s in enumerate(srcs) if s is None] + [3] * (stores[k] != "none")
         for c in cols:
             lines.append(f"    i{k}_{c} = base[{k}, {c}]")
             lines.append(f"    s{k}_{c} = step[{k}, {c}]")
@@ -181,9 +182,13 @@ def body_source(signature):
         operands += ["0.0"] * (3 - len(operands))
         lines.append(f"        x, y, z = {', '.join(operands)}")
         lines.append(f"        v{k} = {_expression(name)}")
-        lines.append(f"        buf[i{k}_3 + j * s{k}_3] = v{k}")
+        if stores[k] == "all":
+            lines.append(f"        buf[i{k}_3 + j * s{k}_3] = v{k}")
+    for k, how in enumerate(stores):
+        if how == "last":
+            lines.append(f"    if n > 0:")
+            lines.append(f"        buf[i{k}_3 + (n - 1) * s{k}_3] = v{k}")
     lines += ["    return 0", ""]
-    del p
     return "\n".join(lines)
 
 
@@ -191,20 +196,55 @@ _bodies = {}
 _bodies_lock = threading.Lock()
 
 
-def compiled_body(signature):
-    """The compiled loop for a body signature (built once per process; its machine code
-    comes from the kernel disk cache after the first time on a machine)."""
-    fn = _bodies.get(signature)
+def compiled_body(signature, stores=None):
+    """The compiled loop for a body signature and which results it stores (default: all);
+    built once per process, its machine code from the kernel disk cache after the first
+    time on a machine."""
+    stores = ("all",) * len(signature) if stores is None else tuple(stores)
+    key = (signature, stores)
+    fn = _bodies.get(key)
     if fn is None:
         with _bodies_lock:
-            fn = _bodies.get(signature)
+            fn = _bodies.get(key)
             if fn is None:
                 from .numba_backend import precompiled
-                p = len(signature)
-                z = np.zeros((p, 4), np.int64)
-                fn = precompiled(body_source(signature), 0, z, z, np.zeros(1))
-                _bodies[signature] = fn
+                z = np.zeros((len(signature), 4), np.int64)
+                fn = precompiled(body_source(signature, stores), 0, z, z, np.zeros(1))
+                _bodies[key] = fn
     return fn
+
+
+def stride_of_outputs(base, stride):
+    return [(int(b), int(s)) for b, s in zip(base[:, 3], stride[:, 3])]
+
+
+def _store(read):
+    """How a loop stores one op's results, given which of them are read."""
+    if read[:-1].any():
+        return "all"
+    return "last" if read[-1] else "none"
+
+
+def _slots_read(t, table, plans):
+    """Which slots some instruction reads from memory, or the kernel returns: only those
+    results a loop stores (the rest stay in registers; an unrolled loop's sweeps read
+    back few of their values)."""
+    read = np.zeros(t.n_slots, bool)
+    read[t.out_slots] = True
+    on_tape = np.ones(len(table), bool)
+    for lo, _, hi, *_ in plans:
+        on_tape[lo:hi] = False
+    for col in (1, 2, 3):        # the tape's loop loads every operand column
+        read[table[on_tape, col]] = True
+    for lo, p, hi, signature, base, stride in plans:
+        j = np.arange((hi - lo) // p)
+        for k, (_, sources) in enumerate(signature):
+            for c, src in enumerate(sources):
+                if src is None:
+                    read[base[k, c] + j * stride[k, c]] = True
+                elif src[0] == "last":               # loaded once, before the loop
+                    read[base[k, c]] = True
+    return read
 
 
 class RolledKernel:
@@ -214,16 +254,21 @@ class RolledKernel:
     def __init__(self, ol):
         self.oplist = ol
         self.tape = t = tape.encoded(ol)
+        self._local = threading.local()
         table = np.stack([t.code.astype(np.int64), t.a, t.b, t.c, t.out], axis=1)
         self.steps = []         # (fn, its arguments before the buffer)
         self.rolled_ops = 0
+        plans = [(lo, p, hi) + body_plan(table, lo, p) for lo, p, hi in segments(table)]
+        read = _slots_read(t, table, plans)
         at = 0
         loop = tape.run_loop()
-        for lo, p, hi in segments(table):
+        for lo, p, hi, signature, base, stride in plans:
             if lo > at:
                 self.steps.append((loop, self._slices(at, lo)))
-            signature, base, stride = body_plan(table, lo, p)
-            self.steps.append((compiled_body(signature), ((hi - lo) // p, base, stride)))
+            n = (hi - lo) // p
+            stores = [_store(read[b + np.arange(n) * s]) for b, s in stride_of_outputs(
+                base, stride)]
+            self.steps.append((compiled_body(signature, stores), (n, base, stride)))
             self.rolled_ops += hi - lo
             at = hi
         if at < len(t.code):
@@ -233,10 +278,22 @@ class RolledKernel:
         t = self.tape
         return t.code[lo:hi], t.a[lo:hi], t.b[lo:hi], t.c[lo:hi], t.out[lo:hi]
 
+    def _buffer(self):
+        """This thread's buffer, constants in place. Kept across calls: every other slot
+        is written before it is read (inputs by the call, the rest by the instructions),
+        and outputs leave as scalars, so nothing a caller holds aliases it. A long
+        program's buffer is megabytes: a fresh one per call cost page faults, and the
+        constants (one per step of an unrolled loop, often) a scatter."""
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            t = self.tape
+            buf = self._local.buf = np.empty(t.n_slots)
+            buf[t.const_slots] = t.const_vals
+        return buf
+
     def __call__(self, *args):
         t = self.tape
-        buf = np.empty(t.n_slots)
-        buf[t.const_slots] = t.const_vals
+        buf = self._buffer()
         for s, x in zip(t.in_slots, args):
             buf[s] = x
         for fn, a in self.steps:
