@@ -422,8 +422,9 @@ def test_long_scalar_programs_run_on_the_tape(monkeypatch):
 
 @pytest.mark.usefixtures("compiled")
 def test_tape_fused_multiply_adds_round_like_the_separate_ops(monkeypatch):
-    from jvpvjp.backend import compile_oplist, tape
+    from jvpvjp.backend import compile_oplist, rolled, tape
     monkeypatch.setattr(jvpvjp.config, "tape_threshold", 50)
+    monkeypatch.setattr(rolled, "MIN_OPS", 48)       # roll these short loops too
 
     def chain(x, y):
         for _ in range(30):

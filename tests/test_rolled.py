@@ -250,3 +250,16 @@ def test_compile_oplist_names_the_backend():
     assert isinstance(compile_oplist(ol, "rolled"), rolled.RolledKernel)
     with pytest.raises(ValueError, match="scalar"):
         compile_oplist(jvpvjp.make_oplist(lambda x: np.sin(x))(np.ones(3)), "rolled")
+
+
+def test_one_encoding_per_op_list_and_nothing_kept_after_it():
+    import gc
+    import weakref
+    ol = jvpvjp.make_oplist(chain(150))(0.3, 0.5)
+    alive = weakref.ref(ol)
+    on_tape, rolled_ = compile_oplist(ol, "tape"), compile_oplist(ol, "rolled")
+    assert rolled_.tape is on_tape                 # encoded once, for both tiers
+    _same(rolled_(0.3, 0.5), on_tape(0.3, 0.5))
+    del ol, on_tape, rolled_
+    gc.collect()
+    assert alive() is None

@@ -290,7 +290,13 @@ def _inline_check(sig, replay):
 def fast_replayer(table, args):
     """The replayer ``table`` (one backend's `FastTable`) holds for ``args``, or None: the
     same lookup as ``table.get(fast_signature(args))``, cheaper for scalar arguments (whose
-    key is their types tuple, tried first) and, for arrays, through the inline cache."""
+    key is their types tuple) and, for arrays, through the inline cache, tried first (set
+    only once an array signature was served)."""
+    last = table.last
+    if last is not None:
+        replay = last(args)
+        if replay is not None:
+            return replay
     n = len(args)          # (tuple(map(type, args)) costs more than the kernel call)
     if n == 1:
         types_ = (type(args[0]),)
@@ -305,11 +311,6 @@ def fast_replayer(table, args):
     replay = table.get(types_)
     if replay is not None or np.ndarray not in types_:
         return replay
-    last = table.last
-    if last is not None:
-        replay = last(args)
-        if replay is not None:
-            return replay
     sig = fast_signature(args)
     if sig is not None:
         replay = table.get(sig)

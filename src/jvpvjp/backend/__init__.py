@@ -15,7 +15,6 @@ backend compiles the loop itself, so a column costs its arithmetic and no dispat
 from __future__ import annotations
 
 import functools
-import weakref
 
 import numpy as np
 
@@ -102,17 +101,17 @@ def compile_oplist(ol, backend=None):
 register_backend("numpy", InterpreterKernel)
 
 def once_per_oplist(fn):
-    """``fn(ol)`` computed once per op list object (while it lives): a kernel that moves up
-    the tiers is built from one op list several times (a tape, then compiled code)."""
-    memo = {}     # id(op list) -> (weak reference to it, result)
+    """``fn(ol)`` computed once per op list object: a kernel that moves up the tiers is
+    built from one op list several times (a tape, then compiled code). The result is kept
+    on the op list itself, so it goes when the op list goes (a table beside it would keep
+    both alive: results refer to their op lists)."""
+    name = f"_once_{fn.__name__}"
 
     def wrapper(ol):
-        hit = memo.get(id(ol))
-        if hit is not None and hit[0]() is ol:
-            return hit[1]
-        result = fn(ol)
-        key = id(ol)
-        memo[key] = (weakref.ref(ol, lambda _: memo.pop(key, None)), result)
+        result = ol.__dict__.get(name)
+        if result is None:
+            result = fn(ol)
+            ol.__dict__[name] = result
         return result
     return functools.wraps(fn)(wrapper)
 
