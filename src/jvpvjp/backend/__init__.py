@@ -100,6 +100,7 @@ def compile_oplist(ol, backend=None):
 
 register_backend("numpy", InterpreterKernel)
 
+
 def once_per_oplist(fn):
     """``fn(ol)`` computed once per op list object: a kernel that moves up the tiers is
     built from one op list several times (a tape, then compiled code). The result is kept
