@@ -186,7 +186,7 @@ def body_source(signature, stores):
             lines.append(f"        buf[i{k}_3 + j * s{k}_3] = v{k}")
     for k, how in enumerate(stores):
         if how == "last":
-            lines.append(f"    if n > 0:")
+            lines.append("    if n > 0:")
             lines.append(f"        buf[i{k}_3 + (n - 1) * s{k}_3] = v{k}")
     lines += ["    return 0", ""]
     return "\n".join(lines)
