@@ -26,6 +26,8 @@ import numpy as np
 
 from .oplist import Guard, Op, OpList, Var
 
+_asarray = np.asarray        # NumPy's, bound before any trace replaces np.asarray
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__))
 
@@ -266,26 +268,28 @@ def bind(prim, *args, **params):
         raise TracingError("a traced value of one thread's trace was used in another "
                            "thread; pass arrays, not traced values, between threads")
     for a in args:
-        if isinstance(a, Tracer) and a._base is not None:
+        if type(a) is Tracer and a._base is not None:
             a.check_fresh()
     invars = [builder.to_var(a) for a in args]
     where = user_frame() if builder.concrete else None
-    if not prim.complex and any(v.dtype.kind == "c" for v in invars):
-        raise TypeError(f"{prim.name} of complex values is not supported\n  at "
-                        f"{format_where(where)}")
+    if not prim.complex:
+        for v in invars:
+            if v.dtype.kind == "c":
+                raise TypeError(f"{prim.name} of complex values is not supported\n  at "
+                                f"{format_where(where)}")
     try:
-        shape, dtype = prim.abstract_eval(*[v.aval for v in invars], **params)
-        shape, dtype = tuple(shape), np.dtype(dtype)
+        out = Var(*prim.abstract_eval(*[v.aval for v in invars], **params))
     except (ValueError, TypeError, IndexError) as e:
         raise type(e)(f"{prim.name}: {e}\n  at {format_where(where)}") from None
     value = None
     if builder.concrete:
-        vals = [a.value if isinstance(a, Tracer) else np.asarray(a) for a in args]
-        value = np.asarray(prim.impl(*vals, **params))    # errstate: set by the tracer
-        if value.shape != shape or value.dtype != dtype:
+        # NumPy's own asarray: while tracing, np.asarray is jvpvjp's stand-in
+        vals = [a.value if type(a) is Tracer else _asarray(a) for a in args]
+        value = _asarray(prim.impl(*vals, **params))    # errstate: set by the tracer
+        if value.shape != out.shape or value.dtype != out.dtype:
             raise AssertionError(f"internal error: {prim.name} computed {value.shape} "
-                                 f"{value.dtype}, abstract evaluation said {shape} {dtype}")
-    out = Var(shape, dtype)
+                                 f"{value.dtype}, abstract evaluation said {out.shape} "
+                                 f"{out.dtype}")
     builder.ops.append(Op(prim, tuple(invars), out, params, where))
     result = Tracer(builder, out, value)
     if prim.kind == "view" and isinstance(args[0], Tracer):
