@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import math
 import pickle
 import time
@@ -36,6 +37,8 @@ import numpy as np
 from .pytree import tree_flatten, tree_unflatten
 
 __all__ = ["value_and_grad", "grad", "fit", "jacrev", "jacfwd"]
+
+log = logging.getLogger("jvpvjp")
 
 _REDUCE = ("mean", "sum")
 
@@ -196,9 +199,8 @@ def _step(submit, fun):
         except CancelledError as e:
             if attempt + 1 == _STEP_TRIES:
                 raise
-            import logging
-            logging.getLogger("jvpvjp").warning("distributed: a step's tasks were cancelled "
-                                                "(%s); running the step again", e)
+            log.warning("distributed: a step's tasks were cancelled (%s); running the step "
+                        "again", e)
 
 
 def _source_file(fun):

@@ -11,8 +11,8 @@ Design notes
 * A stretch runs as a loop over its repetitions in the original order, so it computes
   exactly what the tape computes, to the bit. Its body is generated straight-line code:
   operands produced earlier in the same repetition, or by the previous repetition, stay in
-  registers; the rest are loads at ``base + j * stride``. Every result is also stored, as
-  the tape stores it, for the instructions outside the loop.
+  registers; the rest are loads at ``base + j * stride``. A result is stored only when
+  something reads it from memory (every repetition's, or the last one's after the loop).
 * The body's code depends only on its opcodes and where its operands come from (a
   register or memory); slots and strides are arguments. So a body is compiled once, in
   well under a second, whatever the trace length, and it is shared by every program with
@@ -55,8 +55,8 @@ def segments(table, max_period=MAX_PERIOD):
     opcodes are compared over the whole table, the slots only where opcodes agree, one
     column at a time, and not where a divisor of the period was found (a multiple of a
     period is a period too). Candidates are taken largest first (an outer loop beats its
-    inner one);
-    one that overlaps a taken stretch keeps the largest free piece of its repetitions."""
+    inner one); one that overlaps a taken stretch keeps the largest free piece of its
+    repetitions."""
     n_ins = table.shape[0]
     code = table[:, 0]
     candidates = []
@@ -214,10 +214,6 @@ def compiled_body(signature, stores=None):
     return fn
 
 
-def stride_of_outputs(base, stride):
-    return [(int(b), int(s)) for b, s in zip(base[:, 3], stride[:, 3])]
-
-
 def _store(read):
     """How a loop stores one op's results, given which of them are read."""
     if read[:-1].any():
@@ -266,8 +262,8 @@ class RolledKernel:
             if lo > at:
                 self.steps.append((loop, self._slices(at, lo)))
             n = (hi - lo) // p
-            stores = [_store(read[b + np.arange(n) * s]) for b, s in stride_of_outputs(
-                base, stride)]
+            stores = [_store(read[b + np.arange(n) * s])
+                      for b, s in zip(base[:, 3].tolist(), stride[:, 3].tolist())]
             self.steps.append((compiled_body(signature, stores), (n, base, stride)))
             self.rolled_ops += hi - lo
             at = hi
