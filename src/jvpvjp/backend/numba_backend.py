@@ -77,6 +77,8 @@ def _blas():
 def _numpy_expression(op, args, expr):
     """The NumPy call for a large op better left to NumPy (run from object mode), or None."""
     out, name = op.outvar, op.prim.name
+    if _array_loop(op, args) is not None:
+        return None
     if name == "matmul" and not _blas():
         ops = [f"np.swapaxes({a}, -1, -2)" if op.params.get(t, False) else a
                for a, t in zip(args, ("ta", "tb"))]
@@ -94,6 +96,13 @@ def _numpy_expression(op, args, expr):
         if out.ndim == 0:
             return f"np.{out.dtype.name}({call})"
         return f"np.ascontiguousarray({call}, {cast})"
+    return None
+
+
+def _array_loop(op, args):
+    """The primitive's compiled whole-array loop for ``op`` outside loop nests, or None."""
+    if op.prim.array_loop and op.outvar.dtype.kind == "f" and op.outvar.ndim > 0:
+        return op.prim.array_loop.format(*args)
     return None
 
 
@@ -171,8 +180,9 @@ def _loop_space(op):
     if not op.prim.in_loops or out.ndim < max(1, config.loop_rank):
         return None
     if op.prim.numpy_faster and out.size >= config.numpy_ufunc_threshold and \
-            out.dtype.kind == "f" and op.prim.loop is None:
-        return None           # NumPy's SIMD loop, from object mode (see _numpy_expression)
+            out.dtype.kind == "f" and (op.prim.loop is None or op.prim.array_loop):
+        return None           # NumPy's SIMD loop, from object mode (see _numpy_expression),
+        #                       or the primitive's own whole-array loop (_array_loop)
     return out.shape
 
 
@@ -249,7 +259,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True):
     for i, op in enumerate(ops):
         out = op.outvar
         if in_loop[i] or i in to_numpy or not op.prim.fusible or uses.get(out, 0) != 1 \
-                or out in pinned:
+                or out in pinned or _array_loop(op, ["_"]):
             continue
         c = consumers[out][0]
         if ops[c].prim.fusible and c not in to_numpy:
@@ -435,7 +445,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True):
             if op.prim.contiguous_args:
                 args = [f"np.ascontiguousarray({a})" if v.shape and layout.get(v, "C") == "A"
                         else a for a, v in zip(args, op.invars)]
-            expr = op.prim.lower(args, op)
+            expr = _array_loop(op, args) or op.prim.lower(args, op)
             layout[out] = _result_layout(op, layout)
             numpy_expr = _numpy_expression(op, args, expr) if i in to_numpy else None
             if numpy_expr is not None:

@@ -330,7 +330,48 @@ def _lu_logdet_batched(lu):
     return out
 
 
-HELPERS = ["_lu_batched", "_lu_solve_batched", "_lu_inverse_batched", "_lu_logdet_batched",
+# sin and cos of whole arrays, out of loop nests (large arrays): in blocks, each by the
+# medium-range functions (a sixth of the work), and again by the full ones when an element
+# of the block is beyond their range or not finite
+from .vmath import SIN_MEDIUM, vcos, vcos_medium, vsin, vsin_medium, wide_vectors  # noqa: E402
+
+_SIN_BLOCK = 4096
+
+
+@njit(**_opts)
+def _sincos_medium(x, out, cosine):
+    """out = sin(x) (cos(x)) where |x| < SIN_MEDIUM; whether some element is beyond (or not
+    finite). (The test of ``cosine`` is moved out of the loop by LLVM.)"""
+    wide_vectors()
+    beyond = False
+    for i in range(x.size):
+        out[i] = vcos_medium(x[i]) if cosine else vsin_medium(x[i])
+        beyond |= not abs(x[i]) < SIN_MEDIUM
+    return beyond
+
+
+@njit(**_opts)
+def _sincos_full(x, out, cosine):
+    wide_vectors()
+    for i in range(x.size):
+        out[i] = vcos(x[i]) if cosine else vsin(x[i])
+
+
+@njit(**_opts)
+def _sincos_array(a, cosine):
+    """np.sin(a), or np.cos(a) if ``cosine``, for a float array of any layout. (The inner
+    loops are functions of their own: inlined into the block loop, they vectorise worse.)"""
+    x = np.ascontiguousarray(a).reshape(-1)
+    out = np.empty(x.size, a.dtype)
+    for start in range(0, x.size, _SIN_BLOCK):
+        stop = min(start + _SIN_BLOCK, x.size)
+        xs, os = x[start:stop], out[start:stop]
+        if _sincos_medium(xs, os, cosine):
+            _sincos_full(xs, os, cosine)
+    return out.reshape(a.shape)
+
+
+HELPERS = ["_sincos_array", "_lu_batched", "_lu_solve_batched", "_lu_inverse_batched", "_lu_logdet_batched",
            "_det_batched", "_cholesky_batched",
            "_eigh_batched", "_svd_batched", "_qr_batched", "_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_scatter_add",
            "_batched_matmul_nn", "_batched_matmul_tn", "_batched_matmul_nt",

@@ -37,8 +37,9 @@ backends, the simplifier and the NumPy front end read these fields.
 * ``commutative``; ``fuses`` (an elementwise lowering that may be inlined into its consumer);
   ``numpy_faster`` (NumPy's SIMD loop beats Numba's scalar one on large arrays);
   ``numpy_name`` (a reduction's NumPy function, called from compiled code on large arrays);
-* ``loop``, ``pointwise``, ``accumulate``, ``cost``: how generated loop nests compute it
-  (see the field comments below and `backend.numba_backend`);
+* ``loop``, ``pointwise``, ``accumulate``, ``cost``: how generated loop nests compute it,
+  ``array_loop`` how large arrays do outside them (see the field comments below and
+  `backend.numba_backend`);
 * ``tapes``: the tape interpreters run it. ``False`` for ops that do much work per element
   or have integer results (sorting, linear algebra): a program holding one starts in the
   NumPy interpreter, where such an op costs what NumPy's call costs;
@@ -117,7 +118,11 @@ class Primitive:
     # combine template of (accumulator, element)) so it is accumulated in the nest of its
     # operand; ``cost`` is one element's cost relative to an add, which plans use to
     # decide whether a value is stored or recomputed where it is read again.
+    # ``array_loop``: a template over one array argument computing the op on a whole real
+    # floating array in compiled code, used instead of a loop nest for large arrays (those
+    # NumPy would run otherwise: see ``numpy_faster``).
     loop: object = None
+    array_loop: str | None = None
     pointwise: bool = False
     accumulate: tuple | None = None
     cost: int = 1

@@ -42,7 +42,7 @@ def _ufunc_lower(fmt):
 
 def unary(name, ufunc, deriv, lower, domain=(-2.0, 2.0), avoid=None, linear=False,
           scalar=None, numpy=None, numpy_faster=False, complex=False, loop=None, cost=1,
-          **tol):
+          array_loop=None, **tol):
     """Register ``name``: ``deriv(x, out)`` is d out / d x as traced code (None: zero);
     ``lower`` the Numba expression template, ``scalar`` the tapes' one when it differs;
     ``numpy`` the ufuncs it implements (default: ``ufunc``)."""
@@ -71,7 +71,7 @@ def unary(name, ufunc, deriv, lower, domain=(-2.0, 2.0), avoid=None, linear=Fals
                      tests=[Case(ufunc, "broadcast", (domain,), avoid=avoid, name=name, **tol)],
                      kind="elementwise", nin=1, numpy=(ufunc,) if numpy is None else numpy,
                      scalar=scalar or lower, numpy_faster=numpy_faster, complex=complex,
-                     loop=loop, cost=cost)
+                     loop=loop, cost=cost, array_loop=array_loop)
     return prim
 
 
@@ -166,9 +166,9 @@ expm1 = unary("expm1", np.expm1, lambda x, y: y + 1.0, "np.expm1({0})", loop="ve
 sqrt = unary("sqrt", np.sqrt, lambda x, y: 0.5 / y, "np.sqrt({0})", domain=(0.1, 3.0), **_C)
 square = unary("square", np.square, lambda x, y: 2.0 * x, "({0} * {0})", **_C)
 sin = unary("sin", np.sin, lambda x, y: np.cos(x), "np.sin({0})", domain=(-3.0, 3.0),
-            **_FAST_C)
+            loop="vsin({0})", array_loop="_sincos_array({0}, False)", **_FAST_C)
 cos = unary("cos", np.cos, lambda x, y: -np.sin(x), "np.cos({0})", domain=(-3.0, 3.0),
-            **_FAST_C)
+            loop="vcos({0})", array_loop="_sincos_array({0}, True)", **_FAST_C)
 tan = unary("tan", np.tan, lambda x, y: 1.0 + y * y, "np.tan({0})", domain=(-1.2, 1.2),
             **_FAST_C)
 arcsin = unary("arcsin", np.arcsin, lambda x, y: 1.0 / np.sqrt(1.0 - x * x),
