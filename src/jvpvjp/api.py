@@ -16,7 +16,7 @@ import numpy as np
 from . import config
 from .backend import compile_oplist, oplist_on_disk
 from .backend.tiers import Tiered
-from .dispatch import (Args, Path, Trace, dispatcher_for, fast_replayer, fast_signature,
+from .dispatch import (Args, Path, Trace, dispatcher_for, fast_hit, fast_signature,
                        normalize_argnums, unflatten_outputs)
 from .primitives import elementwise as _ew
 from .pytree import tree_flatten, tree_unflatten
@@ -161,8 +161,7 @@ def _value_and_grad(fun, argnums, has_aux, compile, with_value, holomorphic=Fals
     def value_and_grad_fun(*args, **kwargs):
         table = fast.get(config.backend)
         if table is not None and not kwargs and fast_ok:
-            replay = fast_replayer(table, args)
-            hit = replay(args) if replay is not None else None
+            hit = fast_hit(table, args)
             if hit is not None:
                 results = hit[1]
                 if one:

@@ -246,15 +246,15 @@ def fast_signature(args):
 
 class FastTable(dict):
     """One backend's fast table: {fast signature: replayer}, and an inline cache in front
-    of it (as CPython's specialising interpreter keeps one per call site): a check
+    of it (as CPython's specialising interpreter keeps one per call site): a function
     generated for the last signature served, which compares each argument's type, shape,
     strides and dtype in place, without building and hashing a signature (about 2 us for
-    six arrays)."""
+    six arrays), and runs the replayer's work in the same function."""
 
     def __init__(self):
         super().__init__()
-        self.last = None         # args -> replayer or None
-        self.checks = {}         # signature -> its generated check
+        self.last = None         # args -> (path, results) or None
+        self.checks = {}         # signature -> its generated function
 
     def remember(self, sig, replay):
         check = self.checks.get(sig)
@@ -264,7 +264,9 @@ class FastTable(dict):
 
 
 def _inline_check(sig, replay):
-    """``check(args) -> replay`` if ``args`` has fast signature ``sig``, else None."""
+    """``check(args) -> replay(args)`` if ``args`` has fast signature ``sig``, else None;
+    the replay inlined when it is one of `Dispatcher._replayer`'s single-path kinds (its
+    ``inline`` attribute: the kernel, its extra arguments, the environment check)."""
     n = len(sig)
     names = [f"a{i}" for i in range(n)]
     tests, env = [], {"replay": replay, "ndarray": np.ndarray}
@@ -277,26 +279,38 @@ def _inline_check(sig, replay):
             env[f"K{i}"] = s
             tests.append(f"type(a{i}) is K{i}")
     unpack = f"    {', '.join(names)}{',' if n == 1 else ''} = args\n" if n else ""
+    inline = getattr(replay, "inline", None)
+    if inline is None:
+        run = "        return replay(args)\n"
+    else:
+        kernel, extra, changed, path, stats = inline
+        env.update(kernel=kernel, path=path, stats=stats, changed=changed)
+        env.update({f"e{i}": e for i, e in enumerate(extra)})
+        call = ", ".join(names + [f"e{i}" for i in range(len(extra))])
+        run = ((f"        if changed() is not None:\n"
+                f"            return None\n"
+                f"        path.calls += 1\n") if changed is not None else "") + \
+            (f"        stats['calls'] += 1\n"
+             f"        return path, kernel.call({call})\n")
     src = (f"def check(args):\n"
            f"    if len(args) != {n}:\n"
            f"        return None\n{unpack}"
            f"    if {' and '.join(tests) if tests else 'True'}:\n"
-           f"        return replay\n"
+           f"{run}"
            f"    return None\n")
     exec(src, env)
     return env["check"]
 
 
-def fast_replayer(table, args):
-    """The replayer ``table`` (one backend's `FastTable`) holds for ``args``, or None: the
-    same lookup as ``table.get(fast_signature(args))``, cheaper for scalar arguments (whose
-    key is their types tuple) and, for arrays, through the inline cache, tried first (set
-    only once an array signature was served)."""
+def fast_hit(table, args):
+    """``(path, results)`` for ``args`` from ``table`` (one backend's `FastTable`), or None:
+    the inline cache first, then the table's lookup, cheaper for scalar arguments (whose
+    key is their types tuple) than building the arrays' signature."""
     last = table.last
     if last is not None:
-        replay = last(args)
-        if replay is not None:
-            return replay
+        hit = last(args)
+        if hit is not None:
+            return hit
     n = len(args)          # (tuple(map(type, args)) costs more than the kernel call)
     if n == 1:
         types_ = (type(args[0]),)
@@ -309,14 +323,13 @@ def fast_replayer(table, args):
     else:
         types_ = tuple(map(type, args))
     replay = table.get(types_)
-    if replay is not None or np.ndarray not in types_:
-        return replay
-    sig = fast_signature(args)
-    if sig is not None:
-        replay = table.get(sig)
-        if replay is not None:
-            table.remember(sig, replay)
-    return replay
+    if replay is None and np.ndarray in types_:
+        sig = fast_signature(args)
+        if sig is not None:
+            replay = table.get(sig)
+            if replay is not None:
+                table.remember(sig, replay)
+    return None if replay is None else replay(args)
 
 
 def _contiguous(args):
@@ -775,6 +788,7 @@ class Dispatcher:
                     def replay_one(args):
                         stats["calls"] += 1
                         return path, kernel.call(*args, *extra)
+                replay_one.inline = (kernel, extra, None, path, stats)
                 return replay_one
             if not path.guards and not path.volatile:
                 # one path whose globals and closure are checked: that check, the call
@@ -786,6 +800,7 @@ class Dispatcher:
                     stats["calls"] += 1
                     path.calls += 1
                     return path, kernel.call(*args, *extra)   # (.call changes with the tier)
+                replay_checked.inline = (kernel, extra, changed, path, stats)
                 return replay_checked
 
         def replay(call_args):
@@ -812,8 +827,7 @@ class Dispatcher:
     def replay_args(self, args):
         """`replay_fast` for ``args`` themselves (the signature computed here)."""
         table = self.fast.get(config.backend)
-        replay = fast_replayer(table, args) if table is not None else None
-        return None if replay is None else replay(args)
+        return None if table is None else fast_hit(table, args)
 
     def info(self):
         return dict(self.stats, signatures=len(self.paths),

@@ -218,10 +218,22 @@ class Scratch(tuple):
         return np.empty(self[0], self[1])
 
 
-def generate_source(ol, name="kernel", cache=True, scratch=True):
+class Out(tuple):
+    """An argument of a generated kernel that receives output ``position`` (shape, dtype,
+    position): small array results are written into arrays the caller passes, as Numba
+    takes about 0.4 us to allocate and box each array it returns (see `NumbaKernel`)."""
+    __slots__ = ()
+
+
+_OUT_MAX = 4096      # elements: larger outputs are returned (the copy would cost a pass)
+
+
+def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
     """(source, array constants in argument order) for op list ``ol``. With ``scratch``,
     intermediate arrays that only loops, products and reductions read are not allocated
-    by the kernel: they are trailing `Scratch` arguments, listed after the constants."""
+    by the kernel: they are trailing `Scratch` arguments, listed after the constants. With
+    ``outputs``, small array outputs are written into trailing `Out` arguments, listed
+    last; the kernel returns the other outputs, in order."""
     names = {}
     for i, v in enumerate(ol.invars):
         names[v] = f"x{i}"
@@ -462,16 +474,20 @@ def generate_source(ol, name="kernel", cache=True, scratch=True):
 
     if any(line.lstrip().startswith("for j") for line in body):
         body.insert(0, "    wide_vectors()")     # loops use the CPU's widest vectors
-    rets = []
-    for v in list(ol.outvars) + [g.var for g in ol.guards]:
+    rets, outs = [], []
+    for position, v in enumerate(list(ol.outvars) + [g.var for g in ol.guards]):
         ref = names[v]
+        if outputs and v.shape != () and v.size <= _OUT_MAX:
+            body.append(f"    o{len(outs)}[{', '.join([':'] * v.ndim)}] = {ref}")
+            outs.append(Out((v.shape, v.dtype, position)))
+            continue
         i = index.get(v)
         if v.shape != () and (v in ol.invars or v in ol.consts or
                               (i is not None and ops[i].prim.kind == "view")):
             ref = f"np.ascontiguousarray({ref}).copy()"
         rets.append(ref)
     params = [names[v] for v in ol.invars] + [f"k{i}" for i in range(len(array_consts))] + \
-        [f"w{i}" for i in range(len(work))]
+        [f"w{i}" for i in range(len(work))] + [f"o{i}" for i in range(len(outs))]
     lines = [
         "import numpy as np",
         "from numba import njit, objmode",
@@ -486,7 +502,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True):
         f"    return ({''.join(r + ', ' for r in rets)})",
         "",
     ]
-    return "\n".join(lines), array_consts + work
+    return "\n".join(lines), array_consts + work + outs
 
 
 def passes_of(source):
@@ -894,8 +910,9 @@ class NumbaKernel:
     def __init__(self, ol):
         self.oplist = ol
         self.source, consts = generate_source(ol, cache=bool(config.cache_dir))
-        self.consts = [c for c in consts if not isinstance(c, Scratch)]
+        self.consts = [c for c in consts if not isinstance(c, (Scratch, Out))]
         self.scratch = [c for c in consts if isinstance(c, Scratch)]
+        self.outs = [c for c in consts if isinstance(c, Out)]
         self._local = threading.local()
         self.fn = _compiled(self.source)
         # Numba returns scalars as Python floats/ints/bools: outputs get their NumPy scalar
@@ -905,8 +922,9 @@ class NumbaKernel:
         self._fresh = True    # not called yet: its first success confirms the cache entry
 
     def __call__(self, *args):
+        outs = [np.empty(shape, dtype) for shape, dtype, _ in self.outs]
         try:
-            res = self.fn(*args, *self.tail())
+            res = self.fn(*args, *self.tail(), *outs)
         except Warning:
             raise
         except Exception as e:
@@ -917,7 +935,7 @@ class NumbaKernel:
                 raise
             self.fn = fn     # the first call of a kernel fresh from a bad disk cache: again
             try:
-                res = fn(*args, *self.tail())
+                res = fn(*args, *self.tail(), *outs)
             except Warning:
                 raise
             except Exception as e2:
@@ -933,6 +951,10 @@ class NumbaKernel:
             if self._fresh:
                 _confirm(self.fn)
                 self._fresh = False
+        if outs:
+            res = list(res)
+            for (_, _, position), o in zip(self.outs, outs):
+                res.insert(position, o)
         if self._scalar_out:
             res = list(res)
             for i, t in self._scalar_out:
@@ -954,6 +976,7 @@ class NumbaKernel:
                       f" {str(error).splitlines()[0] if str(error) else ''}); running it on "
                       f"the NumPy interpreter instead", RuntimeWarning, stacklevel=3)
         interp = InterpreterKernel(self.oplist)
+        self.outs = []
         self.fn = lambda *a: interp(*a[:len(self.oplist.invars)])
         return self.fn(*args)
 
@@ -964,8 +987,10 @@ register_backend("numba", NumbaKernel)
 def generate_jacobian_source(first, second, spec, cache=True):
     """Source of a module whose ``kernel`` runs ``first`` once and ``second`` once per seed
     element in a compiled loop (see `JacobianSpec`), and the array constants it takes."""
-    src1, consts1 = generate_source(first, name="first", cache=cache, scratch=False)
-    src2, consts2 = generate_source(second, name="second", cache=cache, scratch=False)
+    src1, consts1 = generate_source(first, name="first", cache=cache, scratch=False,
+                                    outputs=False)
+    src2, consts2 = generate_source(second, name="second", cache=cache, scratch=False,
+                                    outputs=False)
     header, body1 = src1.split("\n\n\n", 1)
     body2 = src2.split("\n\n\n", 1)[1]
     xs = [f"x{i}" for i in range(len(first.invars))]
@@ -1097,7 +1122,7 @@ class NumbaJacobianKernel(NumbaKernel):
         self.oplist = first
         self.source, self.consts = generate_jacobian_source(
             simplify(first), simplify(second), spec, cache=bool(config.cache_dir))
-        self.scratch, self._local = [], threading.local()
+        self.scratch, self.outs, self._local = [], [], threading.local()
         self.fn = _compiled(self.source)
         known = first.outvars[:spec.n_known]
         self._scalar_out = [(len(spec.outputs[0]) + i, v.dtype.type)

@@ -27,8 +27,11 @@ import itertools
 import logging
 import os
 import queue
+import sys
 import threading
 import time
+
+import numpy as np
 
 from .. import config
 
@@ -165,8 +168,16 @@ def _small_arrays(ol):
 def _direct(kernel):
     """The cheapest callable with ``kernel``'s results: a compiled Numba kernel that has run
     once is called without its Python wrapper, its scalar outputs converted back to their
-    NumPy types by a function generated for exactly those inputs and outputs (fixed arity,
-    everything it calls bound as a local)."""
+    NumPy types and its small array outputs (`numba_backend.Out`) passed in, by a function
+    generated for exactly those inputs and outputs (fixed arity, everything it calls bound
+    as a local).
+
+    The arrays passed in for the outputs are reused across calls when nothing else holds
+    them: each thread keeps its last two sets, and a set is taken again only if each of
+    its arrays is referenced by the set alone (``sys.getrefcount``), so a result the caller
+    still holds, or a view of it, is never written again. Two sets let the usual loop
+    (``g = f(x)``, the previous ``g`` still bound during the call) reuse memory.
+    """
     fn = getattr(kernel, "fn", None)
     if type(kernel).__name__ != "NumbaKernel" or fn is None:
         return kernel
@@ -177,24 +188,49 @@ def _direct(kernel):
     else:
         tail = None
     conv = dict(kernel._scalar_out)
+    outs = list(getattr(kernel, "outs", ()))
     n = len(kernel.oplist.outvars) + len(kernel.oplist.guards)
-    if not conv:
+    if not conv and not outs:
         if tail is not None:
             return lambda *a: fn(*a, *tail())
         return fn if not consts else (lambda *a: fn(*a, *consts))
     params = ", ".join(f"a{i}" for i in range(len(kernel.oplist.invars)))
-    bound = ", ".join(["fn=fn"] + [f"c{i}=c{i}" for i in range(len(consts))]
-                      + [f"t{i}=t{i}" for i in conv] + ["tail=tail"] * (tail is not None))
+    ns = {"fn": fn, "tail": tail, "pools": {}, "ident": threading.get_ident,
+          "rc": sys.getrefcount, "empty": np.empty,
+          **{f"c{i}": c for i, c in enumerate(consts)},
+          **{f"t{i}": t for i, t in conv.items()},
+          **{f"S{k}": o[0] for k, o in enumerate(outs)},
+          **{f"D{k}": o[1] for k, o in enumerate(outs)}}
+    bound = ", ".join(f"{name}={name}" for name in ns if name != "tail" or tail is not None)
+    out_at = {o[2]: k for k, o in enumerate(outs)}
+    ret_names = [f"r{i}" for i in range(n) if i not in out_at]
     call_args = ", ".join([params] * bool(params) + [f"c{i}" for i in range(len(consts))]
-                          + ["*tail()"] * (tail is not None))
-    names = [f"r{i}" for i in range(n)]
-    items = ", ".join(f"t{i}(r{i})" if i in conv else f"r{i}" for i in range(n))
-    src = (f"def call({params + ', ' if params else ''}*, {bound}):\n"
-           f"    {', '.join(names)}, = fn({call_args})\n"
-           f"    return ({items},)\n")
-    ns = {"fn": fn, "tail": tail, **{f"c{i}": c for i, c in enumerate(consts)},
-          **{f"t{i}": t for i, t in conv.items()}}
-    exec(src, ns)
+                          + ["*tail()"] * (tail is not None) + ["*outs"] * bool(outs))
+    items = ", ".join(f"o{out_at[i]}" if i in out_at else f"t{i}(r{i})" if i in conv
+                      else f"r{i}" for i in range(n))
+    lines = [f"def call({params + ', ' if params else ''}*, {bound}):"]
+    if outs:
+        new = "(" + "".join(f"empty(S{k}, D{k}), " for k in range(len(outs))) + ")"
+        free = " and ".join(f"rc(pool[i][{k}]) == 2" for k in range(len(outs)))
+        lines += ["    pool = pools.get(ident())",
+                  "    if pool is None:",
+                  "        pool = pools[ident()] = []",
+                  "    outs = None",
+                  "    for i in range(len(pool)):",
+                  f"        if {free}:",
+                  "            outs = pool.pop(i)",
+                  "            break",
+                  "    if outs is None:",
+                  f"        outs = {new}"]
+    result = f"{', '.join(ret_names)}, = " if ret_names else ""
+    lines.append(f"    {result}fn({call_args})")
+    if outs:
+        lines += [f"    {''.join(f'o{k}, ' for k in range(len(outs)))}= outs",
+                  "    pool.append(outs)",
+                  "    if len(pool) > 2:",
+                  "        del pool[0]"]
+    lines.append(f"    return ({items},)")
+    exec("\n".join(lines) + "\n", ns)
     return ns["call"]
 
 
@@ -277,8 +313,17 @@ class Tiered:
         self.tier = tier
         if _RANK[tier] < 2 and self._target is not None:
             self.call = self._counting(kernel, tier)
-        else:
-            self.call = _direct(kernel) if ran else kernel
+        elif ran:
+            self.call = _direct(kernel)
+        elif _direct(kernel) is kernel:
+            self.call = kernel
+        else:                       # its wrapper until one call succeeded, then without it
+            def first(*args):
+                out = kernel(*args)
+                if self.call is first:
+                    self.call = _direct(kernel)
+                return out
+            self.call = first
         if tier != "numpy" or how != "first call":
             self._note(f"{self.label}: now on {tier} ({how}"
                        + (f", {seconds:.2f} s" if seconds else "") + ")")

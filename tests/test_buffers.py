@@ -1,0 +1,90 @@
+"""Small array results of compiled kernels are written into arrays the caller side passes
+in, reused across calls only when nothing else holds them (backend.tiers._direct): a
+result the caller keeps, or a view of it, is never written again."""
+import threading
+import weakref
+
+import numpy as np
+import pytest
+
+import jvpvjp
+
+
+def _f(w, x):
+    return np.sum(np.tanh(x @ w) ** 2)
+
+
+def _want(w, x):
+    t = np.tanh(x @ w)
+    d = 2.0 * t * (1.0 - t * t)
+    return np.sum(t ** 2), x.T @ d, d @ w.T
+
+
+def _args(rng):
+    return rng.normal(size=(3, 2)), rng.normal(size=(4, 3))
+
+
+@pytest.mark.usefixtures("compiled")
+def test_kept_results_and_views_are_never_overwritten(rng):
+    vg = jvpvjp.value_and_grad(_f, argnums=(0, 1), compile="eager")
+    w, x = _args(rng)
+    kept = [vg(w * k, x) for k in range(1, 5)]                 # all held
+    view = vg(w * 7, x)[1][1][1:]                             # a view only
+    view_want = _want(w * 7, x)[2][1:].copy()
+    for k in range(10, 20):                                   # more calls, results dropped
+        vg(w * k, x)
+    for k, (v, (gw, gx)) in zip(range(1, 5), kept):
+        want = _want(w * k, x)
+        np.testing.assert_allclose(v, want[0], rtol=1e-12)
+        np.testing.assert_allclose(gw, want[1], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(gx, want[2], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(view, view_want, rtol=1e-12, atol=1e-14)
+    # results of one call are distinct arrays, and distinct from the kept ones
+    ids = {id(a) for _, g in kept for a in g}
+    assert len(ids) == 8
+
+
+@pytest.mark.usefixtures("compiled")
+def test_a_loop_that_drops_its_results_reuses_two_sets(rng):
+    vg = jvpvjp.value_and_grad(_f, argnums=(0, 1), compile="eager")
+    w, x = _args(rng)
+    g = vg(w, x)[1]                   # the first call: compiled, run by its wrapper
+    seen = []
+    for k in range(12):
+        v, g = vg(w + k, x)           # the previous g is still bound during the call
+        seen.append(weakref.ref(g[0]))
+        np.testing.assert_allclose(g[0], _want(w + k, x)[1], rtol=1e-12, atol=1e-14)
+    # the arrays of the last ten calls are two objects, alternating (kept by the pool)
+    objects = [r() for r in seen[2:]]
+    assert all(o is not None for o in objects)
+    assert len({id(o) for o in objects}) == 2
+    assert all(a is b for a, b in zip(objects[:-2], objects[2:]))
+
+
+@pytest.mark.usefixtures("compiled")
+def test_threads_never_share_result_arrays(rng):
+    vg = jvpvjp.value_and_grad(_f, argnums=(0, 1), compile="eager")
+    w, x = _args(rng)
+    vg(w, x)
+    errors = []
+
+    def work(seed):
+        try:
+            for k in range(300):
+                s = seed + k * 1e-3
+                v, (gw, gx) = vg(w * s, x)
+                want = _want(w * s, x)
+                if not (np.allclose(v, want[0], rtol=1e-12) and
+                        np.allclose(gw, want[1], rtol=1e-12, atol=1e-14) and
+                        np.allclose(gx, want[2], rtol=1e-12, atol=1e-14)):
+                    errors.append(seed)
+                    return
+        except Exception as e:           # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i + 1.0,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
