@@ -88,3 +88,42 @@ def test_threads_never_share_result_arrays(rng):
     for t in threads:
         t.join()
     assert errors == []
+
+
+@pytest.mark.parametrize("pinned", [True, False])
+def test_same_shapes_with_another_dtype_layout_or_writeable_flag(rng, pinned, monkeypatch):
+    """The inline cache checks arrays' shapes only while the compiled kernel refuses other
+    dtypes, memory layouts and read-only arrays itself: each of those still gets its own
+    (right) result, never the float64 kernel's."""
+    if pinned:
+        monkeypatch.setattr(jvpvjp.config, "backend", "numba")
+
+    def f(a, b):
+        return np.sum(np.tanh(a @ b) * a)
+
+    def want(a, b):
+        t = np.tanh(a @ b)
+        s = a * (1.0 - t * t)
+        return np.sum(t * a), t + s @ b.T, a.T @ s
+
+    vg = jvpvjp.value_and_grad(f, argnums=(0, 1), compile="eager")
+    a, b = rng.normal(size=(4, 4)), rng.normal(size=(4, 4))
+    for _ in range(3):
+        vg(a, b)
+    ro = a.copy()
+    ro.flags.writeable = False
+    wide = rng.normal(size=(4, 8))
+    for args in [(a.astype(np.float32), b.astype(np.float32)),  # dtype
+                 (a.T, b),                                      # F order, same shape
+                 (wide[:, ::2], b),                             # strided view
+                 (ro, b)]:                                      # read-only
+        v, (ga, gb) = vg(*args)
+        w = want(*[np.asarray(x, np.float64) for x in args])
+        dt = np.result_type(*args)
+        assert np.result_type(v) == ga.dtype == gb.dtype == dt
+        tol = 1e-12 if dt == np.float64 else 2e-5
+        np.testing.assert_allclose(v, w[0], rtol=tol, atol=tol)
+        np.testing.assert_allclose(ga, w[1], rtol=tol, atol=tol)
+        np.testing.assert_allclose(gb, w[2], rtol=tol, atol=tol)
+        v2, _ = vg(a, b)                  # and the float64 path still serves its own
+        np.testing.assert_allclose(v2, want(a, b)[0], rtol=1e-12)

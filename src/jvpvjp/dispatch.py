@@ -266,37 +266,50 @@ class FastTable(dict):
 def _inline_check(sig, replay):
     """``check(args) -> replay(args)`` if ``args`` has fast signature ``sig``, else None;
     the replay inlined when it is one of `Dispatcher._replayer`'s single-path kinds (its
-    ``inline`` attribute: the kernel, its extra arguments, the environment check)."""
+    ``inline`` attribute: the kernel, its extra arguments, the environment check). While
+    the kernel has a ``fast_call`` (a compiled kernel that itself refuses other dtypes,
+    memory layouts and read-only arrays), arrays are checked for their type and shape
+    only."""
     n = len(sig)
     names = [f"a{i}" for i in range(n)]
-    tests, env = [], {"replay": replay, "ndarray": np.ndarray}
+    tests, light, env = [], [], {"replay": replay, "ndarray": np.ndarray}
     for i, s in enumerate(sig):
         if isinstance(s, tuple):              # (shape, strides, dtype) of an array
             env[f"S{i}"], env[f"T{i}"], env[f"D{i}"] = s
-            tests.append(f"type(a{i}) is ndarray and a{i}.shape == S{i} and "
-                         f"a{i}.strides == T{i} and a{i}.dtype is D{i}")
+            light.append(f"type(a{i}) is ndarray and a{i}.shape == S{i}")
+            tests.append(f"{light[-1]} and a{i}.strides == T{i} and a{i}.dtype is D{i}")
         else:                                 # a scalar's type
             env[f"K{i}"] = s
-            tests.append(f"type(a{i}) is K{i}")
+            light.append(f"type(a{i}) is K{i}")
+            tests.append(light[-1])
     unpack = f"    {', '.join(names)}{',' if n == 1 else ''} = args\n" if n else ""
     inline = getattr(replay, "inline", None)
     if inline is None:
-        run = "        return replay(args)\n"
+        body = (f"    if {' and '.join(tests) if tests else 'True'}:\n"
+                f"        return replay(args)\n")
     else:
-        kernel, extra, changed, path, stats = inline
-        env.update(kernel=kernel, path=path, stats=stats, changed=changed)
+        kernel, extra, same, path, stats = inline
+        env.update(kernel=kernel, path=path, stats=stats, same=same)
         env.update({f"e{i}": e for i, e in enumerate(extra)})
         call = ", ".join(names + [f"e{i}" for i in range(len(extra))])
-        run = ((f"        if changed() is not None:\n"
-                f"            return None\n"
-                f"        path.calls += 1\n") if changed is not None else "") + \
-            (f"        stats['calls'] += 1\n"
-             f"        return path, kernel.call({call})\n")
+        checked = (f"        if not same():\n"
+                   f"            return None\n") if same is not None else ""
+        count = "        path.calls += 1\n" if same is not None else ""
+        body = (f"    fast = kernel.fast_call\n"
+                f"    if fast is not None:\n"
+                f"        if not ({' and '.join(light) if light else 'True'}):\n"
+                f"            return None\n{checked}"
+                f"        results = fast({call})\n"
+                f"        if results is None:\n"
+                f"            return None\n{count}"
+                f"        stats['calls'] += 1\n"
+                f"        return path, results\n"
+                f"    if {' and '.join(tests) if tests else 'True'}:\n{checked}{count}"
+                f"        stats['calls'] += 1\n"
+                f"        return path, kernel.call({call})\n")
     src = (f"def check(args):\n"
            f"    if len(args) != {n}:\n"
-           f"        return None\n{unpack}"
-           f"    if {' and '.join(tests) if tests else 'True'}:\n"
-           f"{run}"
+           f"        return None\n{unpack}{body}"
            f"    return None\n")
     exec(src, env)
     return env["check"]
@@ -492,6 +505,29 @@ class Environment:
 
     def __bool__(self):
         return bool(self.refs or self.arrays)
+
+    def quick_check(self):
+        """A function of no arguments, true while every recorded reference is the same
+        object and every recorded array has its length (a generated conjunction, about a
+        third of `changed`'s cost); arrays' contents are compared by `changed` itself, so
+        the function calls it when there are arrays."""
+        tests, env = [], {"MISSING": _MISSING, "changed": self.changed}
+        for i, (kind, holder, key, value, label) in enumerate(self.refs):
+            env[f"h{i}"], env[f"k{i}"], env[f"v{i}"] = holder, key, value
+            tests.append({"global": f"h{i}.get(k{i}, MISSING) is v{i}",
+                          "cell": f"h{i}.cell_contents is v{i}",
+                          "attr": f"getattr(h{i}, k{i}, MISSING) is v{i}",
+                          "item": f"h{i}[k{i}] is v{i}",
+                          "len": f"len(h{i}) == v{i}"}[kind])
+        if self.arrays:
+            tests.append("changed() is None")
+        src = (f"def same():\n"
+               f"    try:\n"
+               f"        return {' and '.join(tests) or 'True'}\n"
+               f"    except (ValueError, IndexError, KeyError):\n"   # an emptied cell, a
+               f"        return False\n")                             # removed item
+        exec(src, env)
+        return env["same"]
 
     def changed(self):
         """None while every recorded value is the same; else what changed."""
@@ -800,7 +836,7 @@ class Dispatcher:
                     stats["calls"] += 1
                     path.calls += 1
                     return path, kernel.call(*args, *extra)   # (.call changes with the tier)
-                replay_checked.inline = (kernel, extra, changed, path, stats)
+                replay_checked.inline = (kernel, extra, path.env.quick_check(), path, stats)
                 return replay_checked
 
         def replay(call_args):

@@ -195,8 +195,8 @@ def _direct(kernel):
             return lambda *a: fn(*a, *tail())
         return fn if not consts else (lambda *a: fn(*a, *consts))
     params = ", ".join(f"a{i}" for i in range(len(kernel.oplist.invars)))
-    ns = {"fn": fn, "tail": tail, "pools": {}, "ident": threading.get_ident,
-          "rc": sys.getrefcount, "empty": np.empty,
+    ns = {"fn": fn, "tail": tail, "local": threading.local(), "rc": sys.getrefcount,
+          "empty": np.empty,
           **{f"c{i}": c for i, c in enumerate(consts)},
           **{f"t{i}": t for i, t in conv.items()},
           **{f"S{k}": o[0] for k, o in enumerate(outs)},
@@ -204,34 +204,67 @@ def _direct(kernel):
     bound = ", ".join(f"{name}={name}" for name in ns if name != "tail" or tail is not None)
     out_at = {o[2]: k for k, o in enumerate(outs)}
     ret_names = [f"r{i}" for i in range(n) if i not in out_at]
+    out_names = "".join(f"o{k}, " for k in range(len(outs)))
     call_args = ", ".join([params] * bool(params) + [f"c{i}" for i in range(len(consts))]
-                          + ["*tail()"] * (tail is not None) + ["*outs"] * bool(outs))
+                          + ["*tail()"] * (tail is not None) + [out_names[:-2]] * bool(outs))
     items = ", ".join(f"o{out_at[i]}" if i in out_at else f"t{i}(r{i})" if i in conv
                       else f"r{i}" for i in range(n))
     lines = [f"def call({params + ', ' if params else ''}*, {bound}):"]
     if outs:
-        new = "(" + "".join(f"empty(S{k}, D{k}), " for k in range(len(outs))) + ")"
-        free = " and ".join(f"rc(pool[i][{k}]) == 2" for k in range(len(outs)))
-        lines += ["    pool = pools.get(ident())",
-                  "    if pool is None:",
-                  "        pool = pools[ident()] = []",
-                  "    outs = None",
-                  "    for i in range(len(pool)):",
-                  f"        if {free}:",
-                  "            outs = pool.pop(i)",
-                  "            break",
-                  "    if outs is None:",
-                  f"        outs = {new}"]
+        def free(i):
+            return " and ".join(f"rc(pool[{i}][{k}]) == 2" for k in range(len(outs)))
+        lines += ["    try:",
+                  "        pool = local.pool",
+                  "    except AttributeError:",
+                  "        pool = local.pool = []",
+                  "    n = len(pool)",
+                  f"    if n and {free(0)}:",
+                  "        outs = pool.pop(0)",
+                  f"    elif n > 1 and {free(1)}:",
+                  "        outs = pool.pop(1)",
+                  "    else:",
+                  "        outs = (" + "".join(f"empty(S{k}, D{k}), "
+                                             for k in range(len(outs))) + ")",
+                  f"    {out_names}= outs"]
     result = f"{', '.join(ret_names)}, = " if ret_names else ""
-    lines.append(f"    {result}fn({call_args})")
-    if outs:
-        lines += [f"    {''.join(f'o{k}, ' for k in range(len(outs)))}= outs",
-                  "    pool.append(outs)",
-                  "    if len(pool) > 2:",
-                  "        del pool[0]"]
-    lines.append(f"    return ({items},)")
-    exec("\n".join(lines) + "\n", ns)
-    return ns["call"]
+    after = ["    pool.append(outs)", "    if len(pool) > 2:", "        del pool[0]"] \
+        if outs else []
+    after.append(f"    return ({items},)")
+    exec("\n".join(lines + [f"    {result}fn({call_args})"] + after) + "\n", ns)
+    call = ns["call"]
+    # the same, through a copy of the dispatcher that holds only the overload for the
+    # kernel's own argument types and compiles nothing: other types raise a TypeError,
+    # and the call returns None (so callers that found the kernel by shapes alone need
+    # not check dtypes, memory layout or the writeable flag: see dispatch._inline_check)
+    locked = _locked_copy(kernel, fn, consts, tail, outs)
+    if locked is not None:
+        ns["fn"] = locked
+        exec("\n".join(lines + ["    try:", f"        {result}fn({call_args})",
+                                 "    except TypeError:", "        return None"] + after)
+             + "\n", ns)
+        call.fast = ns["call"]
+    return call
+
+
+def _locked_copy(kernel, fn, consts, tail, outs):
+    """A dispatcher with only ``fn``'s overload for ``kernel``'s input types (C-contiguous,
+    writeable arrays) and the given trailing arguments, compiling nothing; or None."""
+    try:
+        from numba import typeof
+        from numba.core.registry import CPUDispatcher
+        example = [np.empty(v.shape, v.dtype) if v.shape else v.dtype.type(0)
+                   for v in kernel.oplist.invars]
+        example += list(consts) + (list(tail()) if tail is not None else [])
+        example += [np.empty(o[0], o[1]) for o in outs]
+        cres = fn.overloads.get(tuple(typeof(x) for x in example))
+        if cres is None:
+            return None
+        copy = CPUDispatcher(fn.py_func, locals={}, targetoptions=dict(fn.targetoptions))
+        copy.add_overload(cres)
+        copy.disable_compile()
+        return copy
+    except Exception:           # a Numba without these internals: no fast variant
+        return None
 
 
 def _n_ops(oplists):
@@ -248,7 +281,8 @@ def expected_compile_seconds(n_ops):
 class Tiered:
     """A kernel that moves up the tiers: ``kernel(*inputs)`` always works."""
 
-    __slots__ = ("call", "tier", "label", "history", "calls", "seconds", "_make", "_oplists",
+    __slots__ = ("call", "fast_call", "tier", "label", "history", "calls", "seconds", "_make",
+                 "_oplists",
                  "_threshold", "_pending", "_example", "_note", "_done", "_target",
                  "_lock", "_on_disk", "__weakref__")
 
@@ -265,7 +299,7 @@ class Tiered:
         self.calls, self.seconds = 0, 0.0
         self._pending, self._example, self._done = False, None, threading.Event()
         self._lock = threading.Lock()
-        self.call = self.tier = self._target = None
+        self.call = self.fast_call = self.tier = self._target = None
         backend = pinned or config.backend
         if backend != "auto":                        # pinned: built now, never promoted
             self._build(backend, "pinned", synchronous=True)
@@ -311,17 +345,24 @@ class Tiered:
     def _set(self, tier, kernel, seconds, how, ran=False):
         self.history.append((tier, seconds, how))
         self.tier = tier
+        # ``fast_call``: the kernel for arguments known to have its input shapes only, or
+        # None (see `_direct`); set before ``call``, which callers read first
+        self.fast_call = None
         if _RANK[tier] < 2 and self._target is not None:
             self.call = self._counting(kernel, tier)
         elif ran:
-            self.call = _direct(kernel)
-        elif _direct(kernel) is kernel:
+            direct = _direct(kernel)
+            self.fast_call = getattr(direct, "fast", None)
+            self.call = direct
+        elif type(kernel).__name__ != "NumbaKernel":
             self.call = kernel
         else:                       # its wrapper until one call succeeded, then without it
             def first(*args):
                 out = kernel(*args)
                 if self.call is first:
-                    self.call = _direct(kernel)
+                    direct = _direct(kernel)
+                    self.fast_call = getattr(direct, "fast", None)
+                    self.call = direct
                 return out
             self.call = first
         if tier != "numpy" or how != "first call":
