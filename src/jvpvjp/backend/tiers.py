@@ -195,8 +195,9 @@ def _direct(kernel):
             return lambda *a: fn(*a, *tail())
         return fn if not consts else (lambda *a: fn(*a, *consts))
     params = ", ".join(f"a{i}" for i in range(len(kernel.oplist.invars)))
-    ns = {"fn": fn, "tail": tail, "local": threading.local(), "rc": sys.getrefcount,
-          "empty": np.empty,
+    ns = {"fn": fn, "tail": tail,
+          **({"local": threading.local(), "rc": sys.getrefcount, "empty": np.empty}
+             if outs else {}),
           **{f"c{i}": c for i, c in enumerate(consts)},
           **{f"t{i}": t for i, t in conv.items()},
           **{f"S{k}": o[0] for k, o in enumerate(outs)},
