@@ -127,3 +127,43 @@ def test_same_shapes_with_another_dtype_layout_or_writeable_flag(rng, pinned, mo
         np.testing.assert_allclose(gb, w[2], rtol=tol, atol=tol)
         v2, _ = vg(a, b)                  # and the float64 path still serves its own
         np.testing.assert_allclose(v2, want(a, b)[0], rtol=1e-12)
+
+
+@pytest.mark.usefixtures("compiled")
+def test_outputs_of_every_kind_through_the_passed_arrays(rng):
+    """Outputs that are an input itself, a view of one (transpose), the same value twice,
+    booleans and integers: each a distinct new array with the right values, also on later
+    calls through the reused arrays."""
+    def f(x, y):
+        return x, x.T, x * 2.0, x * 2.0, x > 0.5, np.argmax(y, axis=0), y
+
+    g = jvpvjp.jit(f)
+    for k in range(4):
+        x, y = rng.normal(size=(3, 4)) + k, rng.normal(size=(5, 2))
+        want = f(x, y)
+        got = g(x, y)
+        for a, b in zip(got, want):
+            assert type(a) is np.ndarray and a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+        assert got[0] is not x and got[6] is not y and got[2] is not got[3]
+        assert not np.shares_memory(got[1], x)
+        held = [a.copy() for a in got]
+        g(x + 1.0, y + 1.0)                 # the held results are not written
+        for a, b in zip(got, held):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.usefixtures("compiled")
+def test_jvp_and_vjp_results_are_not_overwritten(rng):
+    f = lambda x: np.tanh(x) * x
+    x = rng.normal(size=6)
+    outs = [jvpvjp.jvp(f, (x * k,), (np.ones(6),)) for k in range(1, 4)]
+    for k, (y, t) in zip(range(1, 4), outs):
+        np.testing.assert_allclose(y, f(x * k), rtol=1e-14)
+        xk = x * k
+        np.testing.assert_allclose(t, (1 - np.tanh(xk) ** 2) * xk + np.tanh(xk), rtol=1e-13)
+    pulls = [jvpvjp.vjp(f, x * k)[1] for k in range(1, 4)]
+    cts = [p(np.ones(6))[0] for p in pulls]
+    for k, c in zip(range(1, 4), cts):
+        xk = x * k
+        np.testing.assert_allclose(c, (1 - np.tanh(xk) ** 2) * xk + np.tanh(xk), rtol=1e-13)
