@@ -886,8 +886,22 @@ def _from_cache_code(error):
 def precompiled(source, *example):
     """The ``kernel`` of generated ``source`` that an interpreter calls directly (the tapes'
     loops): loaded as kernels are (disk cache, damaged entries compiled again) and called
-    once here with ``example``, where Numba compiles it or loads its machine code."""
+    once here with ``example``, where Numba compiles it or loads its machine code. Processes
+    sharing a disk cache take turns here (a lock file per source), so the first compiles
+    and the others, started at the same time (test workers, Dask workers, a process
+    pool), load its machine code instead of each compiling it again."""
     fn = _compiled(source)
+    lock = _lock_file(os.path.join(config.cache_dir, "kernels", f"k_{_digest(source)}.lock"),
+                      timeout=120.0) if config.cache_dir else None
+    try:
+        fn = _first_call(fn, source, example)
+    finally:
+        _unlock_file(lock)
+    _confirm(fn)
+    return fn
+
+
+def _first_call(fn, source, example):
     try:
         fn(*example)
     except Warning:
@@ -900,7 +914,6 @@ def precompiled(source, *example):
         fn(*example)
         _warn_once("corrupt", f"jvpvjp: the kernel disk cache in {config.cache_dir!r} "
                    f"had a corrupt entry ({_describe(e)}); removed it and compiled again")
-    _confirm(fn)
     return fn
 
 
