@@ -213,7 +213,8 @@ def _direct(kernel):
     lines = [f"def call({params + ', ' if params else ''}*, {bound}):"]
     if outs:
         def free(i):
-            return " and ".join(f"rc(pool[{i}][{k}]) == 2" for k in range(len(outs)))
+            return " and ".join(f"rc(pool[{i}][{k}]) == {_FREE_REFS}"
+                                for k in range(len(outs)))
         lines += ["    try:",
                   "        pool = local.pool",
                   "    except AttributeError:",
@@ -245,6 +246,19 @@ def _direct(kernel):
              + "\n", ns)
         call.fast = ns["call"]
     return call
+
+
+def _free_refs():
+    """What ``sys.getrefcount(pool[i][k])`` gives for an array that only its set (a tuple
+    in a list) references, measured with that very expression: interpreters that borrow
+    references on their stack count one less, and an array the caller still holds must
+    count more, never the same."""
+    ns = {"rc": sys.getrefcount}
+    exec("def probe(pool, i, k):\n    return rc(pool[i][k])\n", ns)
+    return ns["probe"]([(np.empty(1),)], 0, 0)
+
+
+_FREE_REFS = _free_refs()
 
 
 def _locked_copy(kernel, fn, consts, tail, outs):
