@@ -167,3 +167,20 @@ def test_jvp_and_vjp_results_are_not_overwritten(rng):
     for k, c in zip(range(1, 4), cts):
         xk = x * k
         np.testing.assert_allclose(c, (1 - np.tanh(xk) ** 2) * xk + np.tanh(xk), rtol=1e-13)
+
+
+@pytest.mark.parametrize("compile", ["eager", "auto"])
+def test_arrays_of_the_other_byte_order(rng, compile):
+    """Big-endian arrays give the same values (as native ones), on the general path and
+    where the fast path's shape check matches them."""
+    vg = jvpvjp.value_and_grad(_f, argnums=(0, 1), compile=compile)
+    w, x = _args(rng)
+    for _ in range(3):
+        vg(w, x)
+    for args in [(w.astype(">f8"), x), (w, x.astype(">f8"))] * 2:
+        v, (gw, gx) = vg(*args)
+        want = _want(w, x)
+        np.testing.assert_allclose(v, want[0], rtol=1e-12)
+        np.testing.assert_allclose(gw, want[1], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(gx, want[2], rtol=1e-12, atol=1e-14)
+        assert gw.dtype.isnative and gx.dtype.isnative

@@ -52,6 +52,8 @@ def _leaf_value(leaf):
     if isinstance(leaf, np.ndarray):
         if leaf.dtype.kind not in "fiubc":
             raise TypeError(f"arrays of dtype {leaf.dtype} are not supported")
+        if not leaf.dtype.isnative:        # the other byte order: the same values, native
+            return leaf.astype(leaf.dtype.newbyteorder("="))
         return leaf if leaf.flags.c_contiguous else np.ascontiguousarray(leaf)
     if isinstance(leaf, Tracer):
         return leaf
@@ -236,6 +238,8 @@ def fast_signature(args):
     for x in args:
         t = type(x)
         if t is np.ndarray:
+            if not x.dtype.isnative:          # converted by the general path (_leaf_value)
+                return None
             sig.append((x.shape, x.strides, x.dtype))
         elif t in _FAST_SCALARS:
             sig.append(t)

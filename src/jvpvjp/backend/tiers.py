@@ -235,14 +235,16 @@ def _direct(kernel):
     exec("\n".join(lines + [f"    {result}fn({call_args})"] + after) + "\n", ns)
     call = ns["call"]
     # the same, through a copy of the dispatcher that holds only the overload for the
-    # kernel's own argument types and compiles nothing: other types raise a TypeError,
-    # and the call returns None (so callers that found the kernel by shapes alone need
-    # not check dtypes, memory layout or the writeable flag: see dispatch._inline_check)
+    # kernel's own argument types and compiles nothing: other types raise a TypeError (a
+    # byte order Numba does not type, its own error), and the call returns None, so
+    # callers that found the kernel by shapes alone need not check dtypes, memory layout,
+    # byte order or the writeable flag (see dispatch._inline_check); an error of the
+    # kernel itself comes again from the general path, which runs it once more
     locked = _locked_copy(kernel, fn, consts, tail, outs)
     if locked is not None:
         ns["fn"] = locked
         exec("\n".join(lines + ["    try:", f"        {result}fn({call_args})",
-                                 "    except TypeError:", "        return None"] + after)
+                                 "    except Exception:", "        return None"] + after)
              + "\n", ns)
         call.fast = ns["call"]
     return call
