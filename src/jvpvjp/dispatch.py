@@ -272,8 +272,8 @@ def _inline_check(sig, replay):
     the replay inlined when it is one of `Dispatcher._replayer`'s single-path kinds (its
     ``inline`` attribute: the kernel, its extra arguments, the environment check). While
     the kernel has a ``fast_call`` (a compiled kernel that itself refuses other dtypes,
-    memory layouts and read-only arrays), arrays are checked for their type and shape
-    only."""
+    memory layouts, byte orders and read-only arrays), arrays are checked for their type
+    and shape only."""
     n = len(sig)
     names = [f"a{i}" for i in range(n)]
     tests, light, env = [], [], {"replay": replay, "ndarray": np.ndarray}

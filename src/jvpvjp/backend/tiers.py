@@ -363,7 +363,8 @@ class Tiered:
         self.history.append((tier, seconds, how))
         self.tier = tier
         # ``fast_call``: the kernel for arguments known to have its input shapes only, or
-        # None (see `_direct`); set before ``call``, which callers read first
+        # None (see `_direct`). Cleared first and set before ``call``: the inline cache
+        # reads it first, and either callable computes the same results
         self.fast_call = None
         if _RANK[tier] < 2 and self._target is not None:
             self.call = self._counting(kernel, tier)
