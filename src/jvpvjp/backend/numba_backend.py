@@ -36,6 +36,7 @@ from .. import config
 from ..simplify import simplify
 from . import InterpreterKernel, register_backend, register_jacobian_backend
 from .numba_helpers import HELPERS
+from .opaque import register_for
 from .vmath import FUNCTIONS as VMATH
 
 def _dtype_name(dtype):
@@ -524,9 +525,28 @@ _lock = threading.Lock()
 _PYTHON_EXACT = {np.dtype(np.int64), np.dtype(np.bool_)}
 
 
+def _fingerprint():
+    """Kernels run code their text does not hold: the helpers and vectorised functions they
+    import, the routines they call through symbols (`opaque`), and Numba itself. Machine
+    code compiled against other versions of these must not be loaded (it could compute
+    something else, or call a symbol that no longer exists): their text is hashed into
+    every kernel's name."""
+    from . import numba_helpers, opaque, vmath
+    import numba
+    h = hashlib.sha256(numba.__version__.encode())
+    for module in (numba_helpers, opaque, vmath):
+        with open(module.__file__, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+_FINGERPRINT = _fingerprint()
+
+
 def _digest(source):
-    """The name of a generated source in the disk cache: a hash of its text."""
-    return hashlib.sha256(source.encode()).hexdigest()[:24]
+    """The name of a generated source in the disk cache: a hash of its text and of the code
+    it runs outside its text."""
+    return hashlib.sha256((_FINGERPRINT + source).encode()).hexdigest()[:24]
 
 
 def _atomic_write(path, text):
@@ -575,6 +595,7 @@ def _load_from_disk(source, digest):
 
 
 def _load(source, digest):
+    register_for(source)
     problem = None
     if config.cache_dir:
         try:

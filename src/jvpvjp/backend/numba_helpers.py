@@ -72,6 +72,23 @@ def _min_rows(a):
 
 
 @njit(**_opts)
+def _take(values, positions):
+    """values[positions] for 1-D arrays (negative positions count from the end, as in
+    NumPy). Numba's fancy indexing would inline a large generic routine into every kernel
+    that gathers."""
+    n = values.size
+    out = np.empty(positions.size, values.dtype)
+    for i in range(positions.size):
+        p = positions[i]
+        if p < 0:
+            p += n
+        if p < 0 or p >= n:
+            raise IndexError("index out of bounds")
+        out[i] = values[p]
+    return out
+
+
+@njit(**_opts)
 def _scatter_add(values, positions, size):
     out = np.zeros(size, values.dtype)
     for i in range(values.size):
@@ -79,36 +96,12 @@ def _scatter_add(values, positions, size):
     return out
 
 
-@njit(**_opts)
-def _batched_matmul_nn(a, b):
-    out = np.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
-    for i in range(a.shape[0]):
-        out[i] = a[i] @ b[i]
-    return out
 
 
-@njit(**_opts)
-def _batched_matmul_tn(a, b):
-    out = np.empty((a.shape[0], a.shape[2], b.shape[2]), a.dtype)
-    for i in range(a.shape[0]):
-        out[i] = a[i].T @ b[i]
-    return out
 
 
-@njit(**_opts)
-def _batched_matmul_nt(a, b):
-    out = np.empty((a.shape[0], a.shape[1], b.shape[1]), a.dtype)
-    for i in range(a.shape[0]):
-        out[i] = a[i] @ b[i].T
-    return out
 
 
-@njit(**_opts)
-def _batched_matmul_tt(a, b):
-    out = np.empty((a.shape[0], a.shape[2], b.shape[1]), a.dtype)
-    for i in range(a.shape[0]):
-        out[i] = a[i].T @ b[i].T
-    return out
 
 
 @njit(**_opts)
@@ -126,13 +119,6 @@ def _cumsum_rows(a):
     return out
 
 
-@njit(**_opts)
-def _argsort_rows(a):
-    """Stable argsort of each row (NaNs last, as NumPy's)."""
-    out = np.empty(a.shape, np.int64)
-    for i in range(a.shape[0]):
-        out[i] = np.argsort(a[i], kind="mergesort")
-    return out
 
 
 @njit(**_opts)
@@ -152,163 +138,17 @@ def _argmin_rows(a):
     return out
 
 
-# np.linalg over a (batch, ...) stack of matrices; a factorisation's results packed along
-# the last axis as the primitives in primitives/linalg.py define them
-@njit(**_opts)
-def _det_batched(a):
-    out = np.empty(a.shape[0], a.dtype)
-    for i in range(a.shape[0]):
-        out[i] = np.linalg.det(np.ascontiguousarray(a[i]))
-    return out
-
-
-@njit(**_opts)
-def _cholesky_batched(a):
-    out = np.empty(a.shape, a.dtype)
-    for i in range(a.shape[0]):
-        out[i] = np.linalg.cholesky(np.ascontiguousarray(a[i]))
-    return out
-
-
-@njit(**_opts)
-def _eigh_batched(a):
-    n = a.shape[1]
-    out = np.empty((a.shape[0], n, n + 1), a.dtype)
-    for i in range(a.shape[0]):
-        w, v = np.linalg.eigh(np.ascontiguousarray(a[i]))
-        out[i, :, :n] = v
-        out[i, :, n] = w
-    return out
-
-
-@njit(**_opts)
-def _svd_batched(a):
-    m, n = a.shape[1], a.shape[2]
-    k = min(m, n)
-    out = np.empty((a.shape[0], m * k + k + k * n), a.dtype)
-    for i in range(a.shape[0]):
-        u, s, vt = np.linalg.svd(np.ascontiguousarray(a[i]), full_matrices=False)
-        out[i, :m * k] = np.ascontiguousarray(u).reshape(m * k)
-        out[i, m * k:m * k + k] = s
-        out[i, m * k + k:] = np.ascontiguousarray(vt).reshape(k * n)
-    return out
-
-
-@njit(**_opts)
-def _qr_batched(a):
-    m, n = a.shape[1], a.shape[2]
-    k = min(m, n)
-    out = np.empty((a.shape[0], m * k + k * n), a.dtype)
-    for i in range(a.shape[0]):
-        q, r = np.linalg.qr(np.ascontiguousarray(a[i]))
-        out[i, :m * k] = np.ascontiguousarray(q).reshape(m * k)
-        out[i, m * k:] = np.ascontiguousarray(r).reshape(k * n)
-    return out
-
-
-# LU factors through Numba's own LAPACK bindings (getrf, getri: those its np.linalg uses)
-from numba import types as _types  # noqa: E402
-from numba.np.linalg import F_INT_nptype as _F_INT, _LAPACK  # noqa: E402
-
-_getrf = _LAPACK().numba_xxgetrf(_types.float64)
-_getri = _LAPACK().numba_ez_xxgetri(_types.float64)
-
-
-@njit(**_opts)
-def _lu_batched(a):
-    """(batch, n, n) -> (batch, n, n + 1): getrf's factors, then its row interchanges."""
-    nb, n = a.shape[0], a.shape[1]
-    out = np.empty((nb, n, n + 1))
-    ipiv = np.empty(n, dtype=_F_INT)
-    for t in range(nb):
-        f = np.empty((n, n)).T            # Fortran order, as LAPACK reads it
-        f[:, :] = a[t]
-        if n:
-            _getrf(ord("d"), n, n, f.ctypes, n, ipiv.ctypes)
-        out[t, :, :n] = f
-        for i in range(n):
-            out[t, i, n] = ipiv[i] - 1
-    return out
-
-
-@njit(**_opts)
-def _lu_solve_batched(lu, b, trans):
-    """op(A) x = b for each A of the stack from its packed factors (P A = L U)."""
-    nb, n, k = b.shape[0], b.shape[1], b.shape[2]
-    out = np.empty((nb, n, k))
-    for t in range(nb):
-        x = b[t].copy()
-        f = lu[t]
-        for i in range(n):
-            if f[i, i] == 0.0:
-                raise np.linalg.LinAlgError("Singular matrix")
-        if not trans:
-            for i in range(n):                      # P b
-                p = int(f[i, n])
-                if p != i:
-                    for j in range(k):
-                        x[i, j], x[p, j] = x[p, j], x[i, j]
-            for i in range(n):                      # L y = P b (unit diagonal)
-                for m in range(i):
-                    c = f[i, m]
-                    if c != 0.0:
-                        for j in range(k):
-                            x[i, j] -= c * x[m, j]
-            for i in range(n - 1, -1, -1):          # U x = y
-                for m in range(i + 1, n):
-                    c = f[i, m]
-                    if c != 0.0:
-                        for j in range(k):
-                            x[i, j] -= c * x[m, j]
-                d = f[i, i]
-                for j in range(k):
-                    x[i, j] /= d
-        else:                                       # A^T = U^T L^T P
-            for i in range(n):                      # U^T y = b
-                for m in range(i):
-                    c = f[m, i]
-                    if c != 0.0:
-                        for j in range(k):
-                            x[i, j] -= c * x[m, j]
-                d = f[i, i]
-                for j in range(k):
-                    x[i, j] /= d
-            for i in range(n - 1, -1, -1):          # L^T w = y
-                for m in range(i + 1, n):
-                    c = f[m, i]
-                    if c != 0.0:
-                        for j in range(k):
-                            x[i, j] -= c * x[m, j]
-            for i in range(n - 1, -1, -1):          # x = P^T w
-                p = int(f[i, n])
-                if p != i:
-                    for j in range(k):
-                        x[i, j], x[p, j] = x[p, j], x[i, j]
-        out[t] = x
-    return out
-
-
-@njit(**_opts)
-def _lu_inverse_batched(lu):
-    nb, n = lu.shape[0], lu.shape[1]
-    out = np.empty((nb, n, n))
-    ipiv = np.empty(n, dtype=_F_INT)
-    for t in range(nb):
-        f = np.empty((n, n)).T
-        f[:, :] = lu[t, :, :n]
-        for i in range(n):
-            if f[i, i] == 0.0:
-                raise np.linalg.LinAlgError("Singular matrix")
-            ipiv[i] = int(lu[t, i, n]) + 1
-        if n:
-            _getri(ord("d"), n, f.ctypes, n, ipiv.ctypes)
-        out[t] = f
-    return out
+# Large helpers (np.linalg, products of stacks, sorting) are called through a symbol, not
+# linked into each kernel: see `opaque`.
+from .opaque import (_argsort_rows, _batched_matmul_nn, _batched_matmul_nt,  # noqa: E402
+                     _batched_matmul_tn, _batched_matmul_tt, _cholesky_batched, _det_batched,
+                     _eigh_batched, _lu_batched, _lu_inverse_batched, _lu_solve_batched,
+                     _qr_batched, _svd_batched)
 
 
 @njit(**_opts)
 def _lu_logdet_batched(lu):
-    """(sign, log |det|) from the factors, as NumPy's slogdet (0, -inf when singular)."""
+    """(sign, log |det|) from `lu`'s packed factors, as NumPy's slogdet (0, -inf when singular)."""
     nb, n = lu.shape[0], lu.shape[1]
     out = np.empty((nb, 2))
     for t in range(nb):
@@ -373,6 +213,6 @@ def _sincos_array(a, cosine):
 
 HELPERS = ["_sincos_array", "_lu_batched", "_lu_solve_batched", "_lu_inverse_batched", "_lu_logdet_batched",
            "_det_batched", "_cholesky_batched",
-           "_eigh_batched", "_svd_batched", "_qr_batched", "_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_scatter_add",
+           "_eigh_batched", "_svd_batched", "_qr_batched", "_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_take", "_scatter_add",
            "_batched_matmul_nn", "_batched_matmul_tn", "_batched_matmul_nt",
            "_batched_matmul_tt"]

@@ -207,7 +207,7 @@ def _gather_lower(args, op):
     x, idx = args
     if op.outvar.shape == ():
         return f"_flat({x})[{idx}]"
-    return f"_flat({x})[_flat({idx})].reshape({op.outvar.shape!r})"
+    return f"_take(_flat({x}), _flat({idx})).reshape({op.outvar.shape!r})"
 
 
 def index_positions(shape, key):

@@ -1,0 +1,116 @@
+"""Large helpers (np.linalg, products of stacks, sorting) are called by kernels through a
+symbol: their code is compiled once, never linked into each kernel, and a kernel loaded
+from the disk cache in a new process finds them."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import jvpvjp
+from jvpvjp import config
+from jvpvjp.testing import use_backend
+
+CODE = textwrap.dedent("""
+    import json, sys, warnings
+    import numpy as np
+    warnings.simplefilter("error", RuntimeWarning)
+    import jvpvjp
+    from jvpvjp.backend import numba_backend as nb
+
+    def f(a):
+        s = np.linalg.svd(a, full_matrices=False)[1]
+        w = np.linalg.eigh(a @ a.T + np.eye(3))[0]
+        x = np.linalg.solve(a @ a.T + 3.0 * np.eye(3), a[:, 0])
+        b = np.stack([a, 2.0 * a]) @ np.stack([a.T, a.T])
+        return (np.sum(s * w) + np.sum(x) + np.sum(b) + np.linalg.det(a @ a.T)
+                + np.sum(np.sort(a, axis=0) * a))
+
+    a = np.arange(9.0).reshape(3, 3) / 7.0 + np.eye(3)
+    value, grad = jvpvjp.value_and_grad(f)(a)
+    misses = sum(sum(fn.stats.cache_misses.values()) for fn in nb._modules.values())
+    print(json.dumps(dict(value=float(value), grad=np.asarray(grad).tolist(), misses=misses)))
+""")
+
+
+def _run(cache_dir):
+    env = dict(os.environ, JVPVJP_CACHE_DIR=str(cache_dir), JVPVJP_BACKEND="numba")
+    p = subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_a_kernel_calling_them_loads_from_the_disk_cache_in_a_new_process(tmp_path):
+    first = _run(tmp_path)
+    second = _run(tmp_path)         # machine code from the disk cache: symbols registered
+    assert first["misses"] > 0 and second["misses"] == 0
+    assert second["value"] == first["value"] and second["grad"] == first["grad"]
+    ns = {"np": np}
+    exec("def f" + CODE.split("def f")[1].split("a = np.arange")[0], ns)
+    a = np.arange(9.0).reshape(3, 3) / 7.0 + np.eye(3)
+    with use_backend("numpy"):
+        value, grad = jvpvjp.value_and_grad(ns["f"])(a)
+    np.testing.assert_allclose(first["value"], value, rtol=1e-10)
+    np.testing.assert_allclose(first["grad"], grad, rtol=1e-8, atol=1e-10)
+
+
+def test_kernels_hold_a_call_not_the_code(compiled, monkeypatch):
+    from jvpvjp.backend import numba_backend as nb
+    monkeypatch.setattr(config, "cache_dir", None)      # compiled here: its IR is at hand
+    before = set(nb._modules)
+    f = jvpvjp.jit(lambda a: np.linalg.svd(a, full_matrices=False)[1] +
+                   np.linalg.eigvalsh(a + a.T + 0.125))
+    f(np.eye(3) + 0.1)
+    irs = ["\n".join(fn.inspect_llvm(sig) for sig in fn.signatures)
+           for key, fn in nb._modules.items() if key not in before]
+    calling = [ir for ir in irs if "@jvpvjp_svd" in ir and "@jvpvjp_eigh" in ir]
+    assert calling
+    # Numba's SVD and eigh call LAPACK through these; linked, they would be in the kernel
+    for ir in calling:
+        assert "numba_ez_gesdd" not in ir and "numba_ez_xxxevd" not in ir
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_failures_raise_numpys_error(backend):
+    with use_backend(backend):
+        g = jvpvjp.grad(lambda a: np.sum(np.linalg.cholesky(a)))
+        g(np.eye(2) * 2.0)
+        with pytest.raises(np.linalg.LinAlgError):
+            g(-np.eye(2))                      # not positive definite
+        with pytest.raises(np.linalg.LinAlgError):
+            jvpvjp.grad(lambda a: np.sum(np.linalg.svd(a, full_matrices=False)[1]))(
+                np.full((2, 2), np.nan))
+        h = jvpvjp.grad(lambda a: np.sum(np.linalg.solve(a, a[:, 0])))
+        h(np.eye(2) * 2.0)
+        with pytest.raises(np.linalg.LinAlgError):
+            h(np.ones((2, 2)))                 # singular
+
+
+@pytest.mark.parametrize("matrix", [[[np.inf, 0.0], [0.0, 1.0]], [[np.nan, 1.0], [2.0, 3.0]],
+                                    [[1.0, 2.0], [2.0, 4.0]], [[0.0, 1.0], [1.0, 0.0]],
+                                    [[-2.0, 1.0], [0.5, 3.0]]])
+def test_det_as_numpy_computes_it(matrix, compiled):
+    a = np.array(matrix)
+    f = jvpvjp.jit(lambda a: np.linalg.det(a))
+    with np.errstate(all="ignore"):
+        np.testing.assert_allclose(f(a), np.linalg.det(a), rtol=1e-15)
+        np.testing.assert_allclose(f(a.astype(np.float32)),
+                                   np.linalg.det(a.astype(np.float32)), rtol=1e-6)
+
+
+def test_machine_code_built_against_other_helpers_is_not_loaded(compiled, monkeypatch,
+                                                                 tmp_path):
+    """Kernels call code outside their text (helpers, these routines): a kernel cached on
+    disk against another version of it is compiled again, never loaded."""
+    from jvpvjp.backend import numba_backend as nb
+    monkeypatch.setattr(config, "cache_dir", str(tmp_path))
+    ol = jvpvjp.make_oplist(lambda a: np.linalg.det(a) * np.sin(a))(np.eye(2))
+    source = nb.generate_source(ol)[0]
+    nb.NumbaKernel(ol)(np.eye(2) + 0.5)
+    assert nb.on_disk(source)
+    monkeypatch.setattr(nb, "_FINGERPRINT", "other helper code")
+    assert not nb.on_disk(source)
