@@ -19,7 +19,7 @@ CODE = textwrap.dedent("""
     import numpy as np
     warnings.simplefilter("error", RuntimeWarning)
     import jvpvjp
-    from jvpvjp.backend import numba_backend as nb
+    from jvpvjp.backend import numba_backend as nb, opaque
 
     def f(a):
         s = np.linalg.svd(a, full_matrices=False)[1]
@@ -32,7 +32,8 @@ CODE = textwrap.dedent("""
     a = np.arange(9.0).reshape(3, 3) / 7.0 + np.eye(3)
     value, grad = jvpvjp.value_and_grad(f)(a)
     misses = sum(sum(fn.stats.cache_misses.values()) for fn in nb._modules.values())
-    print(json.dumps(dict(value=float(value), grad=np.asarray(grad).tolist(), misses=misses)))
+    print(json.dumps(dict(value=float(value), grad=np.asarray(grad).tolist(), misses=misses,
+                          symbols=sorted(opaque._callbacks))))
 """)
 
 
@@ -49,6 +50,9 @@ def test_a_kernel_calling_them_loads_from_the_disk_cache_in_a_new_process(tmp_pa
     second = _run(tmp_path)         # machine code from the disk cache: symbols registered
     assert first["misses"] > 0 and second["misses"] == 0
     assert second["value"] == first["value"] and second["grad"] == first["grad"]
+    # registered before loading: exactly the routines compiling the kernels typed
+    assert second["symbols"] == first["symbols"]
+    assert {"jvpvjp_svd_float64", "jvpvjp_argsort_float64"} <= set(first["symbols"])
     ns = {"np": np}
     exec("def f" + CODE.split("def f")[1].split("a = np.arange")[0], ns)
     a = np.arange(9.0).reshape(3, 3) / 7.0 + np.eye(3)

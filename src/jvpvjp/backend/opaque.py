@@ -30,6 +30,8 @@ from numba.extending import overload
 from numba.np.linalg import F_INT_nptype as _F_INT, _LAPACK
 from numba.np.numpy_support import as_dtype
 
+from ..primitives import OPAQUE
+
 # sizes, output, first input, second input -> status, for the kernels that call it (the
 # callbacks take typed pointers: the same machine interface)
 _CALL_SIGNATURE = types.int32(types.voidptr, types.voidptr, types.voidptr, types.voidptr)
@@ -99,10 +101,22 @@ class Opaque:
 
 
 def register_for(source):
-    """Register every opaque helper the generated ``source`` calls (before its module is
-    loaded: machine code from the disk cache refers to their symbols)."""
-    for name in set(_CALL.findall(source)):
-        HELPERS[name].register()
+    """Register the symbols the generated ``source`` calls (before its module is loaded:
+    machine code from the disk cache refers to them). Calls name the dtype they run on as
+    their first argument, a string the stubs check against their array's."""
+    for name, dtype in set(_CALL.findall(source)):
+        opaque = HELPERS[name]
+        if np.dtype(dtype) in opaque.dtypes:
+            opaque.register(np.dtype(dtype))
+
+
+def _same_dtype(dtype, array, name):
+    """A stub's first argument is the literal name of its first array's dtype (it tells
+    `register_for` which symbol a kernel calls): check that it is."""
+    if not (isinstance(dtype, types.StringLiteral) and isinstance(array, types.Array)
+            and dtype.literal_value == str(as_dtype(array.dtype))):
+        raise TypingError(f"{name} takes the dtype of its first array as a string literal, "
+                          f"then the array; got {dtype} and {array}")
 
 
 @njit(cache=True)
@@ -275,18 +289,18 @@ def _stub(name, opaque, result_shape, message, doc):
     """The function kernels call for a helper of one (batch, m, n) array: ``result_shape``
     (a jitted function of the input's shape) sizes its result; ``message`` is the
     LinAlgError's when the routine fails."""
-    def stub(a):
+    def stub(dtype, a):
         _only_in_kernels()
     stub.__name__ = stub.__qualname__ = name
     stub.__doc__ = doc
-
     HELPERS[name] = opaque
 
-    @overload(stub)
-    def stub_ol(a):
+    @overload(stub, prefer_literal=True)
+    def stub_ol(dtype, a):
+        _same_dtype(dtype, a, name)
         call = opaque.external(a, name)
 
-        def impl(a):
+        def impl(dtype, a):
             x = np.ascontiguousarray(a)
             out = np.empty(result_shape(x.shape), x.dtype)
             sizes = _sizes(*x.shape)
@@ -454,17 +468,18 @@ _lu_inverse_batched = _stub("_lu_inverse_batched",
 _LU_SOLVE = Opaque("lu_solve", _lu_solve_entry, ("float64",))
 
 
-def _lu_solve_batched(lu, b, trans):
+def _lu_solve_batched(dtype, lu, b, trans):
     """op(A) x = b for each A of the stack, from its packed factors."""
     _only_in_kernels()
 
 
-@overload(_lu_solve_batched)
-def _lu_solve_batched_ol(lu, b, trans):
+@overload(_lu_solve_batched, prefer_literal=True)
+def _lu_solve_batched_ol(dtype, lu, b, trans):
+    _same_dtype(dtype, lu, "lu_solve")
     call = _LU_SOLVE.external(lu, "lu_solve")
     _LU_SOLVE.external(b, "lu_solve")
 
-    def impl(lu, b, trans):
+    def impl(dtype, lu, b, trans):
         nb, n, k = b.shape[0], b.shape[1], b.shape[2]
         f, y = np.ascontiguousarray(lu), np.ascontiguousarray(b)
         out = np.empty((nb, n, k))
@@ -503,20 +518,21 @@ _MATMUL = Opaque("matmul", _matmul_entry, ("float32", "float64", "complex64", "c
 
 
 def _matmul_stub(ta, tb):
-    def stub(a, b):
+    def stub(dtype, a, b):
         _only_in_kernels()
     stub.__name__ = stub.__qualname__ = f"_batched_matmul_{'t' if ta else 'n'}{'t' if tb else 'n'}"
     stub.__doc__ = "op(a[i]) @ op(b[i]) for each i of a stack, op a transpose or not."
     HELPERS[stub.__name__] = _MATMUL
 
-    @overload(stub)
-    def stub_ol(a, b):
+    @overload(stub, prefer_literal=True)
+    def stub_ol(dtype, a, b):
+        _same_dtype(dtype, a, "a product of stacks")
         call = _MATMUL.external(a, "a product of stacks")
         if a.dtype != b.dtype:
             raise TypingError(f"a product of stacks takes one dtype, not {a} and {b}")
         flags = (1 if ta else 0) | (2 if tb else 0)
 
-        def impl(a, b):
+        def impl(dtype, a, b):
             nb = a.shape[0]
             o1 = a.shape[2] if ta else a.shape[1]
             o2 = b.shape[1] if tb else b.shape[2]
@@ -558,18 +574,19 @@ def _argsort_rows_linked(a):
     return out
 
 
-def _argsort_rows(a):
+def _argsort_rows(dtype, a):
     """Stable argsort of each row (NaNs last, as NumPy's)."""
     _only_in_kernels()
 
 
-@overload(_argsort_rows)
-def _argsort_rows_ol(a):
-    if not (isinstance(a, types.Array) and as_dtype(a.dtype) in _ARGSORT.dtypes):
-        return lambda a: _argsort_rows_linked(a)      # bools, small ints: linked as usual
+@overload(_argsort_rows, prefer_literal=True)
+def _argsort_rows_ol(dtype, a):
+    _same_dtype(dtype, a, "argsort")
+    if as_dtype(a.dtype) not in _ARGSORT.dtypes:
+        return lambda dtype, a: _argsort_rows_linked(a)   # bools, small ints: linked
     call = _ARGSORT.external(a, "argsort")
 
-    def impl(a):
+    def impl(dtype, a):
         x = np.ascontiguousarray(a)
         out = np.empty(a.shape, np.int64)
         sizes = _sizes(a.shape[0], a.shape[1])
@@ -579,4 +596,5 @@ def _argsort_rows_ol(a):
 
 
 HELPERS["_argsort_rows"] = _ARGSORT
-_CALL = re.compile(r"\b(" + "|".join(HELPERS) + r")\(")
+assert set(HELPERS) == OPAQUE, "primitives.OPAQUE must name exactly the helpers defined here"
+_CALL = re.compile(r"\b(" + "|".join(HELPERS) + r")\('(\w+)'")

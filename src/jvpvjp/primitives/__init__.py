@@ -58,6 +58,14 @@ from ..tracing import bind
 REGISTRY = {}
 
 
+# Numba helpers that kernels call through a symbol (`backend.opaque`, which checks this
+# list): a lowering passes them, first, the name of the dtype they run on.
+OPAQUE = frozenset({"_det_batched", "_cholesky_batched", "_eigh_batched", "_svd_batched",
+                    "_qr_batched", "_lu_batched", "_lu_solve_batched", "_lu_inverse_batched",
+                    "_batched_matmul_nn", "_batched_matmul_tn", "_batched_matmul_nt",
+                    "_batched_matmul_tt", "_argsort_rows"})
+
+
 @dataclass
 class Case:
     """A test case: ``fn`` applied to arrays of ``shapes`` drawn from ``domain``.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..sparsity import matmul_pairs
-from . import Case, Primitive, batch_all, item_shape
+from . import OPAQUE, Case, Primitive, batch_all, item_shape
 
 
 def _core(shape, t):
@@ -62,6 +62,7 @@ def _lower(args, op):
     (sa, _), (sb, _) = op.invars[0].aval, op.invars[1].aval
     batch = int(np.prod(sa[:-2], dtype=np.int64))
     return (f"_batched_matmul_{'t' if ta else 'n'}{'t' if tb else 'n'}("
+            f"{op.invars[0].dtype.name!r}, "
             f"_flat({a}).reshape(({batch}, {sa[-2]}, {sa[-1]})), "
             f"_flat({b}).reshape(({batch}, {sb[-2]}, {sb[-1]})))"
             f".reshape({op.outvar.shape!r})")
@@ -186,6 +187,9 @@ def _linalg_lower(helper, reads=None, params=(), double=False):
                for i in (range(len(args)) if reads is None else reads)]
         ins += [repr(op.params.get(p, False)) for p in params]
         out = f"{helper}({', '.join(ins)})"
+        if helper in OPAQUE:      # first, the dtype it runs on: it names the routine called
+            first = "float64" if cast else op.invars[0 if reads is None else reads[0]].dtype
+            out = f"{helper}({np.dtype(first).name!r}, {', '.join(ins)})"
         if cast:
             out += f".astype(np.{op.outvar.dtype.name})"
         return f"{out}[0]" if op.outvar.shape == () else \

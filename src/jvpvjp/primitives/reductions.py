@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Case, Primitive
+from . import OPAQUE, Case, Primitive
 
 
 def _abstract(x, axes):
@@ -167,7 +167,9 @@ def rows_lowering(helper, reduces=False):
         inner = shape[axis]
         outer = int(np.prod([shape[i] for i in perm[:-1]], dtype=np.int64))
         src = x if perm == tuple(range(n)) else f"{x}.transpose({perm!r})"
-        rows = f"{helper}(_flat({src}).reshape(({outer}, {inner})))"
+        # a helper called through a symbol takes, first, the dtype it runs on
+        first = f"{op.invars[0].dtype.name!r}, " if helper in OPAQUE else ""
+        rows = f"{helper}({first}_flat({src}).reshape(({outer}, {inner})))"
         if reduces:
             return f"{rows}[0]" if op.outvar.shape == () else \
                 f"{rows}.reshape({op.outvar.shape!r})"
