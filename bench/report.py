@@ -28,7 +28,8 @@ def header(meta):
             f"threads: {t['threads']} for every tool (OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS="
             f"{t['OMP_NUM_THREADS']}, XLA_FLAGS='{t['XLA_FLAGS']}', torch {t['torch']})\n"
             f"allocator: {meta.get('allocator', '?')}\n"
-            f"jvpvjp kernel cache: {meta['jvpvjp_cache']}\n")
+            f"jvpvjp kernel cache: {meta['jvpvjp_cache']}\n"
+            + (f"JAX process: {meta['jax_process']}\n" if "jax_process" in meta else ""))
 
 
 def _index(records):

@@ -165,7 +165,7 @@ def run_grad_case(wl, size, mods, notes, opts, emit, exclude=()):
                          **stats, **extra))
 
 
-def run_jacobian_case(wl, size, mods, notes, opts, emit):
+def run_jacobian_case(wl, size, mods, notes, opts, emit, exclude=()):
     from bench.timing import first_call
     from bench.tools import Skip, jacobian_tool
     import numpy as np
@@ -174,7 +174,7 @@ def run_jacobian_case(wl, size, mods, notes, opts, emit):
                 params=dict(n=n, m=m))
     W, V, b, x = wl.data(n, m)
     ref = {"primal": wl.generic(np, W, V, b)(x), "jac": wl.exact(x, W, V, b)}
-    for tool in JAC_TOOLS:
+    for tool in [t for t in JAC_TOOLS if t not in exclude]:
         emit({"event": "start", "tool": tool})
         try:
             if tool in notes and tool not in mods:
@@ -200,11 +200,36 @@ def run_jacobian_case(wl, size, mods, notes, opts, emit):
                          **_time_metric(call, first_s, tool, opts)))
 
 
-def run_case(wl, size, mods, notes, opts, emit):
+def run_case(wl, size, mods, notes, opts, emit, exclude=()):
     if getattr(wl, "KIND", "grad") == "jacobian":
-        run_jacobian_case(wl, size, mods, notes, opts, emit)
+        run_jacobian_case(wl, size, mods, notes, opts, emit, exclude)
     else:
-        run_grad_case(wl, size, mods, notes, opts, emit)
+        run_grad_case(wl, size, mods, notes, opts, emit, exclude)
+
+
+def _tools_of(wl, size):
+    if getattr(wl, "KIND", "grad") == "jacobian":
+        return list(JAC_TOOLS)
+    return list(GRAD_TOOLS) + list(wl.make(**size).peers)
+
+
+def run_pinned(wl, size, lib, argv_common):
+    """The tools of peer ``lib`` (JAX) for one case, in a process of their own pinned to one
+    core. XLA's CPU runtime keeps about 1.7 cores busy with its thread flags at 1, and its
+    spinning workers would take the core from the tools timed after it in a shared
+    process; pinned alone it runs, as every other tool here does, on one core."""
+    tools = [t for t in _tools_of(wl, size) if t.split(" ")[0] == lib]
+    others = [t for t in _tools_of(wl, size) if t not in tools]
+    with tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False) as tmp:
+        path = tmp.name
+    spec = json.dumps({"workload": wl.NAME, "size": size, "exclude": others})
+    cpu = min(os.sched_getaffinity(0))
+    subprocess.run([sys.executable, "-m", "bench.run", *argv_common, "--child", spec,
+                    "--child-out", path], cwd=_ROOT, check=False, stdout=subprocess.DEVNULL,
+                   preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    lines = [json.loads(s) for s in open(path) if s.strip()]
+    os.unlink(path)
+    return [r for r in lines if "event" not in r and r["tool"] in tools]
 
 
 def run_in_child(wl, size, opts, argv_common, timeout):
@@ -293,8 +318,8 @@ def main(argv=None):
                 out.write(json.dumps(r) + "\n")
                 out.flush()
             size = {k: v for k, v in spec["size"].items() if k != "timeout"}
-            run_grad_case(load(spec["workload"]), size, mods, notes, opts, emit,
-                          exclude=set(spec.get("exclude", ())))
+            run_case(load(spec["workload"]), size, mods, notes, opts, emit,
+                     exclude=set(spec.get("exclude", ())))
         return
 
     names = [s for s in a.only.split(",") if s] or NAMES
@@ -314,6 +339,9 @@ def main(argv=None):
         "jvpvjp_cache": "cold (empty directory)" if a.cold else
                         (jvpvjp.config.cache_dir or "disabled"),
     }
+    # with one thread for every tool, JAX runs alone on one core (see run_pinned)
+    pin_jax = a.threads == 1 and "jax" in mods and hasattr(os, "sched_setaffinity")
+    meta["jax_process"] = "its own, pinned to one core" if pin_jax else "the bench's"
     print(report.header(meta), flush=True)
     for name, note in notes.items():
         print(f"note: {name} skipped: {note}", file=sys.stderr)
@@ -348,6 +376,11 @@ def main(argv=None):
         try:
             if "timeout" in size:
                 records += run_in_child(wl, size, opts, common, size["timeout"])
+            elif pin_jax:
+                run_case(wl, size, mods, notes, opts,
+                         lambda r: records.append(r) if "event" not in r else None,
+                         exclude={t for t in _tools_of(wl, size) if t.split(" ")[0] == "jax"})
+                records += run_pinned(wl, size, "jax", common)
             else:
                 run_case(wl, size, mods, notes, opts,
                          lambda r: records.append(r) if "event" not in r else None)
