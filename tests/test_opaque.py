@@ -118,3 +118,38 @@ def test_machine_code_built_against_other_helpers_is_not_loaded(compiled, monkey
     assert nb.on_disk(source)
     monkeypatch.setattr(nb, "_FINGERPRINT", "other helper code")
     assert not nb.on_disk(source)
+
+
+ORDER = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import jvpvjp
+    a = np.arange(9.0).reshape(3, 3) / 7.0 + np.eye(3)
+    fns = {"svd": lambda a: np.linalg.svd(a, compute_uv=False),
+           "eigh": lambda a: np.linalg.eigvalsh(a),
+           "det": lambda a: np.linalg.det(a),
+           "svd_grad": jvpvjp.grad(lambda a: np.sum(np.linalg.svd(a, compute_uv=False))),
+           "eigh_grad": jvpvjp.grad(lambda a: np.sum(np.linalg.eigvalsh(a)))}
+    out = {}
+    for name in sys.argv[1:]:
+        f = fns[name] if name.endswith("_grad") else jvpvjp.jit(fns[name])
+        out[name] = np.asarray(f(a)).tolist()
+    print(json.dumps(out))
+""")
+
+
+def test_kernels_from_the_disk_cache_call_their_own_stubs(tmp_path):
+    """Kernels compiled in one process, loaded in another that compiled other kernels
+    first: each calls its own stub's code, whatever the order compiled the stubs in."""
+    env = dict(os.environ, JVPVJP_CACHE_DIR=str(tmp_path), JVPVJP_BACKEND="numba")
+
+    def run(*names):
+        p = subprocess.run([sys.executable, "-c", ORDER, *names], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout + p.stderr
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    first = run("svd", "svd_grad", "det")          # compiled and cached in this order
+    later = run("eigh", "eigh_grad", "det", "svd", "svd_grad")   # the others loaded
+    for name in first:
+        assert later[name] == first[name], name

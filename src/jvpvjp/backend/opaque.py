@@ -135,6 +135,17 @@ def _finite(a):
     return True
 
 
+def _own_name(impl, name):
+    """Give a stub's implementation a name of its own. Numba names a compiled function by
+    its qualified name, its argument types and a counter local to the process, and marks
+    the functions linked into a kernel as interchangeable with any of the same name: the
+    implementations made by one factory share a qualified name (and, at one dtype, their
+    argument types), so a kernel loaded from the disk cache could be linked to another
+    stub's code compiled in this process under its name."""
+    impl.__name__ = impl.__qualname__ = f"{name}_impl"
+    return impl
+
+
 def _only_in_kernels(*args):
     raise RuntimeError("this helper is called from compiled kernels only")
 
@@ -310,7 +321,7 @@ def _stub(name, opaque, result_shape, message, doc):
             if status != 0:
                 raise np.linalg.LinAlgError(message)
             return out
-        return impl
+        return _own_name(impl, name)
     return stub
 
 
@@ -328,14 +339,33 @@ def _qr_shape(shape):
     return (nb, m * k + k * n)
 
 
-_det_batched = _stub("_det_batched", Opaque("det", _det_entry, _FLOATS),
-                     njit(lambda shape: (shape[0],)), "det failed",
+@njit
+def _det_shape(shape):
+    return (shape[0],)
+
+
+@njit
+def _cholesky_shape(shape):
+    return shape
+
+
+@njit
+def _eigh_shape(shape):
+    return (shape[0], shape[1], shape[2] + 1)
+
+
+@njit
+def _lu_inverse_shape(shape):
+    return (shape[0], shape[1], shape[1])
+
+
+_det_batched = _stub("_det_batched", Opaque("det", _det_entry, _FLOATS), _det_shape,
+                     "det failed",
                      "(batch, n, n) -> (batch,): each matrix's determinant.")
 _cholesky_batched = _stub("_cholesky_batched", Opaque("cholesky", _cholesky_entry, _FLOATS),
-                          njit(lambda shape: shape), "Matrix is not positive definite",
+                          _cholesky_shape, "Matrix is not positive definite",
                           "(batch, n, n) -> (batch, n, n): lower Cholesky factors.")
-_eigh_batched = _stub("_eigh_batched", Opaque("eigh", _eigh_entry, _FLOATS),
-                      njit(lambda shape: (shape[0], shape[1], shape[2] + 1)),
+_eigh_batched = _stub("_eigh_batched", Opaque("eigh", _eigh_entry, _FLOATS), _eigh_shape,
                       "Eigenvalues did not converge",
                       "(batch, n, n) -> (batch, n, n + 1): eigenvectors, then eigenvalues.")
 _svd_batched = _stub("_svd_batched", Opaque("svd", _svd_entry, _FLOATS), _svd_shape,
@@ -456,14 +486,13 @@ def _lu_inverse_entry(sizes, out, a, b):
     return 0 if _lu_inverse_loop(carray(a, (nb, n, n + 1)), carray(out, (nb, n, n))) else 1
 
 
-_lu_batched = _stub("_lu_batched", Opaque("lu", _lu_entry, ("float64",)),
-                    njit(lambda shape: (shape[0], shape[1], shape[2] + 1)), "lu failed",
+_lu_batched = _stub("_lu_batched", Opaque("lu", _lu_entry, ("float64",)), _eigh_shape,
+                    "lu failed",
                     "(batch, n, n) -> (batch, n, n + 1): getrf's factors, then its row "
                     "interchanges.")
 _lu_inverse_batched = _stub("_lu_inverse_batched",
                             Opaque("lu_inverse", _lu_inverse_entry, ("float64",)),
-                            njit(lambda shape: (shape[0], shape[1], shape[1])),
-                            "Singular matrix",
+                            _lu_inverse_shape, "Singular matrix",
                             "(batch, n, n + 1) packed factors -> (batch, n, n) inverses.")
 _LU_SOLVE = Opaque("lu_solve", _lu_solve_entry, ("float64",))
 
@@ -541,7 +570,7 @@ def _matmul_stub(ta, tb):
             sizes = _sizes(nb, a.shape[1], a.shape[2], b.shape[1], b.shape[2], o1, o2, flags)
             call(sizes.ctypes, out.ctypes, x.ctypes, y.ctypes)
             return out
-        return impl
+        return _own_name(impl, stub.__name__)
     return stub
 
 
