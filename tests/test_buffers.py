@@ -153,6 +153,23 @@ def test_outputs_of_every_kind_through_the_passed_arrays(rng):
             np.testing.assert_array_equal(a, b)
 
 
+def test_loop_values_that_are_outputs_are_stored_in_place():
+    """A value computed in a loop nest and returned is written straight into its output
+    argument: no array of its own, no copy at the end (a value returned twice is copied
+    once, into its second place)."""
+    from jvpvjp.backend import numba_backend as nb
+    ol = jvpvjp.make_oplist(lambda x: (np.sin(x) * 2.0, np.sin(x) * 2.0 + x))(np.ones(5))
+    src = nb.generate_source(ol)[0]
+    lines = [line.strip() for line in src.splitlines()]
+    assert not any(line.startswith("o0[") or line.startswith("o1[") for line in lines), src
+    assert sum(line.endswith("= o0") or line.endswith("= o1") for line in lines) == 2, src
+    twice = jvpvjp.make_oplist(lambda x: (lambda y: (y, y))(np.sin(x) * 2.0))(np.ones(5))
+    lines = [line.strip() for line in nb.generate_source(twice)[0].splitlines()]
+    assert sum(line.endswith("= o0") for line in lines) == 1
+    assert sum(line.startswith("o1[") for line in lines) == 1
+    assert not any(line.startswith("o0[") for line in lines)
+
+
 @pytest.mark.usefixtures("compiled")
 def test_jvp_and_vjp_results_are_not_overwritten(rng):
     f = lambda x: np.tanh(x) * x

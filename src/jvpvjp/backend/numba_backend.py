@@ -351,6 +351,15 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
     passes = 0
     work = []                 # Scratch specs, in argument order
     work_bytes = [0]
+    # Small array outputs are written into trailing `Out` arguments (see below). A loop
+    # value that is one is stored there directly, not into an array of its own copied
+    # there at the end: out_slot[var] is the position of its first Out argument.
+    out_slot, slots = {}, 0
+    for v in list(ol.outvars) + [g.var for g in ol.guards]:
+        if outputs and v.shape != () and v.size <= _OUT_MAX:
+            out_slot.setdefault(v, slots)
+            slots += 1
+    direct = set()            # the outputs stored directly
 
     def only_loops_read(i):
         """Whether op i's value may live in scratch: no output, and read only by ops whose
@@ -386,8 +395,13 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
                  and shape[last] >= 2 * _LANES}
         for i in members:
             if i in stored:
-                body.append(array(f"v{i}", shape, ops[i].outvar.dtype,
-                                  internal=only_loops_read(i)))
+                out = ops[i].outvar
+                if out in out_slot and out.shape == tuple(shape):
+                    body.append(f"    v{i} = o{out_slot[out]}")
+                    direct.add(out)
+                else:
+                    body.append(array(f"v{i}", shape, out.dtype,
+                                      internal=only_loops_read(i)))
         kept = {}
         for i in reductions:
             op = ops[i]
@@ -479,6 +493,9 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
     for position, v in enumerate(list(ol.outvars) + [g.var for g in ol.guards]):
         ref = names[v]
         if outputs and v.shape != () and v.size <= _OUT_MAX:
+            if v in direct and out_slot[v] == len(outs):      # already there
+                outs.append(Out((v.shape, v.dtype, position)))
+                continue
             # element by element: a slice assignment costs Numba about 0.17 s to compile
             idx = [f"i{d}" for d in range(v.ndim)]
             for d, n in enumerate(v.shape):
