@@ -213,13 +213,11 @@ def _tools_of(wl, size):
     return list(GRAD_TOOLS) + list(wl.make(**size).peers)
 
 
-def run_pinned(wl, size, lib, argv_common):
-    """The tools of peer ``lib`` (JAX) for one case, in a process of their own pinned to one
-    core. XLA's CPU runtime keeps about 1.7 cores busy with its thread flags at 1, and its
+def run_pinned(wl, size, tools, others, argv_common):
+    """``tools`` (JAX's) for one case, in a process of their own pinned to one core (the
+    case's ``others`` excluded there). XLA's CPU runtime keeps about 1.7 cores busy with its thread flags at 1, and its
     spinning workers would take the core from the tools timed after it in a shared
     process; pinned alone it runs, as every other tool here does, on one core."""
-    tools = [t for t in _tools_of(wl, size) if t.split(" ")[0] == lib]
-    others = [t for t in _tools_of(wl, size) if t not in tools]
     with tempfile.NamedTemporaryFile("r", suffix=".jsonl", delete=False) as tmp:
         path = tmp.name
     spec = json.dumps({"workload": wl.NAME, "size": size, "exclude": others})
@@ -377,10 +375,13 @@ def main(argv=None):
             if "timeout" in size:
                 records += run_in_child(wl, size, opts, common, size["timeout"])
             elif pin_jax:
+                every = _tools_of(wl, size)
+                jax = [t for t in every if t.split(" ")[0] == "jax"]
                 run_case(wl, size, mods, notes, opts,
                          lambda r: records.append(r) if "event" not in r else None,
-                         exclude={t for t in _tools_of(wl, size) if t.split(" ")[0] == "jax"})
-                records += run_pinned(wl, size, "jax", common)
+                         exclude=set(jax))
+                records += run_pinned(wl, size, jax, [t for t in every if t not in jax],
+                                      common)
             else:
                 run_case(wl, size, mods, notes, opts,
                          lambda r: records.append(r) if "event" not in r else None)

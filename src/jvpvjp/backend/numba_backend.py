@@ -492,7 +492,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
     rets, outs = [], []
     for position, v in enumerate(list(ol.outvars) + [g.var for g in ol.guards]):
         ref = names[v]
-        if outputs and v.shape != () and v.size <= _OUT_MAX:
+        if v in out_slot:
             if v in direct and out_slot[v] == len(outs):      # already there
                 outs.append(Out((v.shape, v.dtype, position)))
                 continue

@@ -68,16 +68,14 @@ class Opaque:
                               f"({type(e).__name__}: {e})") from e
         return types.ExternalFunction(self.symbol(dtype), _CALL_SIGNATURE)
 
-    def register(self, dtype=None):
-        """Compile (or load from Numba's cache) the callback for ``dtype`` (default: every
-        dtype) and register its symbol."""
-        for d in self.dtypes if dtype is None else (dtype,):
-            symbol = self.symbol(d)
-            if symbol in _callbacks:
-                continue
+    def register(self, dtype):
+        """Compile (or load from Numba's cache) the callback for ``dtype`` and register its
+        symbol."""
+        symbol = self.symbol(dtype)
+        if symbol not in _callbacks:
             with _lock:
                 if symbol not in _callbacks:
-                    _callbacks[symbol] = self._compile(d, symbol)
+                    _callbacks[symbol] = self._compile(dtype, symbol)
 
     def _compile(self, dtype, symbol):
         import llvmlite.binding as llvm
@@ -136,7 +134,7 @@ def _finite(a):
 
 
 def _own_name(impl, name):
-    """Give a stub's implementation a name of its own. Numba names a compiled function by
+    """Give an implementation made by a factory a name of its own. Numba names a compiled function by
     its qualified name, its argument types and a counter local to the process, and marks
     the functions linked into a kernel as interchangeable with any of the same name: the
     implementations made by one factory share a qualified name (and, at one dtype, their
@@ -235,6 +233,27 @@ def _qr_loop(a, out):
         out[i, m * k:] = np.ascontiguousarray(r).reshape(k * n)
 
 
+def _checked(routine, x, out):
+    """Status of ``routine``'s loop on ``x`` into ``out``: 2 if ``x`` is not finite, 1 if the
+    routine raised (NumPy's LinAlgError, raised by the stub), else 0."""
+
+
+@overload(_checked, prefer_literal=True)
+def _checked_ol(routine, x, out):
+    loop = {"cholesky": _cholesky_loop, "eigh": _eigh_loop, "svd": _svd_loop,
+            "qr": _qr_loop}[routine.literal_value]
+
+    def impl(routine, x, out):
+        if not _finite(x):
+            return 2
+        try:
+            loop(x, out)
+        except Exception:
+            return 1
+        return 0
+    return _own_name(impl, f"_{routine.literal_value}_checked")
+
+
 # The entries (Numba compiles each as a C callback; an exception cannot leave one). The
 # dtypes come from the pointers' types.
 def _det_entry(sizes, out, a, b):
@@ -245,52 +264,24 @@ def _det_entry(sizes, out, a, b):
 
 def _cholesky_entry(sizes, out, a, b):
     nb, n = carray(sizes, (2,))
-    x = carray(a, (nb, n, n))
-    if not _finite(x):
-        return 2
-    try:
-        _cholesky_loop(x, carray(out, (nb, n, n)))
-    except Exception:
-        return 1
-    return 0
+    return _checked("cholesky", carray(a, (nb, n, n)), carray(out, (nb, n, n)))
 
 
 def _eigh_entry(sizes, out, a, b):
     nb, n = carray(sizes, (2,))
-    x = carray(a, (nb, n, n))
-    if not _finite(x):
-        return 2
-    try:
-        _eigh_loop(x, carray(out, (nb, n, n + 1)))
-    except Exception:
-        return 1
-    return 0
+    return _checked("eigh", carray(a, (nb, n, n)), carray(out, (nb, n, n + 1)))
 
 
 def _svd_entry(sizes, out, a, b):
     nb, m, n = carray(sizes, (3,))
     k = min(m, n)
-    x = carray(a, (nb, m, n))
-    if not _finite(x):
-        return 2
-    try:
-        _svd_loop(x, carray(out, (nb, m * k + k + k * n)))
-    except Exception:
-        return 1
-    return 0
+    return _checked("svd", carray(a, (nb, m, n)), carray(out, (nb, m * k + k + k * n)))
 
 
 def _qr_entry(sizes, out, a, b):
     nb, m, n = carray(sizes, (3,))
     k = min(m, n)
-    x = carray(a, (nb, m, n))
-    if not _finite(x):
-        return 2
-    try:
-        _qr_loop(x, carray(out, (nb, m * k + k * n)))
-    except Exception:
-        return 1
-    return 0
+    return _checked("qr", carray(a, (nb, m, n)), carray(out, (nb, m * k + k * n)))
 
 
 _FLOATS = ("float32", "float64")
@@ -387,8 +378,7 @@ def _lu_loop(a, out):
     for t in range(nb):
         f = np.empty((n, n)).T            # Fortran order, as LAPACK reads it
         f[:, :] = a[t]
-        if n:
-            _getrf(ord("d"), n, n, f.ctypes, n, ipiv.ctypes)
+        _factor(f, ipiv)
         out[t, :, :n] = f
         for i in range(n):
             out[t, i, n] = ipiv[i] - 1

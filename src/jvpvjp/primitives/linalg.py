@@ -186,10 +186,10 @@ def _linalg_lower(helper, reads=None, params=(), double=False):
                + (".astype(np.float64)" if cast else "")
                for i in (range(len(args)) if reads is None else reads)]
         ins += [repr(op.params.get(p, False)) for p in params]
-        out = f"{helper}({', '.join(ins)})"
         if helper in OPAQUE:      # first, the dtype it runs on: it names the routine called
             first = "float64" if cast else op.invars[0 if reads is None else reads[0]].dtype
-            out = f"{helper}({np.dtype(first).name!r}, {', '.join(ins)})"
+            ins.insert(0, repr(np.dtype(first).name))
+        out = f"{helper}({', '.join(ins)})"
         if cast:
             out += f".astype(np.{op.outvar.dtype.name})"
         return f"{out}[0]" if op.outvar.shape == () else \
