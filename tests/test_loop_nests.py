@@ -122,3 +122,48 @@ def test_scratch_is_per_thread(rng):
         for t in threads:
             t.join()
     assert errors == []
+
+
+def test_loops_read_through_views_without_building_them(rng):
+    """Reshapes, transposes and broadcasts that only loop nests read are read through
+    (their operand indexed where the view's element is), never built; the results are
+    the interpreter's (to vtanh's and vexp's few ulp)."""
+    def f(a, b, v):
+        t = np.tanh(a)                                  # (3, 4), in a loop nest
+        s = t.T[None] + np.squeeze(np.reshape(b, (3, 1, 4)), 1).T[None]   # axes moved, added
+        w = np.reshape(np.exp(v), (1, 12))              # a flat vector as a row
+        return np.sum(s * s) + np.sum(np.reshape(w, (3, 4)) * t) + \
+            np.sum(np.broadcast_to(v[:4], (3, 4)) * a)
+
+    a, b, v = rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), rng.normal(size=12)
+    sources, (val, grads) = _sources(f, a, b, v,
+                                     transform=lambda g: jvpvjp.value_and_grad(g, (0, 1, 2)))
+    body = sources[0].split("def kernel", 1)[1]
+    assert ".reshape(" not in body and ".T" not in body and ".transpose(" not in body \
+        and "broadcast_to" not in body, body
+    with jvpvjp.testing.use_backend("numpy"):
+        want_val, want_grads = jvpvjp.value_and_grad(f, (0, 1, 2))(a, b, v)
+    np.testing.assert_allclose(val, want_val, rtol=1e-14)
+    for g, w in zip(grads, want_grads):
+        np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-15)
+
+
+def test_flat_copies_arrays_that_are_not_c_contiguous():
+    from numba import njit
+    from jvpvjp.backend.numba_helpers import _flat, _shaped
+
+    @njit
+    def flat_then_shape(x):
+        return _shaped(_flat(x), (2, 3))
+
+    base = np.arange(24.0).reshape(4, 6)
+    for x in (base[::2, ::2].copy(), base[::2, ::2], base[1::2, 1::2], np.asfortranarray(base[:2, :3]),
+              base[1:3, 1:4], base[:2, :3].T.copy().T):
+        np.testing.assert_array_equal(flat_then_shape(x), np.reshape(x, (2, 3)))
+    y = np.arange(6.0)
+    view = flat_then_shape(y)
+    view[1, 1] = -1.0                   # a C-contiguous operand is viewed, not copied
+    assert y[4] == -1.0
+    from numba.core.errors import TypingError
+    with pytest.raises(TypingError):
+        njit(lambda x: _shaped(x, (2, 3)))(base[:2, :3])     # not C-contiguous: refused

@@ -132,3 +132,26 @@ def test_one_element_operands_become_scalars(shapes, rng):
     for g, r in zip(got, ref):
         assert g.shape == r.shape and g.dtype == r.dtype
         np.testing.assert_allclose(g, r, rtol=1e-13)
+
+
+def test_views_of_views_become_one_view():
+    def f(x):
+        a = np.reshape(np.reshape(x, (12,)), (3, 4))        # one reshape: of x
+        b = np.transpose(np.transpose(x, (1, 0)), (1, 0))   # none: x itself
+        c = np.transpose(np.transpose(x[None], (1, 2, 0)), (2, 0, 1))   # x[None] again
+        d = np.broadcast_to(np.broadcast_to(x[0], (2, 3)), (3, 2, 3))   # one broadcast
+        return np.sum(a * 2.0) + np.sum(b * c) + np.sum(np.reshape(x, (4, 3)) * d[:, 0, 0])
+
+    x = np.arange(12.0).reshape(4, 3) / 7.0
+    ol = make_oplist(f)(x)
+    new = simplify(ol)
+    for op in new.ops:
+        if op.prim.view_compose is not None:
+            assert op.invars[0] not in {o.outvar for o in new.ops if o.prim is op.prim}, str(new)
+    assert _count(new, "transpose") == 0 and _count(ol, "transpose") == 4, str(new)
+    assert _count(new, "broadcast_to") < _count(ol, "broadcast_to"), str(new)
+    with use_backend("numpy"):
+        want = value_and_grad(f)(x)
+    got = value_and_grad(f)(x)
+    assert got[0] == want[0]
+    np.testing.assert_array_equal(got[1], want[1])

@@ -143,6 +143,8 @@ def _peephole(ol):
             new = _scalar_out_of_sum(op, ins[0], producer, computed, ops)
         elif op.prim.identity:          # stop_gradient, custom rules: their value is x
             alias[out] = ins[0]
+        elif op.prim.view_compose is not None:
+            new = _view_of_view(op, ins[0], producer, alias)
         if out in alias:
             changed = True
             continue
@@ -164,6 +166,24 @@ def _peephole(ol):
     guards = [Guard(alias.get(g.var, g.var), g.value, g.kind, g.where) for g in ol.guards]
     return dead_code_elimination(OpList(list(ol.invars), [alias.get(v, v) for v in ol.outvars],
                                         ops, consts, guards))
+
+
+def _view_of_view(op, x, producer, alias):
+    """A view of a view of y as one view of y (a reshape of a reshape, a transpose of a
+    transpose, a broadcast of a broadcast), and a view that changes nothing as its operand
+    (recorded in ``alias``). The new op, or None for none."""
+    out, params = op.outvar, op.params
+    p = producer.get(x)
+    if p is not None and p.prim is op.prim:
+        params = op.prim.view_compose(p.params, op)
+        x = p.invars[0]
+    new = Op(op.prim, (x,), out, params, op.where)
+    idx = [f"j{d}" for d in range(out.ndim)]
+    if out.shape == x.shape and out.dtype == x.dtype and \
+            op.prim.view_index is not None and op.prim.view_index(new, idx) == idx:
+        alias[out] = x
+        return None
+    return new if x is not op.invars[0] or params != op.params else None
 
 
 def _scalar_out_of_sum(op, x, producer, computed, ops):

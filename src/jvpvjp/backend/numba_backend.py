@@ -23,10 +23,12 @@ import hashlib
 import importlib.util
 import math
 import os
+import re
 import sys
 import tempfile
 import threading
 import warnings
+from collections import Counter
 
 import numpy as np
 
@@ -292,7 +294,25 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
         lead = len(out_shape) - len(v.shape)
         idx = [f"j{lead + d}" if n == out_shape[lead + d] and n != 1 else "0"
                for d, n in enumerate(v.shape)]
-        return f"{names[v]}[{', '.join(idx)}]"
+        v, idx = through_views(v, idx)
+        return f"{names[v]}[{', '.join(idx)}]" if idx else names[v]
+
+    def through_views(v, idx):
+        """The value a loop reads for element ``idx`` of ``v``, and where: views computed
+        outside loops are looked through (`Primitive.view_index`), not built."""
+        while True:
+            i = index.get(v)
+            if i is None or in_loop[i] or v in inlined:
+                return v, idx
+            op = ops[i]
+            x = op.invars[0] if op.invars else None
+            if op.prim.view_index is None or x is None or x.dtype != v.dtype or \
+                    x in scalars or x in inlined:
+                return v, idx
+            mapped = op.prim.view_index(op, idx)
+            if mapped is None:
+                return v, idx
+            v, idx = x, mapped
 
     # -- which loop values each nest computes, and which are stored ------------------------
     nests = {}                       # (stage, space) -> op indices computed there
@@ -463,6 +483,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
 
     last_stage = max(stage, default=0)
     order = sorted(nests, key=lambda k: (k[0], nests[k][0]))
+    views = {}                 # body line -> the view value it builds
     for st in range(last_stage + 1):
         for i, op in enumerate(ops):
             if in_loop[i] or stage[i] != st or op.outvar in inlined:
@@ -475,6 +496,8 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             expr = _array_loop(op, args) or op.prim.lower(args, op)
             layout[out] = _result_layout(op, layout)
             numpy_expr = _numpy_expression(op, args, expr) if i in to_numpy else None
+            if op.prim.view_index is not None:
+                views[len(body)] = f"v{i}"       # dropped below if only loops read it
             if numpy_expr is not None:
                 passes += 1
                 dims = ", ".join([":"] * (out.ndim - 1) + ["::1"])
@@ -487,8 +510,6 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             if key[0] == st:
                 emit_nest(key)
 
-    if any(line.lstrip().startswith("for j") for line in body):
-        body.insert(0, "    wide_vectors()")     # loops use the CPU's widest vectors
     rets, outs = [], []
     for position, v in enumerate(list(ol.outvars) + [g.var for g in ol.guards]):
         ref = names[v]
@@ -500,8 +521,9 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             idx = [f"i{d}" for d in range(v.ndim)]
             for d, n in enumerate(v.shape):
                 body.append(f"    {'    ' * d}for i{d} in range({n}):")
+            src, at = through_views(v, idx)
             body.append(f"    {'    ' * v.ndim}o{len(outs)}[{', '.join(idx)}] = "
-                        f"{ref}[{', '.join(idx)}]")
+                        f"{names[src]}{'[' + ', '.join(at) + ']' if at else ''}")
             outs.append(Out((v.shape, v.dtype, position)))
             continue
         i = index.get(v)
@@ -509,6 +531,9 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
                               (i is not None and ops[i].prim.kind == "view")):
             ref = f"np.ascontiguousarray({ref}).copy()"
         rets.append(ref)
+    body = _without_unread(body, views, rets)
+    if any(line.lstrip().startswith("for j") for line in body):
+        body.insert(0, "    wide_vectors()")     # loops use the CPU's widest vectors
     params = [names[v] for v in ol.invars] + [f"k{i}" for i in range(len(array_consts))] + \
         [f"w{i}" for i in range(len(work))] + [f"o{i}" for i in range(len(outs))]
     lines = [
@@ -526,6 +551,23 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
         "",
     ]
     return "\n".join(lines), array_consts + work + outs
+
+
+_NAME = re.compile(r"\bv\d+\b")
+
+
+def _without_unread(body, views, rets):
+    """``body`` without the lines building views (``views``: line -> value) that no other
+    line nor the returned values read: loop nests read through them (`through_views`)."""
+    reads = Counter(_NAME.findall("\n".join(body + rets)))
+    for line, name in views.items():
+        reads[name] -= 1                        # its own assignment
+    dropped = set()
+    for line in sorted(views, reverse=True):    # a view read only by a dropped view too
+        if reads[views[line]] == 0:
+            dropped.add(line)
+            reads.subtract(_NAME.findall(body[line].split("=", 1)[1]))
+    return [b for k, b in enumerate(body) if k not in dropped]
 
 
 def passes_of(source):

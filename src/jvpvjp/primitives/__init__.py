@@ -38,8 +38,9 @@ backends, the simplifier and the NumPy front end read these fields.
   ``numpy_faster`` (NumPy's SIMD loop beats Numba's scalar one on large arrays);
   ``numpy_name`` (a reduction's NumPy function, called from compiled code on large arrays);
 * ``loop``, ``pointwise``, ``accumulate``, ``cost``: how generated loop nests compute it,
-  ``array_loop`` how large arrays do outside them (see the field comments below and
-  `backend.numba_backend`);
+  ``array_loop`` how large arrays do outside them, ``view_index`` how they read a view
+  without building it (see the field comments below and `backend.numba_backend`);
+  ``view_compose``, how two views of one kind make one;
 * ``tapes``: the tape interpreters run it. ``False`` for ops that do much work per element
   or have integer results (sorting, linear algebra): a program holding one starts in the
   NumPy interpreter, where such an op costs what NumPy's call costs;
@@ -134,6 +135,14 @@ class Primitive:
     pointwise: bool = False
     accumulate: tuple | None = None
     cost: int = 1
+    # For a view (``kind="view"``): ``view_index(op, idx)`` gives, from the index expressions
+    # of one output element (strings: loop indices, "0", sums of products), those of the
+    # operand element it is, or None where that takes more than adds and multiplies. Loop
+    # nests read a view's operand through it instead of building the view (the simplifier
+    # drops views that change nothing with it too). ``view_compose(inner, op)``: the params
+    # of one view equal to ``op`` applied to the same primitive's view with params ``inner``.
+    view_index: object = None
+    view_compose: object = None
 
     KINDS = ("elementwise", "reduction", "view", "product", "shape", "index", "other")
 

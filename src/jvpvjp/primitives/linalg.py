@@ -61,11 +61,11 @@ def _lower(args, op):
         return f"({a}{'.T' if ta else ''} @ {b}{'.T' if tb else ''})"
     (sa, _), (sb, _) = op.invars[0].aval, op.invars[1].aval
     batch = int(np.prod(sa[:-2], dtype=np.int64))
-    return (f"_batched_matmul_{'t' if ta else 'n'}{'t' if tb else 'n'}("
+    return (f"_shaped(_batched_matmul_{'t' if ta else 'n'}{'t' if tb else 'n'}("
             f"{op.invars[0].dtype.name!r}, "
-            f"_flat({a}).reshape(({batch}, {sa[-2]}, {sa[-1]})), "
-            f"_flat({b}).reshape(({batch}, {sb[-2]}, {sb[-1]})))"
-            f".reshape({op.outvar.shape!r})")
+            f"_shaped(_flat({a}), ({batch}, {sa[-2]}, {sa[-1]})), "
+            f"_shaped(_flat({b}), ({batch}, {sb[-2]}, {sb[-1]}))), "
+            f"{op.outvar.shape!r})")
 
 
 # Products of at most this many multiply-adds are computed inside the kernel's loop nests,
@@ -182,7 +182,7 @@ def _linalg_lower(helper, reads=None, params=(), double=False):
         batch = op.invars[0].shape[:-2]
         nb = int(np.prod(batch, dtype=np.int64))
         cast = double and op.outvar.dtype != np.float64
-        ins = [f"_flat({args[i]}).reshape({(nb,) + op.invars[i].shape[len(batch):]!r})"
+        ins = [f"_shaped(_flat({args[i]}), {(nb,) + op.invars[i].shape[len(batch):]!r})"
                + (".astype(np.float64)" if cast else "")
                for i in (range(len(args)) if reads is None else reads)]
         ins += [repr(op.params.get(p, False)) for p in params]
@@ -193,7 +193,7 @@ def _linalg_lower(helper, reads=None, params=(), double=False):
         if cast:
             out += f".astype(np.{op.outvar.dtype.name})"
         return f"{out}[0]" if op.outvar.shape == () else \
-            f"{out}.reshape({op.outvar.shape!r})"
+            f"_shaped({out}, {op.outvar.shape!r})"
     return lower
 
 

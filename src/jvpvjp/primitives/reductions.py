@@ -41,11 +41,11 @@ def _lower(full, rows, cols=None):
         inner = int(np.prod([shape[i] for i in axes], dtype=np.int64))
         if cols and tuple(axes) == tuple(range(len(axes))):
             # leading axes (undoing broadcasting): no transposed copy
-            return (f"{cols}(_flat({x}).reshape(({inner}, {outer})))"
-                    f".reshape({op.outvar.shape!r})")
+            return (f"_shaped({cols}(_shaped(_flat({x}), ({inner}, {outer}))), "
+                    f"{op.outvar.shape!r})")
         src = x if perm == tuple(range(len(shape))) else f"{x}.transpose({perm!r})"
-        return (f"{rows}(_flat({src}).reshape(({outer}, {inner})))"
-                f".reshape({op.outvar.shape!r})")
+        return (f"_shaped({rows}(_shaped(_flat({src}), ({outer}, {inner}))), "
+                f"{op.outvar.shape!r})")
     return lower
 
 
@@ -169,15 +169,15 @@ def rows_lowering(helper, reduces=False):
         src = x if perm == tuple(range(n)) else f"{x}.transpose({perm!r})"
         # a helper called through a symbol takes, first, the dtype it runs on
         first = f"{op.invars[0].dtype.name!r}, " if helper in OPAQUE else ""
-        rows = f"{helper}({first}_flat({src}).reshape(({outer}, {inner})))"
+        rows = f"{helper}({first}_shaped(_flat({src}), ({outer}, {inner})))"
         if reduces:
             return f"{rows}[0]" if op.outvar.shape == () else \
-                f"{rows}.reshape({op.outvar.shape!r})"
+                f"_shaped({rows}, {op.outvar.shape!r})"
         if perm == tuple(range(n)):
-            return f"{rows}.reshape({shape!r})"
+            return f"_shaped({rows}, {shape!r})"
         inv = tuple(perm.index(i) for i in range(n))
         moved = tuple(shape[i] for i in perm)
-        return f"np.ascontiguousarray({rows}.reshape({moved!r}).transpose({inv!r}))"
+        return f"np.ascontiguousarray(_shaped({rows}, {moved!r}).transpose({inv!r}))"
     return lower
 
 

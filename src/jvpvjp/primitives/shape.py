@@ -80,7 +80,31 @@ def _reshape_lower(args, op):
         return f"_flat({args[0]})[0]"
     if op.invars[0].shape == ():
         return f"np.full({shape!r}, {args[0]})"
-    return f"_flat({args[0]}).reshape({shape!r})"
+    return f"_shaped(_flat({args[0]}), {shape!r})"
+
+
+def _product_term(e, stride):
+    e = e if e.isidentifier() or e.isdigit() else f"({e})"
+    return e if stride == 1 else f"{e} * {stride}"
+
+
+def _reshape_index(op, idx):
+    """Operand index of a reshape's element: the same indices when only length-1 axes
+    come or go, the linear position when the operand is flat, else None."""
+    src, dst = op.invars[0].shape, op.outvar.shape
+    if not src:
+        return []
+    if tuple(n for n in src if n != 1) == tuple(n for n in dst if n != 1):
+        kept = iter(e for e, n in zip(idx, dst) if n != 1)
+        return ["0" if n == 1 else next(kept) for n in src]
+    if len(src) == 1:
+        terms, stride = [], 1
+        for e, n in zip(reversed(idx), reversed(dst)):
+            if e != "0" and n != 1:
+                terms.append(_product_term(e, stride))
+            stride *= n
+        return [" + ".join(reversed(terms)) or "0"]
+    return None
 
 
 reshape = Primitive(
@@ -88,7 +112,8 @@ reshape = Primitive(
     lambda p, t, out, shape: None if t[0] is None else reshape(t[0], shape=shape),
     lambda ct, p, out, needs, shape: (reshape(ct, shape=p[0].shape),),
     _reshape_lower,
-    kind="view", complex=True,
+    kind="view", complex=True, view_index=_reshape_index,
+    view_compose=lambda inner, op: op.params,
     batch_rule=lambda args, batched, size, shape: reshape(args[0], shape=(size,) + tuple(shape)),
     tests=[Case(lambda x: np.reshape(x, (2, 6)), ((3, 4),), name="reshape"),
            Case(lambda x: np.reshape(x, (1, 1)), ((),), name="reshape_scalar"),
@@ -114,7 +139,10 @@ broadcast_to = Primitive(
     lambda p, t, out, shape: None if t[0] is None else broadcast_to(t[0], shape=shape),
     lambda ct, p, out, needs, shape: (unbroadcast(ct, p[0].shape),),
     _broadcast_lower,
-    kind="view", complex=True,
+    kind="view", complex=True, view_compose=lambda inner, op: op.params,
+    view_index=lambda op, idx: [
+        "0" if n == 1 else e for e, n in
+        zip(idx[len(idx) - op.invars[0].ndim:], op.invars[0].shape)],
     batch_rule=lambda args, batched, size, shape: broadcast_to(
         with_item_rank(args[0], True, len(shape)), shape=(size,) + tuple(shape)),
     tests=[Case(lambda x: np.broadcast_to(x, (2, 3, 4)), ((3, 1),), name="broadcast_to"),
@@ -139,6 +167,8 @@ transpose = Primitive(
     lambda args, op: (f"{args[0]}.T" if op.params["perm"] == (1, 0) else
                       f"{args[0]}.transpose({op.params['perm']!r})"),
     kind="view", complex=True,
+    view_index=lambda op, idx: [idx[op.params["perm"].index(d)] for d in range(len(idx))],
+    view_compose=lambda inner, op: {"perm": tuple(inner["perm"][d] for d in op.params["perm"])},
     batch_rule=lambda args, batched, size, perm: transpose(
         args[0], perm=(0,) + tuple(p + 1 for p in perm)),
     tests=[Case(lambda x: np.transpose(x, (1, 2, 0)), ((2, 3, 4),), name="transpose")])
@@ -207,7 +237,7 @@ def _gather_lower(args, op):
     x, idx = args
     if op.outvar.shape == ():
         return f"_flat({x})[{idx}]"
-    return f"_take(_flat({x}), _flat({idx})).reshape({op.outvar.shape!r})"
+    return f"_shaped(_take(_flat({x}), _flat({idx})), {op.outvar.shape!r})"
 
 
 def index_positions(shape, key):
@@ -269,7 +299,7 @@ def _scatter_lower(args, op):
     if op.invars[0].shape == ():
         ct, idx = f"np.full(1, {ct})", f"np.full(1, {idx})"
     out = f"_scatter_add(_flat({ct}), _flat({idx}), {size})"
-    return f"{out}[0]" if op.outvar.shape == () else f"{out}.reshape({op.outvar.shape!r})"
+    return f"{out}[0]" if op.outvar.shape == () else f"_shaped({out}, {op.outvar.shape!r})"
 
 
 def _scatter_fn(x):
