@@ -1128,7 +1128,7 @@ def _block_loop(spec, res, b_s):
     total = starts[-1]
     for s, (shape, dtype) in enumerate(spec.seeds):
         lines.append(f"    S{s} = np.zeros({(bk,) + shape!r}, np.{dtype.name})")
-        lines.append(f"    S{s}f = S{s}.reshape({bk * sizes[s]})")
+        lines.append(f"    S{s}f = _flat(S{s})")
     call = f"second({''.join(x + ', ' for x in res + [f'S{s}' for s in range(len(sizes))] + b_s)})"
 
     def set_seeds(value, pad):
@@ -1146,21 +1146,24 @@ def _block_loop(spec, res, b_s):
     lines += set_seeds(lambda s: f"np.{spec.seeds[s][1].name}(1.0)", "            ")
     lines.append(f"        o = {call}")
     rsizes = _sizes(spec.results)
+    # (element loops: a slice assignment costs Numba about 0.2 s of compile time each)
+    for g, size in enumerate(rsizes):         # once per block, not per row
+        lines.append(f"        G{g} = _shaped(_flat(o[{g}]), ({bk}, {size}))")
     if spec.mode == "fwd":
+        lines.append("        for cl in range(n):")
         for k, size in enumerate(rsizes):
-            lines.append(f"        J{k}[:, c0:c0 + n] = "
-                         f"np.ascontiguousarray(o[{k}]).reshape(({bk}, {size}))[:n, :].T")
+            lines.append(f"            for i in range({size}):")
+            lines.append(f"                J{k}[i, c0 + cl] = G{k}[cl, i]")
     else:
         lo = np.cumsum([0] + rsizes).tolist()
-        for g, size in enumerate(rsizes):     # once per block, not per row
-            lines.append(f"        G{g} = np.ascontiguousarray(o[{g}]).reshape(({bk}, {size}))")
         lines.append("        for cl in range(n):")
         lines.append("            c = c0 + cl")
         for k in range(len(sizes)):
             lines.append(f"            {'if' if k == 0 else 'elif'} c < {starts[k + 1]}:")
             for g, size in enumerate(rsizes):
-                lines.append(f"                J{k}[c - {starts[k]}, {lo[g]}:{lo[g + 1]}] = "
-                             f"G{g}[cl, :]")
+                lines.append(f"                for i in range({size}):")
+                lines.append(f"                    J{k}[c - {starts[k]}, {lo[g]} + i] = "
+                             f"G{g}[cl, i]")
     lines.append("        for cl in range(n):")
     lines.append("            c = c0 + cl")
     lines += set_seeds(lambda s: f"np.{spec.seeds[s][1].name}(0.0)", "            ")
@@ -1176,15 +1179,19 @@ def _seed_loop(spec, res, b_s):
         else:
             size = int(np.prod(shape, dtype=np.int64))
             lines.append(f"    s{s}f = np.zeros({size}, np.{dtype.name})")
-            lines.append(f"    s{s} = s{s}f.reshape({shape!r})")
+            lines.append(f"    s{s} = _shaped(s{s}f, {shape!r})")
     call = f"second({''.join(x + ', ' for x in res + [f's{s}' for s in range(len(spec.seeds))] + b_s)})"
     cols = spec.seeds if spec.mode == "fwd" else spec.results
     offsets = np.cumsum([0] + [int(np.prod(c, dtype=np.int64)) for c, _ in cols]).tolist()
 
     def store(target, value, shape, pad):
+        """Lines storing ``value`` at ``target(None)``, or element i of it at ``target("i")``
+        when it is an array (element by element: see `_block_loop`)."""
         if shape == ():
-            return f"{pad}{target} = {value}"
-        return f"{pad}{target} = np.ascontiguousarray({value}).ravel()"
+            return [f"{pad}{target(None)} = {value}"]
+        return [f"{pad}o_ = _flat({value})",
+                f"{pad}for i in range({int(np.prod(shape, dtype=np.int64))}):",
+                f"{pad}    {target('i')} = o_[i]"]
 
     for s, (shape, dtype) in enumerate(spec.seeds):
         one, zero = f"np.{dtype.name}(1.0)", f"np.{dtype.name}(0.0)"
@@ -1199,14 +1206,12 @@ def _seed_loop(spec, res, b_s):
         j = "0" if scalar else "j"
         if spec.mode == "fwd":
             for k, (oshape, _) in enumerate(spec.results):
-                target = f"J{k}[0, {offsets[s]} + {j}]" if oshape == () else \
-                    f"J{k}[:, {offsets[s]} + {j}]"
-                lines.append(store(target, f"o[{k}]", oshape, pad))
+                lines += store(lambda i, k=k: f"J{k}[{i or 0}, {offsets[s]} + {j}]",
+                               f"o[{k}]", oshape, pad)
         else:
             for g, (gshape, _) in enumerate(spec.results):
-                lo, hi = offsets[g], offsets[g + 1]
-                target = f"J{s}[{j}, {lo}]" if gshape == () else f"J{s}[{j}, {lo}:{hi}]"
-                lines.append(store(target, f"o[{g}]", gshape, pad))
+                lines += store(lambda i, g=g: f"J{s}[{j}, {offsets[g]}{' + ' + i if i else ''}]",
+                               f"o[{g}]", gshape, pad)
         # reset after reading: an output may be the seed itself (f(x) = x)
         lines.append(f"{pad}s{s} = {zero}" if scalar else f"{pad}s{s}f[j] = {zero}")
     return lines
