@@ -167,3 +167,31 @@ def test_flat_copies_arrays_that_are_not_c_contiguous():
     from numba.core.errors import TypingError
     with pytest.raises(TypingError):
         njit(lambda x: _shaped(x, (2, 3)))(base[:2, :3])     # not C-contiguous: refused
+
+
+def test_loops_read_slices_in_place(rng):
+    """A gather at constant positions that walk the operand's axes (basic slicing: rows,
+    columns, strides, reversals, negative starts) is read in place by loop nests: no
+    gather call, no positions passed. Fancy indexing still gathers."""
+    def sliced(x, v):
+        return (np.sum(np.tanh(x[1:, ::-2]) * x[:-1, 1::2]) + np.sum(x[:, 0] * v[::-1][:3])
+                + np.sum(np.exp(v[-4:]) * x[2]))
+
+    def fancy(x, v):
+        return np.sum(np.tanh(x[np.array([2, 0, 2])]) * v[:4])
+
+    x, v = rng.normal(size=(3, 4)), rng.normal(size=5)
+    for f, gathers in ((sliced, False), (fancy, True)):
+        (source,), value = _sources(f, x, v, transform=jvpvjp.jit)
+        body = source.split("def kernel", 1)[1]
+        assert ("_take(" in body) == gathers, body
+        assert ("k0" in body.split(")", 1)[0]) == gathers, body    # positions passed
+        np.testing.assert_allclose(value, f(x, v), rtol=1e-14)
+        # and the derivatives (whose scatters still build what they read)
+        _, (val, grads) = _sources(f, x, v,
+                                   transform=lambda g: jvpvjp.value_and_grad(g, (0, 1)))
+        with jvpvjp.testing.use_backend("numpy"):
+            want_val, want_grads = jvpvjp.value_and_grad(f, (0, 1))(x, v)
+        np.testing.assert_allclose(val, want_val, rtol=1e-14)
+        for g, w in zip(grads, want_grads):
+            np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-15)

@@ -180,7 +180,7 @@ def _view_of_view(op, x, producer, alias):
     new = Op(op.prim, (x,), out, params, op.where)
     idx = [f"j{d}" for d in range(out.ndim)]
     if out.shape == x.shape and out.dtype == x.dtype and \
-            op.prim.view_index is not None and op.prim.view_index(new, idx) == idx:
+            op.prim.view_index is not None and op.prim.view_index(new, idx, {}) == idx:
         alias[out] = x
         return None
     return new if x is not op.invars[0] or params != op.params else None

@@ -298,8 +298,9 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
         return f"{names[v]}[{', '.join(idx)}]" if idx else names[v]
 
     def through_views(v, idx):
-        """The value a loop reads for element ``idx`` of ``v``, and where: views computed
-        outside loops are looked through (`Primitive.view_index`), not built."""
+        """The value a loop reads for element ``idx`` of ``v``, and where: views and gathers
+        of constant positions computed outside loops are looked through
+        (`Primitive.view_index`), not built."""
         while True:
             i = index.get(v)
             if i is None or in_loop[i] or v in inlined:
@@ -309,7 +310,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             if op.prim.view_index is None or x is None or x.dtype != v.dtype or \
                     x in scalars or x in inlined:
                 return v, idx
-            mapped = op.prim.view_index(op, idx)
+            mapped = op.prim.view_index(op, idx, ol.consts)
             if mapped is None:
                 return v, idx
             v, idx = x, mapped
@@ -532,9 +533,12 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             ref = f"np.ascontiguousarray({ref}).copy()"
         rets.append(ref)
     body = _without_unread(body, views, rets)
+    # constants only dropped lines read (a gather's positions) are not passed
+    read = set(re.findall(r"\bk\d+\b", "\n".join(body + rets)))
+    kept = [i for i in range(len(array_consts)) if f"k{i}" in read]
     if any(line.lstrip().startswith("for j") for line in body):
         body.insert(0, "    wide_vectors()")     # loops use the CPU's widest vectors
-    params = [names[v] for v in ol.invars] + [f"k{i}" for i in range(len(array_consts))] + \
+    params = [names[v] for v in ol.invars] + [f"k{i}" for i in kept] + \
         [f"w{i}" for i in range(len(work))] + [f"o{i}" for i in range(len(outs))]
     lines = [
         "import numpy as np",
@@ -550,15 +554,16 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
         f"    return ({''.join(r + ', ' for r in rets)})",
         "",
     ]
-    return "\n".join(lines), array_consts + work + outs
+    return "\n".join(lines), [array_consts[i] for i in kept] + work + outs
 
 
 _NAME = re.compile(r"\bv\d+\b")
 
 
 def _without_unread(body, views, rets):
-    """``body`` without the lines building views (``views``: line -> value) that no other
-    line nor the returned values read: loop nests read through them (`through_views`)."""
+    """``body`` without the lines building views or gathers (``views``: line -> value)
+    that no other line nor the returned values read: loop nests read through them
+    (`through_views`)."""
     reads = Counter(_NAME.findall("\n".join(body + rets)))
     for line, name in views.items():
         reads[name] -= 1                        # its own assignment

@@ -135,12 +135,14 @@ class Primitive:
     pointwise: bool = False
     accumulate: tuple | None = None
     cost: int = 1
-    # For a view (``kind="view"``): ``view_index(op, idx)`` gives, from the index expressions
-    # of one output element (strings: loop indices, "0", sums of products), those of the
-    # operand element it is, or None where that takes more than adds and multiplies. Loop
-    # nests read a view's operand through it instead of building the view (the simplifier
-    # drops views that change nothing with it too). ``view_compose(inner, op)``: the params
-    # of one view equal to ``op`` applied to the same primitive's view with params ``inner``.
+    # For an op whose output elements are elements of its first operand (views, gathers):
+    # ``view_index(op, idx, consts)`` gives, from the index expressions of one output element
+    # (strings: loop indices, "0", sums of products), those of the operand element it is, or
+    # None where that takes more than adds and multiplies (``consts``: the op list's
+    # constants, e.g. a gather's positions). Loop nests read the operand through it instead
+    # of building the result (the simplifier drops views that change nothing with it too).
+    # ``view_compose(inner, op)``: the params of one view equal to ``op`` applied to the same
+    # primitive's view with params ``inner``.
     view_index: object = None
     view_compose: object = None
 

@@ -88,7 +88,7 @@ def _product_term(e, stride):
     return e if stride == 1 else f"{e} * {stride}"
 
 
-def _reshape_index(op, idx):
+def _reshape_index(op, idx, consts):
     """Operand index of a reshape's element: the same indices when only length-1 axes
     come or go, the linear position when the operand is flat, else None."""
     src, dst = op.invars[0].shape, op.outvar.shape
@@ -140,7 +140,7 @@ broadcast_to = Primitive(
     lambda ct, p, out, needs, shape: (unbroadcast(ct, p[0].shape),),
     _broadcast_lower,
     kind="view", complex=True, view_compose=lambda inner, op: op.params,
-    view_index=lambda op, idx: [
+    view_index=lambda op, idx, consts: [
         "0" if n == 1 else e for e, n in
         zip(idx[len(idx) - op.invars[0].ndim:], op.invars[0].shape)],
     batch_rule=lambda args, batched, size, shape: broadcast_to(
@@ -167,7 +167,8 @@ transpose = Primitive(
     lambda args, op: (f"{args[0]}.T" if op.params["perm"] == (1, 0) else
                       f"{args[0]}.transpose({op.params['perm']!r})"),
     kind="view", complex=True,
-    view_index=lambda op, idx: [idx[op.params["perm"].index(d)] for d in range(len(idx))],
+    view_index=lambda op, idx, consts: [idx[op.params["perm"].index(d)]
+                                        for d in range(len(idx))],
     view_compose=lambda inner, op: {"perm": tuple(inner["perm"][d] for d in op.params["perm"])},
     batch_rule=lambda args, batched, size, perm: transpose(
         args[0], perm=(0,) + tuple(p + 1 for p in perm)),
@@ -240,6 +241,48 @@ def _gather_lower(args, op):
     return f"_shaped(_take(_flat({x}), _flat({idx})), {op.outvar.shape!r})"
 
 
+def _gather_index(op, idx, consts):
+    """Operand index of a gather's element when its positions are constants that walk the
+    operand's axes at constant steps as the output index moves (basic slicing, a row, a
+    column, a reversal), else None (fancy indexing, positions out of range)."""
+    pos = consts.get(op.invars[1])
+    xs, out = op.invars[0].shape, op.outvar.shape
+    if pos is None or not xs or not out or np.shape(pos) != out:
+        return None
+    size = int(np.prod(xs, dtype=np.int64))
+    pos = np.asarray(pos, np.int64)
+    if pos.min() < -size or pos.max() >= size:
+        return None                         # the gather itself raises IndexError
+    pos = np.where(pos < 0, pos + size, pos)
+    base = int(pos.flat[0])
+    incs = [int(pos[(0,) * k + (1,) + (0,) * (len(out) - k - 1)]) - base if n > 1 else 0
+            for k, n in enumerate(out)]
+    walk = base + sum(np.arange(n).reshape((n,) + (1,) * (len(out) - k - 1)) * inc
+                      for k, (n, inc) in enumerate(zip(out, incs)))
+    if not np.array_equal(np.broadcast_to(walk, out), pos):
+        return None
+    strides = [int(np.prod(xs[d + 1:], dtype=np.int64)) for d in range(len(xs))]
+    start = [int(i) for i in np.unravel_index(base, xs)]
+    terms = [[str(a)] if a else [] for a in start]
+    low, high = list(start), list(start)
+    for k, inc in enumerate(incs):
+        if inc == 0:
+            continue
+        d = next((d for d in range(len(xs)) if xs[d] > 1 and inc % strides[d] == 0
+                  and abs(inc // strides[d]) < xs[d]), None)
+        if d is None:
+            return None
+        step = inc // strides[d]
+        reach = step * (out[k] - 1)
+        low[d] += min(reach, 0)
+        high[d] += max(reach, 0)
+        if idx[k] != "0":
+            terms[d].append(_product_term(idx[k], step))
+    if any(lo < 0 or hi >= n for lo, hi, n in zip(low, high, xs)):
+        return None                          # a walk that wraps into the next row
+    return [" + ".join(t).replace("+ -", "- ") or "0" for t in terms]
+
+
 def index_positions(shape, key):
     """Flat positions selected by NumPy index ``key`` from an array of ``shape``."""
     table = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
@@ -251,6 +294,7 @@ gather = Primitive(
     lambda p, t, out: None if t[0] is None else gather(t[0], p[1]),
     lambda ct, p, out, needs: (scatter_add(ct, p[1], shape=p[0].shape), None),
     _gather_lower, kind="index", complex=True, sparsity=gather_pairs,
+    view_index=_gather_index,
     tests=[Case(lambda x: x[1:, ::-2], ((3, 4),), name="slice"),
            Case(lambda x: x[np.array([0, 2, 0])], ((3, 2),), name="repeated_index"),
            Case(lambda x: x[..., None, 1], ((2, 3),), name="ellipsis_newaxis"),
