@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import jvpvjp
+import jvpvjp.testing
 
 
 def _f(w, x):
@@ -151,6 +152,26 @@ def test_outputs_of_every_kind_through_the_passed_arrays(rng):
         g(x + 1.0, y + 1.0)                 # the held results are not written
         for a, b in zip(got, held):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", ["numba", "vtape", "numpy"])
+def test_large_outputs_returned_twice_are_two_arrays(backend):
+    """Outputs too large for the passed arrays are returned: one value returned twice (the
+    same expression twice is one value once simplified) comes back as two arrays that
+    share no memory."""
+    x = np.linspace(0.0, 1.0, 5000)
+
+    def f(x):
+        return np.sin(x) * 2.0, np.sin(x) * 2.0, np.cumsum(x), np.cumsum(x)
+
+    with jvpvjp.testing.use_backend(backend):
+        got = jvpvjp.jit(f)(x)
+    for a, b in zip(got, f(x)):
+        np.testing.assert_allclose(a, b, rtol=1e-15)
+    for a, b in (got[:2], got[2:]):
+        assert not np.shares_memory(a, b)
+        a[0] = -1.0
+        assert b[0] != -1.0
 
 
 def test_loop_values_that_are_outputs_are_stored_in_place():

@@ -511,7 +511,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             if key[0] == st:
                 emit_nest(key)
 
-    rets, outs = [], []
+    rets, outs, returned = [], [], set()
     for position, v in enumerate(list(ol.outvars) + [g.var for g in ol.guards]):
         ref = names[v]
         if v in out_slot:
@@ -528,9 +528,10 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             outs.append(Out((v.shape, v.dtype, position)))
             continue
         i = index.get(v)
-        if v.shape != () and (v in ol.invars or v in ol.consts or
+        if v.shape != () and (v in ol.invars or v in ol.consts or v in returned or
                               (i is not None and ops[i].prim.kind == "view")):
-            ref = f"np.ascontiguousarray({ref}).copy()"
+            ref = f"np.ascontiguousarray({ref}).copy()"     # never an alias of another
+        returned.add(v)
         rets.append(ref)
     body = _without_unread(body, views, rets)
     # constants only dropped lines read (a gather's positions) are not passed
