@@ -35,6 +35,7 @@ import numpy as np
 from numba.core.errors import NumbaError
 
 from .. import config
+from ..primitives import flat_as
 from ..simplify import simplify
 from . import InterpreterKernel, register_backend, register_jacobian_backend
 from .numba_helpers import HELPERS
@@ -280,6 +281,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
         if ops[c].prim.fusible and c not in to_numpy:
             inlined[out] = op
     scalars = {}     # var -> name of its scalar inside the current loop nest
+    seen_through = {}    # (view, its indices) -> its operand's indices (`through_views`)
 
     def render(v, out_shape=None):
         """Expression for v; with out_shape, as a scalar inside loops over out_shape."""
@@ -303,17 +305,17 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
         (`Primitive.view_index`), not built."""
         while True:
             i = index.get(v)
-            if i is None or in_loop[i] or v in inlined:
+            if i is None or in_loop[i] or v in inlined or ops[i].prim.view_index is None:
                 return v, idx
-            op = ops[i]
-            x = op.invars[0] if op.invars else None
-            if op.prim.view_index is None or x is None or x.dtype != v.dtype or \
-                    x in scalars or x in inlined:
+            x = ops[i].invars[0]
+            if x.dtype != v.dtype or x in scalars or x in inlined:
                 return v, idx
-            mapped = op.prim.view_index(op, idx, ol.consts)
-            if mapped is None:
+            key = (v, tuple(idx))         # (a value is read at the same indices many times)
+            if key not in seen_through:
+                seen_through[key] = ops[i].prim.view_index(ops[i], idx, ol.consts)
+            if seen_through[key] is None:
                 return v, idx
-            v, idx = x, mapped
+            v, idx = x, seen_through[key]
 
     # -- which loop values each nest computes, and which are stored ------------------------
     nests = {}                       # (stage, space) -> op indices computed there
@@ -1154,7 +1156,7 @@ def _block_loop(spec, res, b_s):
     rsizes = _sizes(spec.results)
     # (element loops: a slice assignment costs Numba about 0.2 s of compile time each)
     for g, size in enumerate(rsizes):         # once per block, not per row
-        lines.append(f"        G{g} = _shaped(_flat(o[{g}]), ({bk}, {size}))")
+        lines.append(f"        G{g} = {flat_as(f'o[{g}]', (bk, size))}")
     if spec.mode == "fwd":
         lines.append("        for cl in range(n):")
         for k, size in enumerate(rsizes):

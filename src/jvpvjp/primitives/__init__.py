@@ -67,6 +67,12 @@ OPAQUE = frozenset({"_det_batched", "_cholesky_batched", "_eigh_batched", "_svd_
                     "_batched_matmul_tt", "_argsort_rows"})
 
 
+def flat_as(expr, shape):
+    """Lowering text: the elements of array expression ``expr``, in C order, seen with
+    ``shape`` (a view when ``expr`` is C-contiguous; ``backend.numba_helpers``)."""
+    return f"_shaped(_flat({expr}), {tuple(shape)!r})"
+
+
 @dataclass
 class Case:
     """A test case: ``fn`` applied to arrays of ``shapes`` drawn from ``domain``.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..sparsity import matmul_pairs
-from . import OPAQUE, Case, Primitive, batch_all, item_shape
+from . import OPAQUE, Case, Primitive, batch_all, flat_as, item_shape
 
 
 def _core(shape, t):
@@ -63,8 +63,8 @@ def _lower(args, op):
     batch = int(np.prod(sa[:-2], dtype=np.int64))
     return (f"_shaped(_batched_matmul_{'t' if ta else 'n'}{'t' if tb else 'n'}("
             f"{op.invars[0].dtype.name!r}, "
-            f"_shaped(_flat({a}), ({batch}, {sa[-2]}, {sa[-1]})), "
-            f"_shaped(_flat({b}), ({batch}, {sb[-2]}, {sb[-1]}))), "
+            f"{flat_as(a, (batch, sa[-2], sa[-1]))}, "
+            f"{flat_as(b, (batch, sb[-2], sb[-1]))}), "
             f"{op.outvar.shape!r})")
 
 
@@ -182,7 +182,7 @@ def _linalg_lower(helper, reads=None, params=(), double=False):
         batch = op.invars[0].shape[:-2]
         nb = int(np.prod(batch, dtype=np.int64))
         cast = double and op.outvar.dtype != np.float64
-        ins = [f"_shaped(_flat({args[i]}), {(nb,) + op.invars[i].shape[len(batch):]!r})"
+        ins = [flat_as(args[i], (nb,) + op.invars[i].shape[len(batch):])
                + (".astype(np.float64)" if cast else "")
                for i in (range(len(args)) if reads is None else reads)]
         ins += [repr(op.params.get(p, False)) for p in params]

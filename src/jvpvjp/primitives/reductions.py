@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import OPAQUE, Case, Primitive
+from . import OPAQUE, Case, Primitive, flat_as
 
 
 def _abstract(x, axes):
@@ -41,10 +41,10 @@ def _lower(full, rows, cols=None):
         inner = int(np.prod([shape[i] for i in axes], dtype=np.int64))
         if cols and tuple(axes) == tuple(range(len(axes))):
             # leading axes (undoing broadcasting): no transposed copy
-            return (f"_shaped({cols}(_shaped(_flat({x}), ({inner}, {outer}))), "
+            return (f"_shaped({cols}({flat_as(x, (inner, outer))}), "
                     f"{op.outvar.shape!r})")
         src = x if perm == tuple(range(len(shape))) else f"{x}.transpose({perm!r})"
-        return (f"_shaped({rows}(_shaped(_flat({src}), ({outer}, {inner}))), "
+        return (f"_shaped({rows}({flat_as(src, (outer, inner))}), "
                 f"{op.outvar.shape!r})")
     return lower
 
@@ -169,7 +169,7 @@ def rows_lowering(helper, reduces=False):
         src = x if perm == tuple(range(n)) else f"{x}.transpose({perm!r})"
         # a helper called through a symbol takes, first, the dtype it runs on
         first = f"{op.invars[0].dtype.name!r}, " if helper in OPAQUE else ""
-        rows = f"{helper}({first}_shaped(_flat({src}), ({outer}, {inner})))"
+        rows = f"{helper}({first}{flat_as(src, (outer, inner))})"
         if reduces:
             return f"{rows}[0]" if op.outvar.shape == () else \
                 f"_shaped({rows}, {op.outvar.shape!r})"

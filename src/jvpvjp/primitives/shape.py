@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..sparsity import gather_pairs, scatter_add_pairs
-from . import (Case, NotBatchable, Primitive, batch_all, broadcast_shapes, unbroadcast,
+from . import (Case, NotBatchable, Primitive, batch_all, broadcast_shapes, flat_as, unbroadcast,
                with_item_rank, zeros)
 
 
@@ -80,7 +80,7 @@ def _reshape_lower(args, op):
         return f"_flat({args[0]})[0]"
     if op.invars[0].shape == ():
         return f"np.full({shape!r}, {args[0]})"
-    return f"_shaped(_flat({args[0]}), {shape!r})"
+    return flat_as(args[0], shape)
 
 
 def _product_term(e, stride):
