@@ -169,6 +169,51 @@ def test_flat_copies_arrays_that_are_not_c_contiguous():
         njit(lambda x: _shaped(x, (2, 3)))(base[:2, :3])     # not C-contiguous: refused
 
 
+def test_views_and_concatenation_helpers_match_numpy():
+    """Transposes, broadcasts and concatenations in kernels are our own helpers, not
+    Numba's (whose run-time checks compile its string formatting into the kernel): views
+    of any layout, and flat placement of each input of a concatenation."""
+    from numba import njit
+    from jvpvjp.backend.numba_helpers import _broadcast, _flat, _permuted, _place, _shaped
+
+    base = np.arange(120.0).reshape(4, 5, 6)
+    permute = njit(lambda x: _permuted(x, "2,0,1"))
+    for x in (base, base[:, ::2, 1:], np.asfortranarray(base)):
+        got = permute(x)
+        np.testing.assert_array_equal(got, np.transpose(x, (2, 0, 1)))
+        got[0, 0, 0] = -1.0                      # a view: writes reach the operand
+        assert x[0, 0, 0] == -1.0
+        x[0, 0, 0] = 0.0
+    broadcast = njit(lambda x: _broadcast(x, (3, 4, 5)))
+    for x in (np.arange(5.0), np.arange(4.0).reshape(4, 1), base[0, :, :1][::-1, :].T[:, :4].T,
+              np.ones((1, 1, 5))):
+        got = broadcast(x)
+        np.testing.assert_array_equal(got, np.broadcast_to(x, (3, 4, 5)))
+        assert not got.flags.writeable
+
+    @njit
+    def concat(a, b):
+        out = np.empty(2 * 7 * 3)
+        return _shaped(_place(_place(out, _flat(a), 2, 21, 0), _flat(b), 2, 21, 12), (2, 7, 3))
+
+    a, b = np.arange(24.0).reshape(2, 4, 3), -np.arange(18.0).reshape(3, 2, 3).transpose(1, 0, 2)
+    np.testing.assert_array_equal(concat(a, b), np.concatenate([a, b], axis=1))
+    f = jvpvjp.jit(lambda a, b: np.concatenate([np.transpose(a, (1, 2, 0)), b.T], axis=1))
+    a, b = np.arange(24.0).reshape(2, 3, 4), np.arange(12.0).reshape(2, 2, 3)
+    with jvpvjp.testing.use_backend("numba"):
+        np.testing.assert_array_equal(f(a, b), np.concatenate([np.transpose(a, (1, 2, 0)), b.T], 1))
+
+    def g(a, b):
+        c = np.concatenate([np.transpose(a, (1, 2, 0)), np.broadcast_to(b[:1], (3, 2, 2))], 1)
+        return np.sort(c, axis=0)
+
+    b = b[:, :, :2].copy()
+    seen, got = _sources(g, a, b, transform=jvpvjp.jit)
+    np.testing.assert_array_equal(got, g(a, b))
+    assert "_permuted(" in seen[0] and "_place(" in seen[0] and "_broadcast(" in seen[0]
+    assert "np.concatenate" not in seen[0] and ".transpose(" not in seen[0]
+
+
 def test_loops_read_slices_in_place(rng):
     """A gather at constant positions that walk the operand's axes (basic slicing: rows,
     columns, strides, reversals, negative starts) is read in place by loop nests: no

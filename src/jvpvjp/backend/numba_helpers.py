@@ -44,6 +44,62 @@ def _shaped(typingctx, a, shape):
     return a.copy(ndim=len(shape), layout="C")(a, shape), codegen
 
 
+@intrinsic
+def _permuted(typingctx, a, perm):
+    """``a.transpose(perm)`` for ``perm`` given as a string literal such as ``"2,0,1"``: a
+    view. Numba's ``transpose`` with axes checks them at run time and formats its error
+    message there, which compiles Numba's string machinery into the kernel (seconds, the
+    first time in a process)."""
+    if not isinstance(a, types.Array) or not isinstance(perm, types.StringLiteral):
+        return None
+    order = [int(k) for k in perm.literal_value.split(",")]
+    if sorted(order) != list(range(a.ndim)):
+        return None
+    layout = a.layout if order == sorted(order) else "A"
+
+    def codegen(context, builder, sig, args):
+        aty, rty = sig.args[0], sig.return_type
+        ary = make_array(aty)(context, builder, args[0])
+        shape = cgutils.unpack_tuple(builder, ary.shape, aty.ndim)
+        strides = cgutils.unpack_tuple(builder, ary.strides, aty.ndim)
+        out = make_array(rty)(context, builder)
+        populate_array(out, data=ary.data, shape=[shape[k] for k in order],
+                       strides=[strides[k] for k in order], itemsize=ary.itemsize,
+                       meminfo=ary.meminfo, parent=ary.parent)
+        return impl_ret_borrowed(context, builder, rty, out._getvalue())
+    return a.copy(layout=layout)(a, perm), codegen
+
+
+@intrinsic
+def _broadcast(typingctx, a, shape):
+    """``np.broadcast_to(a, shape)`` for an ``a`` the generator knows broadcasts to
+    ``shape`` (a tuple of integers): a read-only view, axes of length 1 and new leading
+    axes with stride 0. Numba's version checks the shapes at run time, with an error path
+    that costs about 0.2 s of compile per kernel."""
+    if not isinstance(a, types.Array) or not isinstance(shape, types.BaseTuple) or \
+            len(shape) < a.ndim or not all(isinstance(t, types.Integer) for t in shape):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aty, sty = sig.args
+        rty = sig.return_type
+        ary = make_array(aty)(context, builder, args[0])
+        dims = [context.cast(builder, v, t, types.intp) for v, t in
+                zip(cgutils.unpack_tuple(builder, args[1], len(sty)), sty)]
+        own = cgutils.unpack_tuple(builder, ary.shape, aty.ndim)
+        steps = cgutils.unpack_tuple(builder, ary.strides, aty.ndim)
+        zero = context.get_constant(types.intp, 0)
+        one = context.get_constant(types.intp, 1)
+        lead = len(dims) - aty.ndim
+        strides = [zero] * lead + [builder.select(builder.icmp_signed("==", n, one), zero, st)
+                                   for n, st in zip(own, steps)]
+        out = make_array(rty)(context, builder)
+        populate_array(out, data=ary.data, shape=dims, strides=strides, itemsize=ary.itemsize,
+                       meminfo=ary.meminfo, parent=ary.parent)
+        return impl_ret_borrowed(context, builder, rty, out._getvalue())
+    return a.copy(ndim=len(shape), layout="A", readonly=True)(a, shape), codegen
+
+
 def _flat_copy(x):
     return np.ascontiguousarray(x).reshape(x.size)
 
@@ -143,6 +199,19 @@ def _take(values, positions):
         if p < 0 or p >= n:
             raise IndexError("index out of bounds")
         out[i] = values[p]
+    return out
+
+
+@njit(**_opts)
+def _place(out, x, outer, width, offset):
+    """Copy ``x``, seen as ``outer`` rows, into the rows of ``out`` (``width`` elements
+    each) from column ``offset``, and return ``out``: one input of a concatenation, both
+    arrays flat. Numba's ``np.concatenate`` assigns slices, whose shape-mismatch message
+    alone compiles Numba's string formatting (seconds in a new process)."""
+    n = x.size // outer if outer else 0
+    for o in range(outer):
+        for i in range(n):
+            out[o * width + offset + i] = x[o * n + i]
     return out
 
 
@@ -271,6 +340,6 @@ def _sincos_array(a, cosine):
 
 HELPERS = ["_sincos_array", "_lu_batched", "_lu_solve_batched", "_lu_inverse_batched", "_lu_logdet_batched",
            "_det_batched", "_cholesky_batched",
-           "_eigh_batched", "_svd_batched", "_qr_batched", "_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_shaped", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_take", "_scatter_add",
+           "_eigh_batched", "_svd_batched", "_qr_batched", "_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_shaped", "_permuted", "_broadcast", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_take", "_place", "_scatter_add",
            "_batched_matmul_nn", "_batched_matmul_tn", "_batched_matmul_nt",
            "_batched_matmul_tt"]

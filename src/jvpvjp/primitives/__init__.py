@@ -73,6 +73,17 @@ def flat_as(expr, shape):
     return f"_shaped(_flat({expr}), {tuple(shape)!r})"
 
 
+def permuted(expr, perm):
+    """Lowering text: array expression ``expr`` with its axes in the order ``perm`` (a
+    view; ``backend.numba_helpers``)."""
+    perm = tuple(int(p) for p in perm)
+    if perm == tuple(range(len(perm))):
+        return expr
+    if perm == tuple(range(len(perm)))[::-1]:
+        return f"{expr}.T"
+    return f"_permuted({expr}, {','.join(map(str, perm))!r})"
+
+
 @dataclass
 class Case:
     """A test case: ``fn`` applied to arrays of ``shapes`` drawn from ``domain``.

@@ -291,7 +291,7 @@ def _where_lower(args, op):
         return f"({a} if {c} else {b})"
     shape = op.outvar.shape
     bc = [x if v.shape == shape else (f"np.full({shape!r}, {x})" if v.shape == () else
-                                      f"np.broadcast_to({x}, {shape!r})")
+                                      f"_broadcast({x}, {shape!r})")
           for x, v in zip(args, op.invars)]
     return f"np.where({bc[0]}, {bc[1]}, {bc[2]})"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import OPAQUE, Case, Primitive, flat_as
+from . import OPAQUE, Case, Primitive, flat_as, permuted
 
 
 def _abstract(x, axes):
@@ -43,7 +43,7 @@ def _lower(full, rows, cols=None):
             # leading axes (undoing broadcasting): no transposed copy
             return (f"_shaped({cols}({flat_as(x, (inner, outer))}), "
                     f"{op.outvar.shape!r})")
-        src = x if perm == tuple(range(len(shape))) else f"{x}.transpose({perm!r})"
+        src = permuted(x, perm)
         return (f"_shaped({rows}({flat_as(src, (outer, inner))}), "
                 f"{op.outvar.shape!r})")
     return lower
@@ -166,7 +166,7 @@ def rows_lowering(helper, reduces=False):
         perm = tuple(i for i in range(n) if i != axis) + (axis,)
         inner = shape[axis]
         outer = int(np.prod([shape[i] for i in perm[:-1]], dtype=np.int64))
-        src = x if perm == tuple(range(n)) else f"{x}.transpose({perm!r})"
+        src = permuted(x, perm)
         # a helper called through a symbol takes, first, the dtype it runs on
         first = f"{op.invars[0].dtype.name!r}, " if helper in OPAQUE else ""
         rows = f"{helper}({first}{flat_as(src, (outer, inner))})"
@@ -177,7 +177,7 @@ def rows_lowering(helper, reduces=False):
             return f"_shaped({rows}, {shape!r})"
         inv = tuple(perm.index(i) for i in range(n))
         moved = tuple(shape[i] for i in perm)
-        return f"np.ascontiguousarray(_shaped({rows}, {moved!r}).transpose({inv!r}))"
+        return f"np.ascontiguousarray({permuted(f'_shaped({rows}, {moved!r})', inv)})"
     return lower
 
 

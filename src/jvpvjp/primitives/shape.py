@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..sparsity import gather_pairs, scatter_add_pairs
-from . import (Case, NotBatchable, Primitive, batch_all, broadcast_shapes, flat_as, unbroadcast,
-               with_item_rank, zeros)
+from . import (Case, NotBatchable, Primitive, batch_all, broadcast_shapes, flat_as, permuted,
+               unbroadcast, with_item_rank, zeros)
 
 
 def _dtype_name(dtype):
@@ -131,7 +131,7 @@ def _broadcast_lower(args, op):
     shape = op.outvar.shape
     if op.invars[0].shape == ():
         return f"np.full({shape!r}, {args[0]})"
-    return f"np.broadcast_to({args[0]}, {shape!r})"
+    return f"_broadcast({args[0]}, {shape!r})"
 
 
 broadcast_to = Primitive(
@@ -164,8 +164,7 @@ transpose = Primitive(
     "transpose", lambda x, perm: np.transpose(x, perm), _transpose_abstract,
     lambda p, t, out, perm: None if t[0] is None else transpose(t[0], perm=perm),
     lambda ct, p, out, needs, perm: (transpose(ct, perm=_inverse(perm)),),
-    lambda args, op: (f"{args[0]}.T" if op.params["perm"] == (1, 0) else
-                      f"{args[0]}.transpose({op.params['perm']!r})"),
+    lambda args, op: permuted(args[0], op.params["perm"]),
     kind="view", complex=True,
     view_index=lambda op, idx, consts: [idx[op.params["perm"].index(d)]
                                         for d in range(len(idx))],
@@ -212,10 +211,22 @@ def _concat_vjp(ct, primals, out, needs, axis):
     return tuple(cts)
 
 
+def _concat_lower(args, op):
+    """Each input copied into its columns of the flat result (`_place`), then shaped."""
+    shape, axis = op.outvar.shape, op.params["axis"]
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    expr = f"np.empty({int(np.prod(shape, dtype=np.int64))}, np.{_dtype_name(op.outvar.dtype)})"
+    offset = 0
+    for a, x in zip(args, op.invars):
+        expr = f"_place({expr}, _flat({a}), {outer}, {shape[axis] * inner}, {offset})"
+        offset += x.shape[axis] * inner
+    return f"_shaped({expr}, {tuple(shape)!r})"
+
+
 concatenate = Primitive(
     "concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_abstract,
-    _concat_jvp, _concat_vjp,
-    lambda args, op: f"np.concatenate(({', '.join(args)},), axis={op.params['axis']})",
+    _concat_jvp, _concat_vjp, _concat_lower,
     kind="shape", complex=True,
     batch_rule=lambda args, batched, size, axis: concatenate(
         *[batch_all(x, b, size) for x, b in zip(args, batched)], axis=axis + 1),
