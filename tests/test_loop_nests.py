@@ -1,6 +1,7 @@
 """Loop nests of generated kernels: the pass plan (fusion of producers, reductions and
 their consumers), partial results along the innermost axis, scratch arrays reused across
 calls (never aliased by a result, one set per thread)."""
+import re
 import threading
 
 import numpy as np
@@ -100,6 +101,40 @@ def test_results_never_alias_scratch(rng):
             np.testing.assert_array_equal(r, k)
         assert not np.shares_memory(ra[0], rb[0])
     np.testing.assert_allclose(rb[0], np.exp(b) / np.sum(np.exp(b)), rtol=1e-13)
+
+
+def _recurrence(x, a):
+    h = x
+    for _ in range(4):
+        h = np.tanh(a @ h) + 0.5 * h
+    return np.sum(h * h)
+
+
+def test_dead_scratch_arrays_are_reused(rng):
+    """A work array whose value has no reader left holds a later value: the reverse pass
+    of a recurrence reuses the forward pass's arrays, and the results stay the
+    interpreter's (to rounding), call after call."""
+    x, a = rng.normal(size=(96, 96)), rng.normal(size=(96, 96)) / 10
+    vg = jvpvjp.value_and_grad(_recurrence, argnums=(0, 1))
+    sources, got = _sources(_recurrence, x, a,
+                            transform=lambda f: jvpvjp.value_and_grad(f, argnums=(0, 1)))
+    src = sources[0]
+    assigned = re.findall(r"^    (v\d+) = (w\d+)$", src, re.M)
+    arrays = {w for _, w in assigned}
+    assert len(assigned) >= len(arrays) + 4, src   # values share work arrays
+    for v, w in assigned:           # a value's array is not taken over while it is read
+        later = src.split(f"    {v} = {w}\n", 1)[1]
+        taken = re.search(rf"^    v\d+ = {w}$", later, re.M)
+        if taken:
+            assert not re.search(rf"\b{v}\b", later[taken.end():]), (v, w)
+    with jvpvjp.testing.use_backend("numba"):
+        for args in ((x, a), (x * 0.5, a), (x, a)):
+            with jvpvjp.testing.use_backend("numpy"):
+                want = vg(*args)
+            got = vg(*args)
+            assert got[0] == want[0] or np.isclose(got[0], want[0], rtol=1e-13)
+            for p, q in zip(got[1], want[1]):
+                np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-12)
 
 
 def test_scratch_is_per_thread(rng):

@@ -2,7 +2,7 @@
 bit what the tape computes."""
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jvpvjp
@@ -165,6 +165,8 @@ def _run_body(body, steps, prefix):
     return f
 
 
+# each example compiles its own loop bodies (about 1.5 s): half the profile's examples
+@settings(max_examples=max(4, settings().max_examples // 2))
 @given(_loops())
 def test_random_loops_match_the_tape_to_the_bit(loop):
     body, steps, prefix = loop

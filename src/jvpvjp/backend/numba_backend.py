@@ -370,9 +370,29 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
                         want.add(p)
         return sorted(want)
 
+    # Where code runs, in the order it is written: a stage's ops outside loops, in op
+    # order, then its loop nests, in `order`. A scratch array is free again once every
+    # reader of its value has run (`last_read`), for a later nest to reuse.
+    order = sorted(nests, key=lambda k: (k[0], nests[k][0]))
+    runs_at = {}
+    for n, key in enumerate(order):
+        for i in needed(key):
+            runs_at.setdefault(i, []).append((key[0], 1, n))
+
+    def positions(i):
+        out = ops[i].outvar
+        if out in inlined:                  # evaluated where its one reader is
+            return positions(consumers[out][0])
+        return runs_at.get(i, []) if in_loop[i] else [(stage[i], 0, i)]
+
+    def last_read(i):
+        return max((p for c in consumers.get(ops[i].outvar, []) for p in positions(c)),
+                   default=(-1,))
+
     body = []
     passes = 0
     work = []                 # Scratch specs, in argument order
+    busy = []                 # per scratch array: where its current value is last read
     work_bytes = [0]
     # Small array outputs are written into trailing `Out` arguments (see below). A loop
     # value that is one is stored there directly, not into an array of its own copied
@@ -392,15 +412,27 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             in_loop[c] or ops[c].prim.kind in ("product", "reduction")
             for c in consumers.get(ops[i].outvar, []))
 
-    def array(target, shape, dtype, fill=None, internal=False):
-        """The line(s) giving ``target`` an array: a scratch one if ``internal``, else new."""
+    def array(target, shape, dtype, fill=None, internal=False, at=None, until=None):
+        """The line(s) giving ``target`` an array: a scratch one if ``internal``, else new.
+        A scratch array whose last reader came before ``at`` (the position of the nest
+        asking) is reused; ``target``'s value is last read at ``until``."""
         size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        if scratch and internal and _SCRATCH_MIN <= size and \
-                work_bytes[0] + size <= _SCRATCH_BYTES:
-            work_bytes[0] += size
-            work.append(Scratch((tuple(shape), np.dtype(dtype))))
-            line = f"    {target} = w{len(work) - 1}"
-            return line + (f"\n    {target}.fill({fill})" if fill is not None else "")
+        if scratch and internal and _SCRATCH_MIN <= size:
+            spec = Scratch((tuple(shape), np.dtype(dtype)))
+            free = [k for k, w in enumerate(work) if w == spec and busy[k] < at]
+            if free:
+                k = free[0]
+            elif work_bytes[0] + size <= _SCRATCH_BYTES:
+                work_bytes[0] += size
+                work.append(spec)
+                busy.append(None)
+                k = len(work) - 1
+            else:
+                k = None
+            if k is not None:
+                busy[k] = until
+                line = f"    {target} = w{k}"
+                return line + (f"\n    {target}.fill({fill})" if fill is not None else "")
         if fill is not None:
             return f"    {target} = np.full({tuple(shape)!r}, {fill})"
         return f"    {target} = np.empty({tuple(shape)!r}, np.{_dtype_name(np.dtype(dtype))})"
@@ -411,6 +443,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
         if not members:
             return
         shape = key[1]
+        here = (key[0], 1, order.index(key))
         passes += int(np.prod(shape, dtype=np.int64)) > 1   # a 1-element nest reads no array
         last = len(shape) - 1
         reductions = [i for i in members if not pointwise[i]]
@@ -423,8 +456,8 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
                     body.append(f"    v{i} = o{out_slot[out]}")
                     direct.add(out)
                 else:
-                    body.append(array(f"v{i}", shape, out.dtype,
-                                      internal=only_loops_read(i)))
+                    body.append(array(f"v{i}", shape, out.dtype, internal=only_loops_read(i),
+                                      at=here, until=last_read(i)))
         kept = {}
         for i in reductions:
             op = ops[i]
@@ -433,9 +466,11 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             kept[i] = [d for d in range(len(shape)) if d not in op.params["axes"]]
             kshape = tuple(shape[d] for d in kept[i])
             if i in lanes:
-                body.append(array(f"a{i}", kshape + (_LANES,), dt, ident, internal=True))
+                body.append(array(f"a{i}", kshape + (_LANES,), dt, ident, internal=True,
+                                  at=here, until=here))
             elif kshape:
-                body.append(array(f"v{i}", kshape, dt, ident, internal=only_loops_read(i)))
+                body.append(array(f"v{i}", kshape, dt, ident, internal=only_loops_read(i),
+                                  at=here, until=last_read(i)))
             else:
                 body.append(f"    v{i} = {ident}")
         for d, n in enumerate(shape):
@@ -475,7 +510,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             k = "".join(f"q{d}, " for d in range(len(kshape)))
             if kshape:
                 body.append(array(f"v{i}", kshape, op.outvar.dtype,
-                                  internal=only_loops_read(i)))
+                                  internal=only_loops_read(i), at=here, until=last_read(i)))
             for d, n in enumerate(kshape):
                 body.append(f"    {'    ' * d}for q{d} in range({n}):")
             p = "    " * (len(kshape) + 1)
@@ -485,7 +520,6 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             body.append(f"{p}{'v' + str(i) + '[' + k[:-2] + ']' if kshape else 'v' + str(i)} = s{i}")
 
     last_stage = max(stage, default=0)
-    order = sorted(nests, key=lambda k: (k[0], nests[k][0]))
     views = {}                 # body line -> the view value it builds
     for st in range(last_stage + 1):
         for i, op in enumerate(ops):

@@ -212,14 +212,17 @@ def _concat_vjp(ct, primals, out, needs, axis):
 
 
 def _concat_lower(args, op):
-    """Each input copied into its columns of the flat result (`_place`), then shaped."""
+    """Each input copied into its columns of the flat result (`_place`), then shaped. (The
+    sizes are typed int64, not literals: a literal argument would make Numba compile the
+    helper again for each value.)"""
     shape, axis = op.outvar.shape, op.params["axis"]
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     expr = f"np.empty({int(np.prod(shape, dtype=np.int64))}, np.{_dtype_name(op.outvar.dtype)})"
     offset = 0
     for a, x in zip(args, op.invars):
-        expr = f"_place({expr}, _flat({a}), {outer}, {shape[axis] * inner}, {offset})"
+        expr = (f"_place({expr}, _flat({a}), np.int64({outer}), "
+                f"np.int64({shape[axis] * inner}), np.int64({offset}))")
         offset += x.shape[axis] * inner
     return f"_shaped({expr}, {tuple(shape)!r})"
 
@@ -353,7 +356,7 @@ def _scatter_lower(args, op):
     size = op.outvar.size
     if op.invars[0].shape == ():
         ct, idx = f"np.full(1, {ct})", f"np.full(1, {idx})"
-    out = f"_scatter_add(_flat({ct}), _flat({idx}), {size})"
+    out = f"_scatter_add(_flat({ct}), _flat({idx}), np.int64({size}))"
     return f"{out}[0]" if op.outvar.shape == () else f"_shaped({out}, {op.outvar.shape!r})"
 
 
