@@ -35,7 +35,7 @@ import numpy as np
 from numba.core.errors import NumbaError
 
 from .. import config
-from ..primitives import flat_as
+from ..primitives import flat_as, typed
 from ..simplify import simplify
 from . import InterpreterKernel, register_backend, register_jacobian_backend
 from .numba_helpers import HELPERS
@@ -111,6 +111,8 @@ def _array_loop(op, args):
 
 
 def _literal(value):
+    """A scalar constant as kernel text of its dtype (bare where Numba types the literal
+    so: float64, int64; see `primitives.typed`)."""
     value = np.asarray(value)
     if value.dtype == np.bool_:
         return repr(bool(value))
@@ -118,10 +120,12 @@ def _literal(value):
     v = value.item()
     if value.dtype.kind == "f":
         if math.isnan(v):
-            return f"np.{name}(np.nan)"
+            return typed("np.nan", value.dtype)
         if math.isinf(v):
-            return f"np.{name}({'-' if v < 0 else ''}np.inf)"
-        return f"np.{name}({v!r})"
+            return typed(f"{'-' if v < 0 else ''}np.inf", value.dtype)
+        return typed(repr(v), value.dtype)
+    if value.dtype == np.int64:
+        return f"({v!r})"
     return f"np.{name}({v!r})"
 
 
@@ -462,7 +466,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
         for i in reductions:
             op = ops[i]
             dt = op.outvar.dtype
-            ident = f"np.{dt.name}({op.prim.accumulate[0]})"
+            ident = typed(op.prim.accumulate[0], dt)
             kept[i] = [d for d in range(len(shape)) if d not in op.params["axes"]]
             kshape = tuple(shape[d] for d in kept[i])
             if i in lanes:

@@ -73,6 +73,14 @@ def flat_as(expr, shape):
     return f"_shaped(_flat({expr}), {tuple(shape)!r})"
 
 
+def typed(text, dtype):
+    """Lowering text: the scalar ``text`` (a number, ``np.inf``...) as a value of ``dtype``.
+    A float64 is written bare, as Numba types a float literal: the call
+    ``np.float64(2.0)`` costs about 2 ms of compile time, and kernels hold hundreds."""
+    dtype = np.dtype(dtype)
+    return f"({text})" if dtype == np.float64 else f"np.{dtype.name}({text})"
+
+
 def permuted(expr, perm):
     """Lowering text: array expression ``expr`` with its axes in the order ``perm`` (a
     view; ``backend.numba_helpers``)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..sparsity import matmul_pairs
-from . import OPAQUE, Case, Primitive, batch_all, flat_as, item_shape
+from . import OPAQUE, Case, Primitive, batch_all, flat_as, item_shape, typed
 
 
 def _core(shape, t):
@@ -87,7 +87,7 @@ def _loop(arrays, op, idx, out):
     (a, b), (i, j) = arrays, idx
     ea = f"{a}[q, {i}]" if ta else f"{a}[{i}, q]"
     eb = f"{b}[{j}, q]" if tb else f"{b}[q, {j}]"
-    return [f"{out} = np.{op.outvar.dtype.name}(0.0)", f"for q in range({k}):",
+    return [f"{out} = {typed('0.0', op.outvar.dtype)}", f"for q in range({k}):",
             f"    {out} += {ea} * {eb}"]
 
 
