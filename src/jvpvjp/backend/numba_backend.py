@@ -438,8 +438,8 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
                 line = f"    {target} = w{k}"
                 return line + (f"\n    {target}.fill({fill})" if fill is not None else "")
         if fill is not None:
-            return f"    {target} = np.full({tuple(shape)!r}, {fill})"
-        return f"    {target} = np.empty({tuple(shape)!r}, np.{_dtype_name(np.dtype(dtype))})"
+            return f"    {target} = _full({tuple(shape)!r}, {fill})"
+        return f"    {target} = _empty({tuple(shape)!r}, {_dtype_name(np.dtype(dtype))!r})"
 
     def emit_nest(key):
         nonlocal passes
@@ -532,7 +532,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             out = op.outvar
             args = [render(v) for v in op.invars]
             if op.prim.contiguous_args:
-                args = [f"np.ascontiguousarray({a})" if v.shape and layout.get(v, "C") == "A"
+                args = [f"_contiguous({a})" if v.shape and layout.get(v, "C") == "A"
                         else a for a, v in zip(args, op.invars)]
             expr = _array_loop(op, args) or op.prim.lower(args, op)
             layout[out] = _result_layout(op, layout)
@@ -570,7 +570,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
         i = index.get(v)
         if v.shape != () and (v in ol.invars or v in ol.consts or v in returned or
                               (i is not None and ops[i].prim.kind == "view")):
-            ref = f"np.ascontiguousarray({ref}).copy()"     # never an alias of another
+            ref = f"_contiguous({ref}).copy()"     # never an alias of another
         returned.add(v)
         rets.append(ref)
     body = _without_unread(body, views, rets)
@@ -636,10 +636,10 @@ def _fingerprint():
     code compiled against other versions of these must not be loaded (it could compute
     something else, or call a symbol that no longer exists): their text is hashed into
     every kernel's name."""
-    from . import numba_helpers, opaque, vmath
+    from . import numba_arrays, numba_helpers, opaque, vmath
     import numba
     h = hashlib.sha256(numba.__version__.encode())
-    for module in (numba_helpers, opaque, vmath):
+    for module in (numba_arrays, numba_helpers, opaque, vmath):
         with open(module.__file__, "rb") as f:
             h.update(f.read())
     return h.hexdigest()

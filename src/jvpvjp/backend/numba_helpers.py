@@ -1,127 +1,11 @@
 """Numba helpers called from generated kernels (compiled once, cached on disk by Numba)."""
 import numpy as np
-from numba import njit, types
-from numba.core import cgutils
-from numba.core.imputils import impl_ret_borrowed
-from numba.extending import intrinsic
-from numba.np.arrayobj import make_array, populate_array
+from numba import njit
+
+from .numba_arrays import (_broadcast, _contiguous, _empty, _flat,  # noqa: F401 (kernels'
+                           _full, _permuted, _shaped)               # imports come from here)
 
 _opts = dict(cache=True, error_model="numpy")
-
-
-# Views of C-contiguous arrays, built inline. Numba's ``reshape`` costs about 20 ms of
-# compile time per call (it handles any layout and checks sizes at run time); these cost
-# about 4 ms, and kernels make many (every value that changes shape between a helper, a
-# product and a loop nest).
-def _c_view(context, builder, aty, rty, value, dims):
-    """An array of type ``rty`` over ``value``'s data, meminfo and parent, with C strides
-    for ``dims`` (LLVM values of intp)."""
-    ary = make_array(aty)(context, builder, value)
-    out = make_array(rty)(context, builder)
-    strides, step = [None] * len(dims), ary.itemsize
-    for k in range(len(dims) - 1, -1, -1):
-        strides[k] = step
-        step = builder.mul(step, dims[k])
-    populate_array(out, data=ary.data, shape=dims, strides=strides, itemsize=ary.itemsize,
-                   meminfo=ary.meminfo, parent=ary.parent)
-    return impl_ret_borrowed(context, builder, rty, out._getvalue())
-
-
-@intrinsic
-def _shaped(typingctx, a, shape):
-    """``a`` (C-contiguous, of ``shape``'s size: the generator knows both) seen with
-    ``shape``, a tuple of integers. Like ``a.reshape(shape)``, without run-time checks."""
-    if not isinstance(a, types.Array) or a.layout != "C" or \
-            not isinstance(shape, types.BaseTuple) or \
-            not all(isinstance(t, types.Integer) for t in shape):
-        return None
-
-    def codegen(context, builder, sig, args):
-        aty, sty = sig.args
-        dims = [context.cast(builder, v, t, types.intp) for v, t in
-                zip(cgutils.unpack_tuple(builder, args[1], len(sty)), sty)]
-        return _c_view(context, builder, aty, sig.return_type, args[0], dims)
-    return a.copy(ndim=len(shape), layout="C")(a, shape), codegen
-
-
-@intrinsic
-def _permuted(typingctx, a, perm):
-    """``a.transpose(perm)`` for ``perm`` given as a string literal such as ``"2,0,1"``: a
-    view. Numba's ``transpose`` with axes checks them at run time and formats its error
-    message there, which compiles Numba's string machinery into the kernel (seconds, the
-    first time in a process)."""
-    if not isinstance(a, types.Array) or not isinstance(perm, types.StringLiteral):
-        return None
-    order = [int(k) for k in perm.literal_value.split(",")]
-    if sorted(order) != list(range(a.ndim)):
-        return None
-    layout = a.layout if order == sorted(order) else "A"
-
-    def codegen(context, builder, sig, args):
-        aty, rty = sig.args[0], sig.return_type
-        ary = make_array(aty)(context, builder, args[0])
-        shape = cgutils.unpack_tuple(builder, ary.shape, aty.ndim)
-        strides = cgutils.unpack_tuple(builder, ary.strides, aty.ndim)
-        out = make_array(rty)(context, builder)
-        populate_array(out, data=ary.data, shape=[shape[k] for k in order],
-                       strides=[strides[k] for k in order], itemsize=ary.itemsize,
-                       meminfo=ary.meminfo, parent=ary.parent)
-        return impl_ret_borrowed(context, builder, rty, out._getvalue())
-    return a.copy(layout=layout)(a, perm), codegen
-
-
-@intrinsic
-def _broadcast(typingctx, a, shape):
-    """``np.broadcast_to(a, shape)`` for an ``a`` the generator knows broadcasts to
-    ``shape`` (a tuple of integers): a read-only view, axes of length 1 and new leading
-    axes with stride 0. Numba's version checks the shapes at run time, with an error path
-    that costs about 0.2 s of compile per kernel."""
-    if not isinstance(a, types.Array) or not isinstance(shape, types.BaseTuple) or \
-            len(shape) < a.ndim or not all(isinstance(t, types.Integer) for t in shape):
-        return None
-
-    def codegen(context, builder, sig, args):
-        aty, sty = sig.args
-        rty = sig.return_type
-        ary = make_array(aty)(context, builder, args[0])
-        dims = [context.cast(builder, v, t, types.intp) for v, t in
-                zip(cgutils.unpack_tuple(builder, args[1], len(sty)), sty)]
-        own = cgutils.unpack_tuple(builder, ary.shape, aty.ndim)
-        steps = cgutils.unpack_tuple(builder, ary.strides, aty.ndim)
-        zero = context.get_constant(types.intp, 0)
-        one = context.get_constant(types.intp, 1)
-        lead = len(dims) - aty.ndim
-        strides = [zero] * lead + [builder.select(builder.icmp_signed("==", n, one), zero, st)
-                                   for n, st in zip(own, steps)]
-        out = make_array(rty)(context, builder)
-        populate_array(out, data=ary.data, shape=dims, strides=strides, itemsize=ary.itemsize,
-                       meminfo=ary.meminfo, parent=ary.parent)
-        return impl_ret_borrowed(context, builder, rty, out._getvalue())
-    return a.copy(ndim=len(shape), layout="A", readonly=True)(a, shape), codegen
-
-
-def _flat_copy(x):
-    return np.ascontiguousarray(x).reshape(x.size)
-
-
-@intrinsic
-def _flat(typingctx, a):
-    """``a``'s elements as a C-contiguous vector: a view of a C-contiguous array, else a
-    copy in C order."""
-    if not isinstance(a, types.Array):
-        return None
-
-    def codegen(context, builder, sig, args):
-        aty, rty = sig.args[0], sig.return_type
-        if aty.layout != "C":
-            return context.compile_internal(builder, _flat_copy, sig, args)
-        shape = cgutils.unpack_tuple(builder, make_array(aty)(context, builder,
-                                                              args[0]).shape, aty.ndim)
-        size = context.get_constant(types.intp, 1)
-        for n in shape:
-            size = builder.mul(size, n)
-        return _c_view(context, builder, aty, rty, args[0], [size])
-    return a.copy(ndim=1, layout="C")(a), codegen
 
 
 @njit(**_opts)
@@ -328,7 +212,7 @@ def _sincos_full(x, out, cosine):
 def _sincos_array(a, cosine):
     """np.sin(a), or np.cos(a) if ``cosine``, for a float array of any layout. (The inner
     loops are functions of their own: inlined into the block loop, they vectorise worse.)"""
-    x = np.ascontiguousarray(a).reshape(-1)
+    x = _flat(a)
     out = np.empty(x.size, a.dtype)
     for start in range(0, x.size, _SIN_BLOCK):
         stop = min(start + _SIN_BLOCK, x.size)
@@ -340,6 +224,6 @@ def _sincos_array(a, cosine):
 
 HELPERS = ["_sincos_array", "_lu_batched", "_lu_solve_batched", "_lu_inverse_batched", "_lu_logdet_batched",
            "_det_batched", "_cholesky_batched",
-           "_eigh_batched", "_svd_batched", "_qr_batched", "_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_shaped", "_permuted", "_broadcast", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_take", "_place", "_scatter_add",
+           "_eigh_batched", "_svd_batched", "_qr_batched", "_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_shaped", "_permuted", "_broadcast", "_contiguous", "_empty", "_full", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_take", "_place", "_scatter_add",
            "_batched_matmul_nn", "_batched_matmul_tn", "_batched_matmul_nt",
            "_batched_matmul_tt"]

@@ -31,6 +31,7 @@ from numba.np.linalg import F_INT_nptype as _F_INT, _LAPACK
 from numba.np.numpy_support import as_dtype
 
 from ..primitives import OPAQUE
+from .numba_arrays import _contiguous, _empty
 
 # sizes, output, first input, second input -> status, for the kernels that call it (the
 # callbacks take typed pointers: the same machine interface)
@@ -303,8 +304,8 @@ def _stub(name, opaque, result_shape, message, doc):
         call = opaque.external(a, name)
 
         def impl(dtype, a):
-            x = np.ascontiguousarray(a)
-            out = np.empty(result_shape(x.shape), x.dtype)
+            x = _contiguous(a)
+            out = _empty(result_shape(x.shape), x.dtype)
             sizes = _sizes(*x.shape)
             status = call(sizes.ctypes, out.ctypes, x.ctypes, x.ctypes)
             if status == 2:
@@ -500,8 +501,8 @@ def _lu_solve_batched_ol(dtype, lu, b, trans):
 
     def impl(dtype, lu, b, trans):
         nb, n, k = b.shape[0], b.shape[1], b.shape[2]
-        f, y = np.ascontiguousarray(lu), np.ascontiguousarray(b)
-        out = np.empty((nb, n, k))
+        f, y = _contiguous(lu), _contiguous(b)
+        out = _empty((nb, n, k), np.float64)
         sizes = _sizes(nb, n, k, 1 if trans else 0)
         if call(sizes.ctypes, out.ctypes, f.ctypes, y.ctypes) != 0:
             raise np.linalg.LinAlgError("Singular matrix")
@@ -555,8 +556,8 @@ def _matmul_stub(ta, tb):
             nb = a.shape[0]
             o1 = a.shape[2] if ta else a.shape[1]
             o2 = b.shape[1] if tb else b.shape[2]
-            x, y = np.ascontiguousarray(a), np.ascontiguousarray(b)
-            out = np.empty((nb, o1, o2), a.dtype)
+            x, y = _contiguous(a), _contiguous(b)
+            out = _empty((nb, o1, o2), a.dtype)
             sizes = _sizes(nb, a.shape[1], a.shape[2], b.shape[1], b.shape[2], o1, o2, flags)
             call(sizes.ctypes, out.ctypes, x.ctypes, y.ctypes)
             return out
@@ -606,8 +607,8 @@ def _argsort_rows_ol(dtype, a):
     call = _ARGSORT.external(a, "argsort")
 
     def impl(dtype, a):
-        x = np.ascontiguousarray(a)
-        out = np.empty(a.shape, np.int64)
+        x = _contiguous(a)
+        out = _empty(a.shape, np.int64)
         sizes = _sizes(a.shape[0], a.shape[1])
         call(sizes.ctypes, out.ctypes, x.ctypes, x.ctypes)
         return out

@@ -290,7 +290,7 @@ def _where_lower(args, op):
     if op.outvar.shape == ():
         return f"({a} if {c} else {b})"
     shape = op.outvar.shape
-    bc = [x if v.shape == shape else (f"np.full({shape!r}, {x})" if v.shape == () else
+    bc = [x if v.shape == shape else (f"_full({shape!r}, {x})" if v.shape == () else
                                       f"_broadcast({x}, {shape!r})")
           for x, v in zip(args, op.invars)]
     return f"np.where({bc[0]}, {bc[1]}, {bc[2]})"

@@ -177,7 +177,7 @@ def rows_lowering(helper, reduces=False):
             return f"_shaped({rows}, {shape!r})"
         inv = tuple(perm.index(i) for i in range(n))
         moved = tuple(shape[i] for i in perm)
-        return f"np.ascontiguousarray({permuted(f'_shaped({rows}, {moved!r})', inv)})"
+        return f"_contiguous({permuted(f'_shaped({rows}, {moved!r})', inv)})"
     return lower
 
 

@@ -79,7 +79,7 @@ def _reshape_lower(args, op):
     if shape == ():
         return f"_flat({args[0]})[0]"
     if op.invars[0].shape == ():
-        return f"np.full({shape!r}, {args[0]})"
+        return f"_full({shape!r}, {args[0]})"
     return flat_as(args[0], shape)
 
 
@@ -130,7 +130,7 @@ def _broadcast_abstract(x, shape):
 def _broadcast_lower(args, op):
     shape = op.outvar.shape
     if op.invars[0].shape == ():
-        return f"np.full({shape!r}, {args[0]})"
+        return f"_full({shape!r}, {args[0]})"
     return f"_broadcast({args[0]}, {shape!r})"
 
 
@@ -218,7 +218,7 @@ def _concat_lower(args, op):
     shape, axis = op.outvar.shape, op.params["axis"]
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
-    expr = f"np.empty({int(np.prod(shape, dtype=np.int64))}, np.{_dtype_name(op.outvar.dtype)})"
+    expr = f"_empty({int(np.prod(shape, dtype=np.int64))}, {_dtype_name(op.outvar.dtype)!r})"
     offset = 0
     for a, x in zip(args, op.invars):
         expr = (f"_place({expr}, _flat({a}), np.int64({outer}), "
@@ -355,7 +355,7 @@ def _scatter_lower(args, op):
     ct, idx = args
     size = op.outvar.size
     if op.invars[0].shape == ():
-        ct, idx = f"np.full(1, {ct})", f"np.full(1, {idx})"
+        ct, idx = f"_full(1, {ct})", f"_full(1, {idx})"
     out = f"_scatter_add(_flat({ct}), _flat({idx}), np.int64({size}))"
     return f"{out}[0]" if op.outvar.shape == () else f"_shaped({out}, {op.outvar.shape!r})"
 
