@@ -530,13 +530,17 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             if in_loop[i] or stage[i] != st or op.outvar in inlined:
                 continue
             out = op.outvar
-            args = [render(v) for v in op.invars]
+            raw = [render(v) for v in op.invars]
+            args = raw
             if op.prim.contiguous_args:
                 args = [f"_contiguous({a})" if v.shape and layout.get(v, "C") == "A"
                         else a for a, v in zip(args, op.invars)]
             expr = _array_loop(op, args) or op.prim.lower(args, op)
             layout[out] = _result_layout(op, layout)
-            numpy_expr = _numpy_expression(op, args, expr) if i in to_numpy else None
+            # (NumPy, run from object mode, takes any layout, and our intrinsics are not
+            # callable there)
+            numpy_expr = _numpy_expression(op, raw, op.prim.lower(raw, op)) \
+                if i in to_numpy else None
             if op.prim.view_index is not None:
                 views[len(body)] = f"v{i}"       # dropped below if only loops read it
             if numpy_expr is not None:
