@@ -593,7 +593,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
         "",
         "",
         f"# passes over arrays: {passes}",
-        f"@njit(cache={bool(cache)}, error_model='numpy')",
+        f"@njit(cache={bool(cache)}, error_model='numpy', no_cfunc_wrapper=True)",
         f"def {name}({', '.join(params)}):",
         *body,
         f"    return ({''.join(r + ', ' for r in rets)})",
@@ -1146,7 +1146,7 @@ def generate_jacobian_source(first, second, spec, cache=True):
     b_s = [f"b{i}" for i in range(len(consts2))]
     res = [f"r[{spec.n_known + i}]" for i in range(spec.n_res)]
     rows, ncols = spec.outputs
-    lines = [f"@njit(cache={bool(cache)}, error_model='numpy')",
+    lines = [f"@njit(cache={bool(cache)}, error_model='numpy', no_cfunc_wrapper=True)",
              f"def kernel({', '.join(xs + a_s + b_s)}):",
              f"    r = first({''.join(x + ', ' for x in xs + a_s)})"]
     for k, (shape, dtype) in enumerate(rows):
