@@ -43,11 +43,8 @@ def _empty(typingctx, shape, dtype):
         dt = dtype.dtype
     else:
         return None
-    if isinstance(shape, types.Integer):
-        ndim = 1
-    elif isinstance(shape, types.BaseTuple) and all(isinstance(t, types.Integer) for t in shape):
-        ndim = len(shape)
-    else:
+    ndim = _rank(shape)
+    if ndim is None:
         return None
     rty = types.Array(dt, ndim, "C")
 
@@ -58,7 +55,18 @@ def _empty(typingctx, shape, dtype):
     return rty(shape, dtype), codegen
 
 
+def _rank(shape):
+    """The rank of an array made with the Numba type ``shape`` (an integer or a tuple of
+    integers), else None."""
+    if isinstance(shape, types.Integer):
+        return 1
+    if isinstance(shape, types.BaseTuple) and all(isinstance(t, types.Integer) for t in shape):
+        return len(shape)
+    return None
+
+
 def _dims(context, builder, sty, value):
+    """LLVM intp values of the dimensions in ``value``, of Numba type ``sty``."""
     if isinstance(sty, types.Integer):
         return [context.cast(builder, value, sty, types.intp)]
     return [context.cast(builder, v, t, types.intp) for v, t in
@@ -71,11 +79,8 @@ def _full(typingctx, shape, value):
     type."""
     if not isinstance(value, (types.Number, types.Boolean)):
         return None
-    if isinstance(shape, types.Integer):
-        ndim = 1
-    elif isinstance(shape, types.BaseTuple) and all(isinstance(t, types.Integer) for t in shape):
-        ndim = len(shape)
-    else:
+    ndim = _rank(shape)
+    if ndim is None:
         return None
     rty = types.Array(types.unliteral(value), ndim, "C")
 
