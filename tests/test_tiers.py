@@ -51,6 +51,24 @@ def test_new_code_starts_on_the_interpreter_and_is_compiled_when_hot(auto, rng):
     assert "compiled in the background" in explain_cache(g)
 
 
+def test_an_eager_compile_does_not_wait_for_the_tapes(rng, monkeypatch):
+    """compile="eager" goes straight to Numba: it neither loads the tapes' loops (on a new
+    machine their compile takes seconds) nor passes through a tape tier."""
+    from jvpvjp.backend import tiers
+    monkeypatch.setattr(jvpvjp.config, "backend", "auto")
+    monkeypatch.setattr(tiers, "load_runtime", lambda: pytest.fail("the tapes were loaded"))
+    monkeypatch.setattr(tiers, "runtime_ready", lambda: False)
+
+    def f(x):
+        return np.sum(np.tanh(x) * x[::-1])
+    x = rng.normal(size=4)
+    g = grad(f, compile="eager")
+    np.testing.assert_allclose(g(x), grad(f, compile="never")(x), rtol=1e-13)
+    kernel, = [k for paths in g._dispatcher().paths.values() for p in paths for k in p.kernels]
+    assert [tier for tier, _, _ in kernel.history] == ["numpy", "numba"]
+    assert "compiled eagerly" in explain_cache(g)
+
+
 def test_compile_modes_give_the_same_results(rng):
     def f(x):
         return np.sum(np.sin(x) * np.cos(2 * x))

@@ -436,7 +436,7 @@ class Tiered:
                 gc.collect()     # the compile's garbage, now rather than in a later call
         _worker.submit(priority, job)
 
-    def _upgrade(self, how, check=None):
+    def _upgrade(self, how, check=None, eager=False):
         if check is not None:             # only if the disk cache holds it
             try:
                 found = check()
@@ -451,15 +451,20 @@ class Tiered:
                 how = self._why_hot()              # it became hot meanwhile
         try:
             target = self._target
-            if target in ("tape", "vtape", "rolled", "numba") and not load_runtime():
+            # an eager Numba compile needs no tape: it does not wait for their loops (which
+            # a fresh machine compiles first, seconds) and goes straight to its tier
+            direct = eager and target == "numba"
+            if target in ("tape", "vtape", "rolled", "numba") and not direct \
+                    and not load_runtime():
                 return
-            if target in ("rolled", "numba") and self.tier == "numpy":
+            if target in ("rolled", "numba") and self.tier == "numpy" and not direct:
                 # the tape (if it runs this) is ready at once: use it while Numba compiles
                 tape = tape_tier(self._oplists)
                 if tape is not None:
                     self._build(tape, "runtime loaded", synchronous=False)
             if target is not None and _RANK[target] > _RANK[self.tier]:
-                self._build(target, f"compiled in the background; {how}", synchronous=False,
+                self._build(target, how if eager else f"compiled in the background; {how}",
+                            synchronous=False,
                             example=self._example)
         except Exception as e:
             self._note(f"{self.label}: compiling failed ({type(e).__name__}: {e}); staying on "
@@ -481,7 +486,7 @@ class Tiered:
             if self._done.wait(0.005):
                 return
         self._example = example
-        self._upgrade("compiled eagerly")
+        self._upgrade("compiled eagerly", eager=True)
 
 
 _disk_state = []
