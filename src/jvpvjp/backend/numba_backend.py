@@ -530,17 +530,17 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             if in_loop[i] or stage[i] != st or op.outvar in inlined:
                 continue
             out = op.outvar
-            raw = [render(v) for v in op.invars]
-            args = raw
-            if op.prim.contiguous_args:
-                args = [f"_contiguous({a})" if v.shape and layout.get(v, "C") == "A"
-                        else a for a, v in zip(args, op.invars)]
-            expr = _array_loop(op, args) or op.prim.lower(args, op)
+            args = [render(v) for v in op.invars]
             layout[out] = _result_layout(op, layout)
             # (NumPy, run from object mode, takes any layout, and our intrinsics are not
-            # callable there)
-            numpy_expr = _numpy_expression(op, raw, op.prim.lower(raw, op)) \
+            # callable there: its arguments as they are)
+            numpy_expr = _numpy_expression(op, args, op.prim.lower(args, op)) \
                 if i in to_numpy else None
+            if numpy_expr is None:
+                if op.prim.contiguous_args:
+                    args = [f"_contiguous({a})" if v.shape and layout.get(v, "C") == "A"
+                            else a for a, v in zip(args, op.invars)]
+                expr = _array_loop(op, args) or op.prim.lower(args, op)
             if op.prim.view_index is not None:
                 views[len(body)] = f"v{i}"       # dropped below if only loops read it
             if numpy_expr is not None:
@@ -1151,7 +1151,7 @@ def generate_jacobian_source(first, second, spec, cache=True):
              f"    r = first({''.join(x + ', ' for x in xs + a_s)})"]
     for k, (shape, dtype) in enumerate(rows):
         size = int(np.prod(shape, dtype=np.int64))
-        lines.append(f"    J{k} = np.zeros(({size}, {ncols}), np.{dtype.name})")
+        lines.append(f"    J{k} = _full(({size}, {ncols}), {typed('0.0', dtype)})")
     if spec.block > 1:
         lines += _block_loop(spec, res, b_s)
     else:
@@ -1177,7 +1177,7 @@ def _block_loop(spec, res, b_s):
     starts = np.cumsum([0] + sizes).tolist()
     total = starts[-1]
     for s, (shape, dtype) in enumerate(spec.seeds):
-        lines.append(f"    S{s} = np.zeros({(bk,) + shape!r}, np.{dtype.name})")
+        lines.append(f"    S{s} = _full({(bk,) + shape!r}, {typed('0.0', dtype)})")
         lines.append(f"    S{s}f = _flat(S{s})")
     call = f"second({''.join(x + ', ' for x in res + [f'S{s}' for s in range(len(sizes))] + b_s)})"
 
@@ -1193,7 +1193,7 @@ def _block_loop(spec, res, b_s):
     lines.append(f"        n = min({bk}, {total} - c0)")
     lines.append("        for cl in range(n):")
     lines.append("            c = c0 + cl")
-    lines += set_seeds(lambda s: f"np.{spec.seeds[s][1].name}(1.0)", "            ")
+    lines += set_seeds(lambda s: typed("1.0", spec.seeds[s][1]), "            ")
     lines.append(f"        o = {call}")
     rsizes = _sizes(spec.results)
     # (element loops: a slice assignment costs Numba about 0.2 s of compile time each)
@@ -1216,7 +1216,7 @@ def _block_loop(spec, res, b_s):
                              f"G{g}[cl, i]")
     lines.append("        for cl in range(n):")
     lines.append("            c = c0 + cl")
-    lines += set_seeds(lambda s: f"np.{spec.seeds[s][1].name}(0.0)", "            ")
+    lines += set_seeds(lambda s: typed("0.0", spec.seeds[s][1]), "            ")
     return lines
 
 
@@ -1225,10 +1225,10 @@ def _seed_loop(spec, res, b_s):
     lines = []
     for s, (shape, dtype) in enumerate(spec.seeds):
         if shape == ():
-            lines.append(f"    s{s} = np.{dtype.name}(0.0)")
+            lines.append(f"    s{s} = {typed('0.0', dtype)}")
         else:
             size = int(np.prod(shape, dtype=np.int64))
-            lines.append(f"    s{s}f = np.zeros({size}, np.{dtype.name})")
+            lines.append(f"    s{s}f = _full({size}, {typed('0.0', dtype)})")
             lines.append(f"    s{s} = _shaped(s{s}f, {shape!r})")
     call = f"second({''.join(x + ', ' for x in res + [f's{s}' for s in range(len(spec.seeds))] + b_s)})"
     cols = spec.seeds if spec.mode == "fwd" else spec.results
@@ -1244,7 +1244,7 @@ def _seed_loop(spec, res, b_s):
                 f"{pad}    {target('i')} = o_[i]"]
 
     for s, (shape, dtype) in enumerate(spec.seeds):
-        one, zero = f"np.{dtype.name}(1.0)", f"np.{dtype.name}(0.0)"
+        one, zero = typed("1.0", dtype), typed("0.0", dtype)
         scalar = shape == ()
         pad = "    " if scalar else "        "
         if scalar:

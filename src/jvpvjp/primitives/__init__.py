@@ -69,7 +69,7 @@ OPAQUE = frozenset({"_det_batched", "_cholesky_batched", "_eigh_batched", "_svd_
 
 def flat_as(expr, shape):
     """Lowering text: the elements of array expression ``expr``, in C order, seen with
-    ``shape`` (a view when ``expr`` is C-contiguous; ``backend.numba_helpers``)."""
+    ``shape`` (a view when ``expr`` is C-contiguous; ``backend.numba_arrays``)."""
     return f"_shaped(_flat({expr}), {tuple(shape)!r})"
 
 
@@ -83,7 +83,7 @@ def typed(text, dtype):
 
 def permuted(expr, perm):
     """Lowering text: array expression ``expr`` with its axes in the order ``perm`` (a
-    view; ``backend.numba_helpers``)."""
+    view; ``backend.numba_arrays``)."""
     perm = tuple(int(p) for p in perm)
     if perm == tuple(range(len(perm))):
         return expr
