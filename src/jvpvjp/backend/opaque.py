@@ -27,7 +27,7 @@ import numpy as np
 from numba import carray, njit, types
 from numba.core.errors import TypingError
 from numba.extending import overload
-from numba.np.linalg import F_INT_nptype as _F_INT, _LAPACK
+from numba.np.linalg import F_INT_nptype as _F_INT, _BLAS, _LAPACK
 from numba.np.numpy_support import as_dtype
 
 from ..primitives import OPAQUE
@@ -127,9 +127,10 @@ def _sizes(a, b=0, c=0, d=0, e=0, f=0, g=0, h=0):
 
 
 @njit(cache=True)
-def _finite(a):
-    for x in a.ravel():
-        if not np.isfinite(x):
+def _finite(flat):
+    """Whether every element of the vector ``flat`` is finite."""
+    for i in range(flat.shape[0]):
+        if not np.isfinite(flat[i]):
             return False
     return True
 
@@ -150,11 +151,23 @@ def _only_in_kernels(*args):
 
 
 # -- np.linalg over a (batch, ...) stack of matrices ------------------------------------------
-# Numba's own LAPACK bindings (those its np.linalg uses); the first argument picks the
-# routine's precision ("s": float32, "d": float64)
-_getrf = _LAPACK().numba_xxgetrf(types.float64)
-_getrf32 = _LAPACK().numba_xxgetrf(types.float32)
+# Numba's own LAPACK bindings (those its np.linalg uses), called directly: Numba's np.linalg
+# wraps them in checks, copies and error messages that cost seconds of compile and that the
+# stubs do already. The first argument picks the routine's precision ("s": float32, "d":
+# float64); every routine reads and writes Fortran-ordered matrices in place.
+_LAPACK_ROUTINES = {name: {dtype: getattr(_LAPACK(), name)(dtype)
+                           for dtype in (types.float32, types.float64)}
+                    for name in ("numba_xxgetrf", "numba_xxpotrf", "numba_ez_xxxevd",
+                                 "numba_ez_gesdd", "numba_ez_geqrf", "numba_ez_xxgqr")}
 _getri = _LAPACK().numba_ez_xxgetri(types.float64)
+_DOUBLE = ord("d")
+
+
+def _lapack(name, dtype):
+    """The binding ``name`` for a float32 or float64 array type's dtype, and its kind."""
+    if dtype == types.float32:
+        return _LAPACK_ROUTINES[name][types.float32], ord("s")
+    return _LAPACK_ROUTINES[name][types.float64], ord("d")
 
 
 def _factor(f, ipiv):
@@ -163,8 +176,7 @@ def _factor(f, ipiv):
 
 @overload(_factor)
 def _factor_ol(f, ipiv):
-    single = f.dtype == types.float32
-    getrf, kind = (_getrf32, ord("s")) if single else (_getrf, ord("d"))
+    getrf, kind = _lapack("numba_xxgetrf", f.dtype)
 
     def impl(f, ipiv):
         n = f.shape[0]
@@ -172,8 +184,103 @@ def _factor_ol(f, ipiv):
             getrf(kind, n, n, f.ctypes, n, ipiv.ctypes)
     return impl
 
+
+def _potrf(c):
+    """Cholesky factor of a C-ordered n x n matrix in place (its lower triangle, as NumPy
+    reads it; the upper one is left as it was); LAPACK's status."""
+
+
+@overload(_potrf)
+def _potrf_ol(c):
+    potrf, kind = _lapack("numba_xxpotrf", c.dtype)
+    upper = ord("U")
+
+    def impl(c):
+        n = c.shape[0]
+        # Fortran's view of a C-ordered matrix is its transpose: its upper triangle
+        return potrf(kind, upper, n, c.ctypes, n) if n else 0
+    return impl
+
+
+def _evd(f, w):
+    """Eigenvalues into ``w``, eigenvectors over the Fortran-ordered ``f`` (read: its lower
+    triangle); LAPACK's status."""
+
+
+@overload(_evd)
+def _evd_ol(f, w):
+    evd, kind = _lapack("numba_ez_xxxevd", f.dtype)
+    vectors, lower = ord("V"), ord("L")
+
+    def impl(f, w):
+        n = f.shape[0]
+        return evd(kind, vectors, lower, n, f.ctypes, n, w.ctypes) if n else 0
+    return impl
+
+
+def _gesdd(f, s, u, vt):
+    """Thin SVD of the Fortran-ordered m x n ``f`` (destroyed): singular values into ``s``,
+    U into the Fortran-ordered m x k ``u``, Vt into the k x n ``vt``; LAPACK's status."""
+
+
+@overload(_gesdd)
+def _gesdd_ol(f, s, u, vt):
+    gesdd, kind = _lapack("numba_ez_gesdd", f.dtype)
+    thin = ord("S")
+
+    def impl(f, s, u, vt):
+        m, n = f.shape
+        if m == 0 or n == 0:            # nothing to compute (LAPACK takes no empty matrix)
+            return 0
+        return gesdd(kind, thin, m, n, f.ctypes, m, s.ctypes, u.ctypes, m, vt.ctypes,
+                     s.shape[0])
+    return impl
+
+
+def _geqrf(f, tau):
+    """Householder QR of the Fortran-ordered m x n ``f`` in place; LAPACK's status."""
+
+
+@overload(_geqrf)
+def _geqrf_ol(f, tau):
+    geqrf, kind = _lapack("numba_ez_geqrf", f.dtype)
+
+    def impl(f, tau):
+        m, n = f.shape
+        return geqrf(kind, m, n, f.ctypes, m, tau.ctypes) if m and n else 0
+    return impl
+
+
+def _orgqr(f, tau):
+    """The first k = len(tau) columns of Q over those of ``f`` (geqrf's reflectors), in
+    place; LAPACK's status."""
+
+
+@overload(_orgqr)
+def _orgqr_ol(f, tau):
+    orgqr, kind = _lapack("numba_ez_xxgqr", f.dtype)
+
+    def impl(f, tau):
+        m, k = f.shape[0], tau.shape[0]
+        return orgqr(kind, m, k, k, f.ctypes, m, tau.ctypes) if k else 0
+    return impl
+
+
+@njit
+def _fortran_copy(a):
+    """A Fortran-ordered copy of the matrix ``a``, as LAPACK reads it (element by element:
+    Numba's slice assignment compiles its error formatting into the callback)."""
+    m, n = a.shape
+    f = np.empty((n, m), a.dtype).T
+    for j in range(n):
+        for i in range(m):
+            f[i, j] = a[i, j]
+    return f
+
+
 # A factorisation's results are packed along the last axis as the primitives in
-# primitives/linalg.py define them.
+# primitives/linalg.py define them. Each loop returns False when LAPACK reports a failure
+# (the stub raises NumPy's LinAlgError); none raises.
 @njit
 def _det_loop(a, out):
     """As NumPy computes it: LU factors (getrf), then sign * exp(sum of log |diagonal|); so
@@ -181,8 +288,7 @@ def _det_loop(a, out):
     nb, n = a.shape[0], a.shape[1]
     ipiv = np.empty(n, dtype=_F_INT)
     for t in range(nb):
-        f = np.empty((n, n), a.dtype).T
-        f[:, :] = a[t]
+        f = _fortran_copy(a[t])
         _factor(f, ipiv)
         sign = 1.0
         logdet = 0.0
@@ -200,63 +306,82 @@ def _det_loop(a, out):
 
 @njit
 def _cholesky_loop(a, out):
-    for i in range(a.shape[0]):
-        out[i] = np.linalg.cholesky(a[i])
+    n = a.shape[1]
+    for t in range(a.shape[0]):
+        c = out[t]
+        for i in range(n):
+            for j in range(n):
+                c[i, j] = a[t, i, j]
+        if _potrf(c) != 0:
+            return False
+        for i in range(n):
+            for j in range(i + 1, n):
+                c[i, j] = 0.0
+    return True
 
 
 @njit
 def _eigh_loop(a, out):
     n = a.shape[1]
-    for i in range(a.shape[0]):
-        w, v = np.linalg.eigh(a[i])
-        out[i, :, :n] = v
-        out[i, :, n] = w
+    w = np.empty(n, a.dtype)
+    for t in range(a.shape[0]):
+        f = _fortran_copy(a[t])
+        if _evd(f, w) != 0:
+            return False
+        for i in range(n):
+            for j in range(n):
+                out[t, i, j] = f[i, j]
+            out[t, i, n] = w[i]
+    return True
 
 
 @njit
 def _svd_loop(a, out):
     m, n = a.shape[1], a.shape[2]
-    k = min(m, n)
-    for i in range(a.shape[0]):
-        u, s, vt = np.linalg.svd(a[i], full_matrices=False)
-        out[i, :m * k] = np.ascontiguousarray(u).reshape(m * k)
-        out[i, m * k:m * k + k] = s
-        out[i, m * k + k:] = np.ascontiguousarray(vt).reshape(k * n)
+    k = m if m < n else n
+    s = np.empty(k, a.dtype)
+    u = np.empty((k, m), a.dtype).T
+    vt = np.empty((n, k), a.dtype).T
+    for t in range(a.shape[0]):
+        f = _fortran_copy(a[t])
+        if _gesdd(f, s, u, vt) != 0:
+            return False
+        o = out[t]
+        for i in range(m):
+            for j in range(k):
+                o[i * k + j] = u[i, j]
+        for j in range(k):
+            o[m * k + j] = s[j]
+        for i in range(k):
+            for j in range(n):
+                o[m * k + k + i * n + j] = vt[i, j]
+    return True
 
 
 @njit
 def _qr_loop(a, out):
     m, n = a.shape[1], a.shape[2]
-    k = min(m, n)
-    for i in range(a.shape[0]):
-        q, r = np.linalg.qr(a[i])
-        out[i, :m * k] = np.ascontiguousarray(q).reshape(m * k)
-        out[i, m * k:] = np.ascontiguousarray(r).reshape(k * n)
-
-
-def _checked(routine, x, out):
-    """Status of ``routine``'s loop on ``x`` into ``out``: 2 if ``x`` is not finite, 1 if the
-    routine raised (NumPy's LinAlgError, raised by the stub), else 0."""
-
-
-@overload(_checked, prefer_literal=True)
-def _checked_ol(routine, x, out):
-    loop = {"cholesky": _cholesky_loop, "eigh": _eigh_loop, "svd": _svd_loop,
-            "qr": _qr_loop}[routine.literal_value]
-
-    def impl(routine, x, out):
-        if not _finite(x):
-            return 2
-        try:
-            loop(x, out)
-        except Exception:
-            return 1
-        return 0
-    return _own_name(impl, f"_{routine.literal_value}_checked")
+    k = m if m < n else n
+    tau = np.empty(k, a.dtype)
+    for t in range(a.shape[0]):
+        f = _fortran_copy(a[t])
+        if _geqrf(f, tau) != 0:
+            return False
+        o = out[t]
+        for i in range(k):                  # R: the upper trapezoid, before orgqr
+            for j in range(n):
+                o[m * k + i * n + j] = f[i, j] if j >= i else 0.0
+        if _orgqr(f, tau) != 0:
+            return False
+        for i in range(m):
+            for j in range(k):
+                o[i * k + j] = f[i, j]
+    return True
 
 
 # The entries (Numba compiles each as a C callback; an exception cannot leave one). The
-# dtypes come from the pointers' types.
+# dtypes come from the pointers' types. The status: 2 if the input is not finite, 1 if LAPACK
+# reported a failure (NumPy's LinAlgError, raised by the stub), else 0.
 def _det_entry(sizes, out, a, b):
     nb, n = carray(sizes, (2,))
     _det_loop(carray(a, (nb, n, n)), carray(out, (nb,)))
@@ -265,24 +390,32 @@ def _det_entry(sizes, out, a, b):
 
 def _cholesky_entry(sizes, out, a, b):
     nb, n = carray(sizes, (2,))
-    return _checked("cholesky", carray(a, (nb, n, n)), carray(out, (nb, n, n)))
+    if not _finite(carray(a, (nb * n * n,))):
+        return 2
+    return 0 if _cholesky_loop(carray(a, (nb, n, n)), carray(out, (nb, n, n))) else 1
 
 
 def _eigh_entry(sizes, out, a, b):
     nb, n = carray(sizes, (2,))
-    return _checked("eigh", carray(a, (nb, n, n)), carray(out, (nb, n, n + 1)))
+    if not _finite(carray(a, (nb * n * n,))):
+        return 2
+    return 0 if _eigh_loop(carray(a, (nb, n, n)), carray(out, (nb, n, n + 1))) else 1
 
 
 def _svd_entry(sizes, out, a, b):
     nb, m, n = carray(sizes, (3,))
-    k = min(m, n)
-    return _checked("svd", carray(a, (nb, m, n)), carray(out, (nb, m * k + k + k * n)))
+    k = m if m < n else n
+    if not _finite(carray(a, (nb * m * n,))):
+        return 2
+    return 0 if _svd_loop(carray(a, (nb, m, n)), carray(out, (nb, m * k + k + k * n))) else 1
 
 
 def _qr_entry(sizes, out, a, b):
     nb, m, n = carray(sizes, (3,))
-    k = min(m, n)
-    return _checked("qr", carray(a, (nb, m, n)), carray(out, (nb, m * k + k * n)))
+    k = m if m < n else n
+    if not _finite(carray(a, (nb * m * n,))):
+        return 2
+    return 0 if _qr_loop(carray(a, (nb, m, n)), carray(out, (nb, m * k + k * n))) else 1
 
 
 _FLOATS = ("float32", "float64")
@@ -377,11 +510,11 @@ def _lu_loop(a, out):
     nb, n = a.shape[0], a.shape[1]
     ipiv = np.empty(n, dtype=_F_INT)
     for t in range(nb):
-        f = np.empty((n, n)).T            # Fortran order, as LAPACK reads it
-        f[:, :] = a[t]
+        f = _fortran_copy(a[t])
         _factor(f, ipiv)
-        out[t, :, :n] = f
         for i in range(n):
+            for j in range(n):
+                out[t, i, j] = f[i, j]
             out[t, i, n] = ipiv[i] - 1
 
 
@@ -390,8 +523,11 @@ def _lu_solve_loop(lu, b, trans, out):
     """op(A) x = b for each A of the stack from its packed factors (P A = L U); False if a
     factor is singular."""
     nb, n, k = b.shape[0], b.shape[1], b.shape[2]
+    x = np.empty((n, k), b.dtype)
     for t in range(nb):
-        x = b[t].copy()
+        for i in range(n):
+            for j in range(k):
+                x[i, j] = b[t, i, j]
         f = lu[t]
         for i in range(n):
             if f[i, i] == 0.0:
@@ -438,7 +574,9 @@ def _lu_solve_loop(lu, b, trans, out):
                 if p != i:
                     for j in range(k):
                         x[i, j], x[p, j] = x[p, j], x[i, j]
-        out[t] = x
+        for i in range(n):
+            for j in range(k):
+                out[t, i, j] = x[i, j]
     return True
 
 
@@ -447,15 +585,16 @@ def _lu_inverse_loop(lu, out):
     nb, n = lu.shape[0], lu.shape[1]
     ipiv = np.empty(n, dtype=_F_INT)
     for t in range(nb):
-        f = np.empty((n, n)).T
-        f[:, :] = lu[t, :, :n]
+        f = _fortran_copy(lu[t, :, :n])
         for i in range(n):
             if f[i, i] == 0.0:
                 return False
             ipiv[i] = int(lu[t, i, n]) + 1
         if n:
-            _getri(ord("d"), n, f.ctypes, n, ipiv.ctypes)
-        out[t] = f
+            _getri(_DOUBLE, n, f.ctypes, n, ipiv.ctypes)
+        for i in range(n):
+            for j in range(n):
+                out[t, i, j] = f[i, j]
     return True
 
 
@@ -514,17 +653,42 @@ HELPERS["_lu_solve_batched"] = _LU_SOLVE
 
 
 # -- products of stacks of matrices, and sorting -----------------------------------------------
+_GEMM = {dtype: (_BLAS().numba_xxgemm(dtype), ord(kind)) for dtype, kind in
+         ((types.float32, "s"), (types.float64, "d"), (types.complex64, "c"),
+          (types.complex128, "z"))}
+
+
+def _gemm(a, b, out, ta, tb):
+    """out = op(a) @ op(b) for C-ordered matrices, op a transpose when ``ta`` / ``tb``: the
+    BLAS call Numba's np.dot(op(a), op(b), out) makes (the same bits), without its checks."""
+
+
+@overload(_gemm)
+def _gemm_ol(a, b, out, ta, tb):
+    gemm, kind = _GEMM[a.dtype]
+    dtype = as_dtype(a.dtype)
+    trans, plain = ord("t"), ord("n")
+
+    def impl(a, b, out, ta, tb):
+        m, n = out.shape
+        k = a.shape[0] if ta else a.shape[1]
+        if m == 0 or n == 0 or k == 0:
+            for i in range(m):
+                for j in range(n):
+                    out[i, j] = 0
+            return
+        one, zero = np.ones(1, dtype), np.zeros(1, dtype)
+        # BLAS is column-major: it computes out.T = op(b).T @ op(a).T
+        gemm(kind, trans if tb else plain, trans if ta else plain, n, m, k,
+             one.ctypes, b.ctypes, b.shape[1], a.ctypes, a.shape[1], zero.ctypes,
+             out.ctypes, n)
+    return impl
+
+
 @njit
 def _matmul_loop(a, b, out, ta, tb):
     for i in range(a.shape[0]):
-        if ta and tb:
-            np.dot(a[i].T, b[i].T, out[i])
-        elif ta:
-            np.dot(a[i].T, b[i], out[i])
-        elif tb:
-            np.dot(a[i], b[i].T, out[i])
-        else:
-            np.dot(a[i], b[i], out[i])
+        _gemm(a[i], b[i], out[i], ta, tb)
 
 
 def _matmul_entry(sizes, out, a, b):
@@ -572,9 +736,48 @@ _batched_matmul_tt = _matmul_stub(True, True)
 
 
 @njit
+def _before(x, y):
+    """The order of NumPy's sorts: NaNs last."""
+    return x < y or (y != y and x == x)
+
+
+@njit
 def _argsort_loop(a, out):
-    for i in range(a.shape[0]):
-        out[i] = np.argsort(a[i], kind="mergesort")
+    """Stable argsort of each row: insertion sort of runs of 16, then merges (the stable
+    order is unique, so this is NumPy's result; Numba's np.argsort costs seconds of compile
+    per dtype)."""
+    rows, n = a.shape
+    spare = np.empty(n, np.int64)
+    for r in range(rows):
+        x = a[r]
+        idx = out[r]
+        for lo in range(0, n, 16):
+            hi = min(lo + 16, n)
+            for i in range(lo, hi):
+                j = i
+                while j > lo and _before(x[i], x[idx[j - 1]]):
+                    idx[j] = idx[j - 1]
+                    j -= 1
+                idx[j] = i
+        src, dst = idx, spare
+        width, passes = 16, 0
+        while width < n:
+            for lo in range(0, n, 2 * width):
+                mid, hi = min(lo + width, n), min(lo + 2 * width, n)
+                i, j = lo, mid
+                for k in range(lo, hi):
+                    if j < hi and (i >= mid or _before(x[src[j]], x[src[i]])):
+                        dst[k] = src[j]
+                        j += 1
+                    else:
+                        dst[k] = src[i]
+                        i += 1
+            src, dst = dst, src
+            width *= 2
+            passes += 1
+        if passes % 2:                      # the result is in spare
+            for k in range(n):
+                idx[k] = spare[k]
 
 
 def _argsort_entry(sizes, out, a, b):
