@@ -658,18 +658,19 @@ _GEMM = {dtype: (_BLAS().numba_xxgemm(dtype), ord(kind)) for dtype, kind in
           (types.complex128, "z"))}
 
 
-def _gemm(a, b, out, ta, tb):
+def _gemm(a, b, out, ta, tb, one, zero):
     """out = op(a) @ op(b) for C-ordered matrices, op a transpose when ``ta`` / ``tb``: the
-    BLAS call Numba's np.dot(op(a), op(b), out) makes (the same bits), without its checks."""
+    BLAS call Numba's np.dot(op(a), op(b), out) makes (the same bits), without its checks.
+    ``one`` and ``zero``: arrays holding the scalars 1 and 0 of the dtype (BLAS takes them
+    by pointer)."""
 
 
 @overload(_gemm)
-def _gemm_ol(a, b, out, ta, tb):
+def _gemm_ol(a, b, out, ta, tb, one, zero):
     gemm, kind = _GEMM[a.dtype]
-    dtype = as_dtype(a.dtype)
     trans, plain = ord("t"), ord("n")
 
-    def impl(a, b, out, ta, tb):
+    def impl(a, b, out, ta, tb, one, zero):
         m, n = out.shape
         k = a.shape[0] if ta else a.shape[1]
         if m == 0 or n == 0 or k == 0:
@@ -677,7 +678,6 @@ def _gemm_ol(a, b, out, ta, tb):
                 for j in range(n):
                     out[i, j] = 0
             return
-        one, zero = np.ones(1, dtype), np.zeros(1, dtype)
         # BLAS is column-major: it computes out.T = op(b).T @ op(a).T
         gemm(kind, trans if tb else plain, trans if ta else plain, n, m, k,
              one.ctypes, b.ctypes, b.shape[1], a.ctypes, a.shape[1], zero.ctypes,
@@ -687,8 +687,9 @@ def _gemm_ol(a, b, out, ta, tb):
 
 @njit
 def _matmul_loop(a, b, out, ta, tb):
+    one, zero = np.ones(1, a.dtype), np.zeros(1, a.dtype)
     for i in range(a.shape[0]):
-        _gemm(a[i], b[i], out[i], ta, tb)
+        _gemm(a[i], b[i], out[i], ta, tb, one, zero)
 
 
 def _matmul_entry(sizes, out, a, b):
