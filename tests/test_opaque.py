@@ -185,3 +185,38 @@ def test_argsort_is_numpys_stable_order(compiled):
     f = jvpvjp.jit(lambda *xs: [np.argsort(x, axis=-1, kind="stable") for x in xs])
     for got, x in zip(f(*xs), xs):
         np.testing.assert_array_equal(got, np.argsort(x, axis=-1, kind="stable"))
+
+
+def test_products_of_stacks_make_numpys_blas_calls():
+    # the callback calls BLAS as Numba's np.dot(op(a), op(b), out) does: gemm, or gemv / dot
+    # when op(a) has one row or op(b) one column (their sums run in other orders: the
+    # same call is needed for the same bits)
+    from numba import njit
+    from jvpvjp.backend.opaque import _matmul_loop
+
+    @njit
+    def numba_dot(a, b, out, ta, tb):
+        for i in range(a.shape[0]):        # (one branch per layout: a variable holding
+            if ta and tb:                     # both would be typed "A" and copied)
+                np.dot(a[i].T, b[i].T, out[i])
+            elif ta:
+                np.dot(a[i].T, b[i], out[i])
+            elif tb:
+                np.dot(a[i], b[i].T, out[i])
+            else:
+                np.dot(a[i], b[i], out[i])
+
+    rng = np.random.default_rng(5)
+    for dtype in (np.float64, np.complex128):
+        for m, k, n in [(1, 1, 1), (1, 300, 1), (1, 300, 7), (7, 300, 1), (5, 9, 6),
+                        (1, 0, 3), (0, 4, 2), (40, 257, 33)]:
+            for ta in (False, True):
+                for tb in (False, True):
+                    a = rng.normal(size=(2, k, m) if ta else (2, m, k)).astype(dtype)
+                    b = rng.normal(size=(2, n, k) if tb else (2, k, n)).astype(dtype)
+                    if a.dtype.kind == "c":
+                        a, b = a * (1 + 0.5j), b * (0.25 - 1j)
+                    got, want = np.full((2, m, n), np.nan, dtype), np.empty((2, m, n), dtype)
+                    _matmul_loop(a, b, got, ta, tb)
+                    numba_dot(a, b, want, ta, tb)
+                    assert np.array_equal(got, want), (dtype, m, k, n, ta, tb)

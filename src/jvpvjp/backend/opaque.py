@@ -653,22 +653,33 @@ HELPERS["_lu_solve_batched"] = _LU_SOLVE
 
 
 # -- products of stacks of matrices, and sorting -----------------------------------------------
-_GEMM = {dtype: (_BLAS().numba_xxgemm(dtype), ord(kind)) for dtype, kind in
-         ((types.float32, "s"), (types.float64, "d"), (types.complex64, "c"),
-          (types.complex128, "z"))}
+_BLAS_KINDS = ((types.float32, "s"), (types.float64, "d"), (types.complex64, "c"),
+               (types.complex128, "z"))
+_GEMM = {dtype: (_BLAS().numba_xxgemm(dtype), ord(kind)) for dtype, kind in _BLAS_KINDS}
+# Numba's bindings of the vector products its np.dot uses for a product with one row or
+# one column (its _BLAS class declares only gemm): kind, trans, m, n, alpha, a, lda, x,
+# beta, y; and kind, conjugate, n, a, b, out
+_GEMV = {dtype: types.ExternalFunction("numba_xxgemv", types.int32(
+    types.char, types.char, types.intp, types.intp, types.CPointer(dtype),
+    types.CPointer(dtype), types.intp, types.CPointer(dtype), types.CPointer(dtype),
+    types.CPointer(dtype))) for dtype, _ in _BLAS_KINDS}
+_DOT = {dtype: types.ExternalFunction("numba_xxdot", types.int32(
+    types.char, types.char, types.intp, types.CPointer(dtype), types.CPointer(dtype),
+    types.CPointer(dtype))) for dtype, _ in _BLAS_KINDS}
 
 
 def _gemm(a, b, out, ta, tb, one, zero):
     """out = op(a) @ op(b) for C-ordered matrices, op a transpose when ``ta`` / ``tb``: the
-    BLAS call Numba's np.dot(op(a), op(b), out) makes (the same bits), without its checks.
-    ``one`` and ``zero``: arrays holding the scalars 1 and 0 of the dtype (BLAS takes them
-    by pointer)."""
+    BLAS calls Numba's np.dot(op(a), op(b), out) makes (the same bits: gemm, or gemv / dot
+    when op(a) has one row or op(b) one column), without its checks. ``one`` and ``zero``:
+    arrays holding the scalars 1 and 0 of the dtype (BLAS takes them by pointer)."""
 
 
 @overload(_gemm)
 def _gemm_ol(a, b, out, ta, tb, one, zero):
     gemm, kind = _GEMM[a.dtype]
-    trans, plain = ord("t"), ord("n")
+    gemv, dot = _GEMV[a.dtype], _DOT[a.dtype]
+    trans, plain, no = ord("t"), ord("n"), 0
 
     def impl(a, b, out, ta, tb, one, zero):
         m, n = out.shape
@@ -677,11 +688,27 @@ def _gemm_ol(a, b, out, ta, tb, one, zero):
             for i in range(m):
                 for j in range(n):
                     out[i, j] = 0
-            return
-        # BLAS is column-major: it computes out.T = op(b).T @ op(a).T
-        gemm(kind, trans if tb else plain, trans if ta else plain, n, m, k,
-             one.ctypes, b.ctypes, b.shape[1], a.ctypes, a.shape[1], zero.ctypes,
-             out.ctypes, n)
+        elif m == 1 and n == 1:           # both operands are contiguous vectors
+            dot(kind, no, k, a.ctypes, b.ctypes, out.ctypes)
+        elif n == 1:                      # matrix @ vector: op(a) is k x m in BLAS's order
+            if ta:
+                gemv(kind, plain, m, k, one.ctypes, a.ctypes, a.shape[1], b.ctypes,
+                     zero.ctypes, out.ctypes)
+            else:
+                gemv(kind, trans, k, m, one.ctypes, a.ctypes, a.shape[1], b.ctypes,
+                     zero.ctypes, out.ctypes)
+        elif m == 1:                      # vector @ matrix
+            if tb:
+                gemv(kind, trans, k, n, one.ctypes, b.ctypes, b.shape[1], a.ctypes,
+                     zero.ctypes, out.ctypes)
+            else:
+                gemv(kind, plain, n, k, one.ctypes, b.ctypes, b.shape[1], a.ctypes,
+                     zero.ctypes, out.ctypes)
+        else:
+            # BLAS is column-major: it computes out.T = op(b).T @ op(a).T
+            gemm(kind, trans if tb else plain, trans if ta else plain, n, m, k,
+                 one.ctypes, b.ctypes, b.shape[1], a.ctypes, a.shape[1], zero.ctypes,
+                 out.ctypes, n)
     return impl
 
 
