@@ -1,6 +1,7 @@
 """Small array results of compiled kernels are written into arrays the caller side passes
 in, reused across calls only when nothing else holds them (backend.tiers._direct): a
 result the caller keeps, or a view of it, is never written again."""
+import re
 import threading
 import weakref
 
@@ -189,6 +190,57 @@ def test_loop_values_that_are_outputs_are_stored_in_place():
     assert sum(line.endswith("= o0") for line in lines) == 1
     assert sum(line.startswith("o1[") for line in lines) == 1
     assert not any(line.startswith("o0[") for line in lines)
+
+
+def _softmax(x):
+    e = np.exp(x - np.max(x))
+    return e / np.sum(e)
+
+
+def _softmax_and_a_later_read(x):
+    e = np.exp(x - np.max(x))
+    g = e / np.sum(e)
+    return g, np.sum(e * g)            # e read again in g's nest, after g's element
+
+
+def test_a_large_output_takes_the_array_of_a_value_dying_in_its_nest():
+    """exp(x - m) is stored for its sum, then divided by it into the output: the output
+    is written over exp's array (read and written at the same element), which is then a
+    new array, not scratch. Not when the dying value is read after the output's element
+    in that nest."""
+    from jvpvjp.backend import numba_backend as nb
+    x = np.linspace(-3.0, 3.0, 6000)
+    allocs = {}
+    for f in (_softmax, _softmax_and_a_later_read):
+        src = nb.generate_source(jvpvjp.make_oplist(f)(x))[0]
+        allocs[f] = [line.split(" = ")[1] for line in src.splitlines()
+                     if re.match(r"\s*v\d+ = (v\d+|_empty|w\d+)", line)]
+    assert allocs[_softmax] == ["_empty((6000,), 'float64')", "v2"], allocs
+    assert allocs[_softmax_and_a_later_read] == ["w0", "_empty((6000,), 'float64')"], allocs
+
+
+@pytest.mark.usefixtures("compiled")
+@pytest.mark.parametrize("f", [_softmax, _softmax_and_a_later_read])
+def test_outputs_over_dying_values_are_right_and_new_each_call(f):
+    x = np.linspace(-3.0, 3.0, 6000)
+    jf = jvpvjp.jit(f, compile="eager")
+    vg = jvpvjp.value_and_grad(lambda x: np.sum(f(x) if f is _softmax else f(x)[1]) *
+                               np.log(2.0 + x[0] ** 2), compile="eager")
+    kept = [(jf(x * k), vg(x * k)) for k in (1.0, 0.5, 2.0)]
+    for k, (got, (v, g)) in zip((1.0, 0.5, 2.0), kept):
+        with jvpvjp.testing.use_backend("numpy"):
+            want = f(x * k)
+            want_v, want_g = jvpvjp.value_and_grad(
+                lambda x: np.sum(f(x) if f is _softmax else f(x)[1]) *
+                np.log(2.0 + x[0] ** 2))(x * k)
+        for a, b in zip(jvpvjp.tree_flatten(got)[0], jvpvjp.tree_flatten(want)[0]):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-300)
+        np.testing.assert_allclose(v, want_v, rtol=1e-13)
+        np.testing.assert_allclose(g, want_g, rtol=1e-12, atol=1e-15)
+    results = [jvpvjp.tree_flatten(r)[0][0] for r, _ in kept] + [g for _, (v, g) in kept]
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            assert not np.shares_memory(a, b)
 
 
 @pytest.mark.usefixtures("compiled")

@@ -393,6 +393,44 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
         return max((p for c in consumers.get(ops[i].outvar, []) for p in positions(c)),
                    default=(-1,))
 
+    def only_loops_read(i):
+        """Whether op i's value may live in scratch: no output, and read only by ops whose
+        results never alias their operands (loop nests, products, reductions: they write
+        new arrays), so no result of the kernel ever aliases it."""
+        return ops[i].outvar not in pinned and all(
+            in_loop[c] or ops[c].prim.kind in ("product", "reduction")
+            for c in consumers.get(ops[i].outvar, []))
+
+    # A large array output computed element by element may take the array of a value of
+    # its shape and dtype that dies in the same nest (`donor`): read there only at the
+    # element being computed, and only before the output's element is stored. The
+    # donor's array is then allocated new, not scratch (it leaves the kernel), and the
+    # output needs no array of its own: one fresh array fewer to fill per call, and one
+    # pass reads and writes the same memory (a softmax's gradient: 2.6 -> 2.0 ms at 1e6).
+    donor = {}
+    for n, key in enumerate(order):
+        here, members = (key[0], 1, n), needed(key)
+        for i in members:
+            out = ops[i].outvar
+            if i not in stored or out not in pinned or out.size <= _OUT_MAX or \
+                    out.shape != key[1] or i in donor:
+                continue
+            for v in dict.fromkeys(ops[c].invars[k] for c in members if c <= i
+                                   for k in range(len(ops[c].invars))):
+                p = index.get(v)
+                if p is None or p in computed[key] or p not in stored or \
+                        p in donor.values() or not only_loops_read(p) or \
+                        (v.shape, v.dtype) != (out.shape, out.dtype) or v in inlined:
+                    continue
+                readers = consumers.get(v, [])
+                mine = [c for c in readers if c in members]
+                # (a product reads its operands anywhere, not at the element computed)
+                if last_read(p) <= here and all(c <= i and ops[c].prim.kind != "product"
+                                                for c in mine):
+                    donor[i] = p
+                    break
+    donors = set(donor.values())
+
     body = []
     passes = 0
     work = []                 # Scratch specs, in argument order
@@ -407,14 +445,6 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             out_slot.setdefault(v, slots)
             slots += 1
     direct = set()            # the outputs stored directly
-
-    def only_loops_read(i):
-        """Whether op i's value may live in scratch: no output, and read only by ops whose
-        results never alias their operands (loop nests, products, reductions: they write
-        new arrays), so no result of the kernel ever aliases it."""
-        return ops[i].outvar not in pinned and all(
-            in_loop[c] or ops[c].prim.kind in ("product", "reduction")
-            for c in consumers.get(ops[i].outvar, []))
 
     def array(target, shape, dtype, fill=None, internal=False, at=None, until=None):
         """The line(s) giving ``target`` an array: a scratch one if ``internal``, else new.
@@ -459,9 +489,11 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
                 if out in out_slot and out.shape == tuple(shape):
                     body.append(f"    v{i} = o{out_slot[out]}")
                     direct.add(out)
+                elif i in donor:
+                    body.append(f"    v{i} = v{donor[i]}")
                 else:
-                    body.append(array(f"v{i}", shape, out.dtype, internal=only_loops_read(i),
-                                      at=here, until=last_read(i)))
+                    body.append(array(f"v{i}", shape, out.dtype, at=here, until=last_read(i),
+                                      internal=only_loops_read(i) and i not in donors))
         kept = {}
         for i in reductions:
             op = ops[i]
