@@ -267,15 +267,13 @@ def _orgqr_ol(f, tau):
 
 
 @njit
-def _fortran_copy(a):
-    """A Fortran-ordered copy of the matrix ``a``, as LAPACK reads it (element by element:
-    Numba's slice assignment compiles its error formatting into the callback)."""
-    m, n = a.shape
-    f = np.empty((n, m), a.dtype).T
-    for j in range(n):
-        for i in range(m):
-            f[i, j] = a[i, j]
-    return f
+def _copy(src, dst):
+    """dst[...] = src for matrices, element by element (Numba's slice assignment compiles
+    its error formatting into the callback). The loops copy each matrix of a stack into one
+    Fortran-ordered array, LAPACK's layout, made once per stack."""
+    for j in range(src.shape[1]):
+        for i in range(src.shape[0]):
+            dst[i, j] = src[i, j]
 
 
 # A factorisation's results are packed along the last axis as the primitives in
@@ -287,8 +285,9 @@ def _det_loop(a, out):
     infinities and NaNs give what NumPy gives, not an error."""
     nb, n = a.shape[0], a.shape[1]
     ipiv = np.empty(n, dtype=_F_INT)
+    f = np.empty((n, n), a.dtype).T
     for t in range(nb):
-        f = _fortran_copy(a[t])
+        _copy(a[t], f)
         _factor(f, ipiv)
         sign = 1.0
         logdet = 0.0
@@ -324,8 +323,9 @@ def _cholesky_loop(a, out):
 def _eigh_loop(a, out):
     n = a.shape[1]
     w = np.empty(n, a.dtype)
+    f = np.empty((n, n), a.dtype).T
     for t in range(a.shape[0]):
-        f = _fortran_copy(a[t])
+        _copy(a[t], f)
         if _evd(f, w) != 0:
             return False
         for i in range(n):
@@ -342,8 +342,9 @@ def _svd_loop(a, out):
     s = np.empty(k, a.dtype)
     u = np.empty((k, m), a.dtype).T
     vt = np.empty((n, k), a.dtype).T
+    f = np.empty((n, m), a.dtype).T
     for t in range(a.shape[0]):
-        f = _fortran_copy(a[t])
+        _copy(a[t], f)
         if _gesdd(f, s, u, vt) != 0:
             return False
         o = out[t]
@@ -363,8 +364,9 @@ def _qr_loop(a, out):
     m, n = a.shape[1], a.shape[2]
     k = m if m < n else n
     tau = np.empty(k, a.dtype)
+    f = np.empty((n, m), a.dtype).T
     for t in range(a.shape[0]):
-        f = _fortran_copy(a[t])
+        _copy(a[t], f)
         if _geqrf(f, tau) != 0:
             return False
         o = out[t]
@@ -509,8 +511,9 @@ _qr_batched = _stub("_qr_batched", Opaque("qr", _qr_entry, _FLOATS), _qr_shape,
 def _lu_loop(a, out):
     nb, n = a.shape[0], a.shape[1]
     ipiv = np.empty(n, dtype=_F_INT)
+    f = np.empty((n, n)).T
     for t in range(nb):
-        f = _fortran_copy(a[t])
+        _copy(a[t], f)
         _factor(f, ipiv)
         for i in range(n):
             for j in range(n):
@@ -584,8 +587,9 @@ def _lu_solve_loop(lu, b, trans, out):
 def _lu_inverse_loop(lu, out):
     nb, n = lu.shape[0], lu.shape[1]
     ipiv = np.empty(n, dtype=_F_INT)
+    f = np.empty((n, n)).T
     for t in range(nb):
-        f = _fortran_copy(lu[t, :, :n])
+        _copy(lu[t, :, :n], f)
         for i in range(n):
             if f[i, i] == 0.0:
                 return False
