@@ -70,6 +70,44 @@ def test_reductions_in_loops_match_numpy_with_nans_and_partial_axes(rng):
         np.testing.assert_allclose(a, b, rtol=1e-13)
 
 
+def _lane_sum(x, keep):
+    """The sum over all but the first ``keep`` axes of x in the kernels' order: partial
+    results by position modulo 16 along the last axis, each summed in order (row-major over
+    the reduced axes), then combined in order."""
+    rows = x.reshape(x.shape[:keep] + (-1, x.shape[-1]))
+    partial = np.zeros(rows.shape[:-2] + (16,))
+    for r in range(rows.shape[-2]):
+        for j in range(rows.shape[-1]):
+            partial[..., j % 16] = partial[..., j % 16] + rows[..., r, j]
+    total = partial[..., 0]
+    for lane in range(1, 16):
+        total = total + partial[..., lane]
+    return total
+
+
+@pytest.mark.filterwarnings("error")
+def test_partial_results_of_outer_and_whole_reductions_live_in_the_stack_frame(rng):
+    """A reduction over the innermost axes (all of them, or those after the rows it keeps)
+    keeps its 16 partials in the kernel's stack frame, reset per row; one over other axes
+    keeps them in an array. Either way the order of the sums is the documented one."""
+    x = rng.normal(size=(6, 5, 77))
+
+    def f(x):
+        y = x * 0.25 + 1.0
+        return (np.sum(y), np.sum(y, axis=2), np.sum(y, axis=(1, 2)), np.sum(y, axis=(0, 2)),
+                np.max(y, axis=2))
+
+    sources, got = _sources(f, x, transform=jvpvjp.jit)
+    assert len(re.findall(r"= _local\(16, ", sources[0])) == 4
+    assert re.search(r"a\d+ = _full\(\(5, 16\), ", sources[0])      # axes (0, 2)
+    y = x * 0.25 + 1.0
+    want = (_lane_sum(y, 0), _lane_sum(y, 2), _lane_sum(y, 1))
+    for a, b in zip(got, want):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    np.testing.assert_allclose(got[3], y.sum(axis=(0, 2)), rtol=1e-13)
+    np.testing.assert_array_equal(got[4], y.max(axis=2))
+
+
 @pytest.mark.filterwarnings("error")
 @pytest.mark.parametrize("fun, passes", [
     (lambda x: np.sum(x * 2.0 / np.sum(x * 2.0)), 2),   # a cheap value recomputed

@@ -495,13 +495,25 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
                     body.append(array(f"v{i}", shape, out.dtype, at=here, until=last_read(i),
                                       internal=only_loops_read(i) and i not in donors))
         kept = {}
+        # A lane reduction keeping only outer dimensions (all of them, or a prefix: the sum
+        # of each row) accumulates into 16 partials in the stack frame, reset where its
+        # reduced loops begin and combined where they end.
+        local = {i for i in lanes if set(ops[i].params["axes"]) ==
+                 set(range(len(shape) - len(ops[i].params["axes"]), len(shape)))}
+        resets = {}
         for i in reductions:
             op = ops[i]
             dt = op.outvar.dtype
             ident = typed(op.prim.accumulate[0], dt)
             kept[i] = [d for d in range(len(shape)) if d not in op.params["axes"]]
             kshape = tuple(shape[d] for d in kept[i])
-            if i in lanes:
+            if i in local:
+                if kshape:
+                    body.append(array(f"v{i}", kshape, dt, internal=only_loops_read(i),
+                                      at=here, until=last_read(i)))
+                resets.setdefault(len(kshape), []).append(
+                    f"a{i} = _local({_LANES}, {ident})")
+            elif i in lanes:
                 body.append(array(f"a{i}", kshape + (_LANES,), dt, ident, internal=True,
                                   at=here, until=here))
             elif kshape:
@@ -510,6 +522,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             else:
                 body.append(f"    v{i} = {ident}")
         for d, n in enumerate(shape):
+            body.extend(f"    {'    ' * d}{line}" for line in resets.get(d, ()))
             if d == last and lanes:
                 body.append(f"    {'    ' * d}for jb in range(0, {n}, {_LANES}):")
                 body.append(f"    {'    ' * (d + 1)}for jl in range(min({_LANES}, {n} - jb)):")
@@ -522,7 +535,9 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             op = ops[i]
             if not pointwise[i]:
                 x = render(op.invars[0], shape)
-                if i in lanes:
+                if i in local:
+                    target = f"a{i}[jl]"
+                elif i in lanes:
                     target = f"a{i}[{''.join(f'j{d}, ' for d in kept[i])}jl]"
                 elif kept[i]:
                     target = f"v{i}[{', '.join(f'j{d}' for d in kept[i])}]"
@@ -540,7 +555,15 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             if i in stored:
                 body.append(f"{pad}v{i}[{idx}] = t{i}")
         scalars.clear()
-        for i in sorted(lanes):        # the partial results, combined in lane order
+        for i in sorted(local, key=lambda i: -len(kept[i])):   # innermost first
+            op, depth = ops[i], len(kept[i])
+            p = "    " * (depth + 1)
+            body.append(f"{p}s{i} = a{i}[0]")
+            body.append(f"{p}for l in range(1, {_LANES}):")
+            body.append(f"{p}    s{i} = {op.prim.accumulate[1].format(f's{i}', f'a{i}[l]')}")
+            at = f"[{', '.join(f'j{d}' for d in range(depth))}]" if depth else ""
+            body.append(f"{p}v{i}{at} = s{i}")
+        for i in sorted(lanes - local):   # the partial results, combined in lane order
             op = ops[i]
             kshape = tuple(shape[d] for d in kept[i])
             k = "".join(f"q{d}, " for d in range(len(kshape)))

@@ -3,7 +3,7 @@ import numpy as np
 from numba import njit
 
 from .numba_arrays import (_broadcast, _contiguous, _empty, _flat,  # noqa: F401 (kernels'
-                           _full, _permuted, _shaped)               # imports come from here)
+                           _full, _local, _permuted, _shaped)       # imports come from here)
 
 _opts = dict(cache=True, error_model="numpy")
 
@@ -224,6 +224,6 @@ def _sincos_array(a, cosine):
 
 HELPERS = ["_sincos_array", "_lu_batched", "_lu_solve_batched", "_lu_inverse_batched", "_lu_logdet_batched",
            "_det_batched", "_cholesky_batched",
-           "_eigh_batched", "_svd_batched", "_qr_batched", "_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_shaped", "_permuted", "_broadcast", "_contiguous", "_empty", "_full", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_take", "_place", "_scatter_add",
+           "_eigh_batched", "_svd_batched", "_qr_batched", "_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_shaped", "_permuted", "_broadcast", "_contiguous", "_empty", "_full", "_local", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_take", "_place", "_scatter_add",
            "_batched_matmul_nn", "_batched_matmul_tn", "_batched_matmul_nt",
            "_batched_matmul_tt"]
