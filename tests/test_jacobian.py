@@ -198,7 +198,15 @@ def _spec_cases(rng):
     def several(a, x, B):            # scalar and array inputs and outputs, a matrix input
         y = np.tanh(B @ x) * a
         return y, np.sum(y * x[:2]), np.exp(B) * a
-    return [(several, (0.7, rng.normal(size=3), rng.normal(size=(2, 3))))]
+    W, V = rng.normal(size=(4, 5)), rng.normal(size=(5, 3))
+
+    def products(x, y):     # each way a seed is scaled, reshaped and multiplied
+        u = -(x / (1.5 + np.cos(x))) * 2.0
+        z = W @ u + (y @ V.T).reshape(5)[:4] + np.sin(W.T @ np.tanh(W @ x))[:4]
+        return np.tanh(z) * np.sum(V @ y[0]), x @ W.T @ (W @ x)
+
+    return [(several, (0.7, rng.normal(size=3), rng.normal(size=(2, 3)))),
+            (products, (rng.normal(size=5), rng.normal(size=(1, 3))))]
 
 
 @pytest.mark.parametrize("mode", ["fwd", "rev"])
@@ -207,17 +215,20 @@ def test_compiled_loop_equals_the_generic_loop(mode, rng, blocks):
         nums = tuple(range(len(args)))
         a = _Args(args, {}, nums, "test")
         trace = _Trace(fn, a, False, "test")
-        first, second, spec = _programs(trace, a.diff, mode)
+        first, second, spec, compiled = _programs(trace, a.diff, mode)
         dyn = [x[()] if x.ndim == 0 else x for x in a.dyn]
         assert (spec.block > 1) == (blocks != "one_by_one")
-        fused = compile_jacobian(first, second, spec, backend="numba")
+        assert (compiled is second) == (blocks == "one_by_one")
+        fused = compile_jacobian(first, compiled, spec, backend="numba")
         assert type(fused).__name__ == "NumbaJacobianKernel"
+        dense = compile_jacobian(first, second, spec, backend="numba")
         # the reference: interpreted, one seed at a time
-        first1, second1, spec1 = _programs(trace, a.diff, mode, batch=False)
+        first1, second1, spec1, _ = _programs(trace, a.diff, mode, batch=False)
         generic = JacobianLoop(compile_oplist(first1, "numpy"),
                                compile_oplist(second1, "numpy"), spec1)
-        for x, y in zip(fused(*dyn), generic(*dyn)):
+        for x, y, z in zip(fused(*dyn), generic(*dyn), dense(*dyn)):
             np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15)
+            np.testing.assert_array_equal(x, z)     # gathered = multiplied by the seeds
 
 
 def test_long_scalar_programs_use_the_generic_loop(monkeypatch):

@@ -35,8 +35,11 @@ from .transforms import inline, jvp_oplist, partial_eval, vjp_oplist
 
 
 def _programs(trace, diff, mode, batch=True):
-    """(first, second, spec) for the Jacobian of ``trace`` in ``mode``; ``second`` batched
-    over blocks of seeds when ``batch`` and its ops allow."""
+    """(first, second, spec, compiled) for the Jacobian of ``trace`` in ``mode``; ``second``
+    batched over blocks of seeds when ``batch`` and its ops allow. ``compiled`` is the
+    ``second`` to compile: products with the seeds gathered instead of computed (see
+    `batching.batch_oplist`'s ``one_hot``); ``second`` itself stays within what every tier
+    runs (the vector tape has no integer positions) and is the reference in tests."""
     n_out, n_aux = trace.n_out, trace.n_aux
     n_in = len(trace.oplist.invars)
     wrt = diff + [False] * (n_in - len(diff))
@@ -59,14 +62,17 @@ def _programs(trace, diff, mode, batch=True):
     spec = JacobianSpec(mode, n_out + n_aux, len(first.outvars) - n_out - n_aux,
                         seeds, results)
     block = _block_size(second, spec) if batch else 1
+    compiled = second
     if block > 1:
         n_res = spec.n_res
+        batched = [False] * n_res + [True] * len(seeds)
         try:
-            second = batch_oplist(second, [False] * n_res + [True] * len(seeds), block)
+            second, compiled = (batch_oplist(second, batched, block, one_hot=one_hot)
+                                for one_hot in ((), range(n_res, n_res + len(seeds))))
             spec.block = block
         except NotBatchable:
-            pass
-    return first, second, spec
+            compiled = second
+    return first, second, spec, compiled
 
 
 def _block_size(second, spec):
@@ -126,7 +132,7 @@ def _unpacker(trace, a, nums, single, diff):
 
 def _nested(trace, a, diff, mode):
     """The Jacobian recorded into the enclosing trace: the seed loop unrolled."""
-    first, second, spec = _programs(trace, diff, mode, batch=False)
+    first, second, spec, _ = _programs(trace, diff, mode, batch=False)
     r = inline(first, list(a.dyn) + trace.captured)
     known, res = r[:spec.n_known], r[spec.n_known:spec.n_known + spec.n_res]
     seeds = [np.zeros(s, d) for s, d in spec.seeds]
@@ -165,13 +171,14 @@ def _jacobian_transform(fun, argnums, has_aux, mode, fname, compile="auto",
     def build(a, nums, single, diff):
         def make(trace):
             _check_outputs(trace, fname, a, holomorphic)
-            first, second, spec = _programs(trace, diff, mode)
+            first, second, spec, compiled = _programs(trace, diff, mode)
             if compile == "never":
                 kernel = Tiered(lambda b: compile_jacobian(first, second, spec, "numpy"), [],
                                 f"{mode} Jacobian", d.note, pinned="numpy")
             else:
-                kernel = Tiered(lambda b: compile_jacobian(first, second, spec, b),
-                                [first, second], f"{mode} Jacobian", d.note)
+                kernel = Tiered(lambda b: compile_jacobian(
+                    first, compiled if b == "numba" else second, spec, b),
+                    [first, second], f"{mode} Jacobian", d.note)
             path = Path(trace, [kernel], trace.n_out + spec.n_known)
             path.unpack = _unpacker(trace, a, nums, single, diff)
             return path

@@ -131,6 +131,12 @@ class Primitive:
     # batch_rule(args, batched, size, **params): the op on arguments of which those with
     # batched[i] carry a leading axis of ``size``; returns the batched result
     batch_rule: object = None
+    # one_hot_rule(hot, k, args, op): the batched result when operand k is a block of
+    # one-hot slices (`batching.OneHot`, e.g. Jacobian seeds) and no other operand is
+    # batched, without building it: a dense batched value, ``(shape, scale_fn)`` for a
+    # result one-hot too (its hot values ``scale_fn(idx, scale)``), or None (build it).
+    # Exact wherever the other operands are finite: the dense op adds only zeros.
+    one_hot_rule: object = None
     kind: str = "other"
     nin: int | None = None
     numpy: tuple = ()

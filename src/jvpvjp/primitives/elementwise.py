@@ -191,6 +191,31 @@ mul = binary("mul", np.multiply, (lambda a, b, y: b, lambda a, b, y: a), "({0} *
              commutative=True, **_C)
 div = binary("div", np.true_divide, (lambda a, b, y: 1.0 / b, lambda a, b, y: -y / b),
              "({0} / {1})", domain=((-2.0, 2.0), (0.5, 2.0)), **_C)
+def _scaling(divide):
+    """The ``one_hot_rule`` of mul (and of div, for the dividend): a one-hot value times an
+    unbatched array of its shape (or one broadcast to it) is one-hot, its hot values times
+    the array's elements there."""
+    def rule(hot, k, args, op):
+        from .shape import broadcast_to, gather, reshape
+        c = args[1 - k]
+        dtype = getattr(c, "dtype", None)
+        if (divide and k != 0) or tuple(op.outvar.shape) != hot.shape or \
+                dtype is None or not hot.dtype == np.dtype(dtype) == op.outvar.dtype:
+            return None
+        if tuple(np.shape(c)) != hot.shape:
+            c = broadcast_to(c, shape=hot.shape)
+        flat = reshape(c, shape=(int(np.prod(hot.shape, dtype=np.int64)),))
+        if divide:
+            return hot.shape, lambda idx, scale: scale / gather(flat, idx)
+        return hot.shape, lambda idx, scale: scale * gather(flat, idx)
+    return rule
+
+
+neg.one_hot_rule = lambda hot, k, args, op: (op.outvar.shape, lambda idx, scale: -scale)
+mul.one_hot_rule = _scaling(False)
+div.one_hot_rule = _scaling(True)
+
+
 # np.power itself goes through numpy_api (integer exponents become products)
 pow_ = binary("pow", np.power,
               (lambda a, b, y: b * a ** (b - 1.0), lambda a, b, y: np.log(a) * y),

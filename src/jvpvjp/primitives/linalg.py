@@ -118,9 +118,35 @@ def _batching(args, batched, size, ta=False, tb=False):
     return matmul(batch_all(a, ba, size), batch_all(b, bb, size), ta=ta, tb=tb)
 
 
+def _one_hot(hot, k, args, op):
+    """A matrix times a block of one-hot columns (or one-hot rows times a matrix) is a
+    gather of the matrix's columns (rows), each scaled by its hot value: the dense product
+    only adds zeros to ``A[i, r] * scale``."""
+    from .shape import gather, reshape
+    a = args[1 - k]
+    ta, tb = op.params.get("ta", False), op.params.get("tb", False)
+    if len(hot.shape) != 2 or np.ndim(a) != 2:
+        return None
+    idx, scale = hot.parts()
+    size = idx.shape[0]
+    col = reshape(idx, shape=(size, 1))
+    if k == 1 and hot.shape[0 if tb else 1] == 1:          # op(A) @ (a column)
+        rows, inner = a.shape[::-1] if ta else a.shape
+        pos = col * rows + np.arange(rows, dtype=np.int64) if ta else \
+            col + np.arange(rows, dtype=np.int64) * inner
+    elif k == 0 and hot.shape[1 if ta else 0] == 1:        # (a row) @ op(A)
+        inner, rows = a.shape[::-1] if tb else a.shape
+        pos = col + np.arange(rows, dtype=np.int64) * inner if tb else \
+            col * rows + np.arange(rows, dtype=np.int64)
+    else:
+        return None
+    picked = gather(a, pos) * reshape(scale, shape=(size, 1))      # (size, rows)
+    return reshape(picked, shape=(size,) + tuple(op.outvar.shape))
+
+
 matmul = Primitive("matmul", _impl, _abstract, _jvp, _vjp, _lower, contiguous_args=True,
                    kind="product", complex=True, loop=_loop, sparsity=matmul_pairs,
-                   batch_rule=_batching,
+                   batch_rule=_batching, one_hot_rule=_one_hot,
                    tests=[Case(np.matmul, ((3, 4), (4, 2)), ((-2, 2), (-2, 2)), name="mm"),
                           Case(np.matmul, ((2, 3, 4), (2, 4, 2)), ((-2, 2), (-2, 2)),
                                name="batched"),

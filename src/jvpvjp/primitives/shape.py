@@ -115,6 +115,7 @@ reshape = Primitive(
     kind="view", complex=True, view_index=_reshape_index,
     view_compose=lambda inner, op: op.params,
     batch_rule=lambda args, batched, size, shape: reshape(args[0], shape=(size,) + tuple(shape)),
+    one_hot_rule=lambda hot, k, args, op: (op.outvar.shape, lambda idx, scale: scale),
     tests=[Case(lambda x: np.reshape(x, (2, 6)), ((3, 4),), name="reshape"),
            Case(lambda x: np.reshape(x, (1, 1)), ((),), name="reshape_scalar"),
            Case(lambda x: np.reshape(x.T, (12,)), ((3, 4),), name="reshape_transposed")])
