@@ -376,3 +376,26 @@ def test_hessian_of_random_programs_is_symmetric_and_nested_jacobians_agree(step
     for outer in (jacfwd, jacrev):
         for inner in (jacfwd, jacrev):
             np.testing.assert_allclose(outer(inner(f))(x), H, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("transform", [jacfwd, jacrev])
+def test_compiled_jacobians_do_not_spread_an_infinite_partial(transform):
+    """The compiled loop gathers a matrix's columns for a block of basis vectors instead of
+    multiplying by them, so an infinite partial derivative (log at 0) stays in its own
+    column: the other columns are the finite numbers they are, where the dense product
+    (0 * inf) made them NaN. Wherever the dense result is finite the two agree."""
+    W = np.arange(1.0, 25.0).reshape(4, 6)
+
+    def f(x):
+        return W @ np.log(x) + np.sin(W @ x)
+
+    x = np.linspace(0.5, 1.5, 6)
+    x[2] = 0.0
+    got = transform(f, compile="eager")(x)
+    dense = transform(f, compile="never")(x)
+    with np.errstate(divide="ignore"):
+        exact = W / x[None, :] + np.cos(W @ x)[:, None] * W
+    finite = np.isfinite(dense)
+    np.testing.assert_allclose(got[finite], dense[finite], rtol=1e-13)
+    np.testing.assert_allclose(got[:, [0, 1, 3, 4, 5]], exact[:, [0, 1, 3, 4, 5]], rtol=1e-13)
+    assert np.all(np.isinf(got[:, 2]))

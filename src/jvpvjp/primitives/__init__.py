@@ -135,7 +135,9 @@ class Primitive:
     # one-hot slices (`batching.OneHot`, e.g. Jacobian seeds) and no other operand is
     # batched, without building it: a dense batched value, ``(shape, scale_fn)`` for a
     # result one-hot too (its hot values ``scale_fn(idx, scale)``), or None (build it).
-    # Exact wherever the other operands are finite: the dense op adds only zeros.
+    # The dense op's numbers wherever the other operands are finite (and divisors nonzero):
+    # it only adds zeros. Where they are not, the dense op's 0 * inf spreads NaN into
+    # entries the one-hot value does not touch; the rule leaves those entries right.
     one_hot_rule: object = None
     kind: str = "other"
     nin: int | None = None

@@ -194,7 +194,8 @@ div = binary("div", np.true_divide, (lambda a, b, y: 1.0 / b, lambda a, b, y: -y
 def _scaling(divide):
     """The ``one_hot_rule`` of mul (and of div, for the dividend): a one-hot value times an
     unbatched array of its shape (or one broadcast to it) is one-hot, its hot values times
-    the array's elements there."""
+    the array's elements there. (Its zeros stay zeros: the dense op's 0 * inf or 0 / 0 at
+    other positions is NaN.)"""
     def rule(hot, k, args, op):
         from .shape import broadcast_to, gather, reshape
         c = args[1 - k]
