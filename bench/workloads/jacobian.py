@@ -6,7 +6,8 @@
 mode one forward pass and one pullback per output, so reverse wins when m < n.
 
 jvpvjp uses ``jacfwd(f)`` / ``jacrev(f)``: the seed-independent part once, then the linear
-part once per basis vector in a compiled loop (a matrix-vector product per column or row).
+part over blocks of basis vectors in a compiled loop (``W @ e_j`` is a gather of W's
+column j, not a product: docs/pipeline.md).
 JAX uses ``jax.jit(jax.jacfwd(f))`` / ``jax.jit(jax.jacrev(f))`` (vectorised over the basis
 with vmap), PyTorch ``torch.func.jacfwd`` / ``jacrev`` (eager, vmapped), autograd
 ``autograd.jacobian`` (reverse mode). The hand-written Numba row is the closed form
