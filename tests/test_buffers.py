@@ -1,5 +1,6 @@
-"""Small array results of compiled kernels are written into arrays the caller side passes
-in, reused across calls only when nothing else holds them (backend.tiers._direct): a
+"""Array results of compiled kernels (small ones, and large ones computed by loop nests)
+are written into arrays the caller side passes in, reused across calls only when nothing
+else holds them (backend.tiers._direct): a
 result the caller keeps, or a view of it, is never written again."""
 import re
 import threading
@@ -205,18 +206,44 @@ def _softmax_and_a_later_read(x):
 
 def test_a_large_output_takes_the_array_of_a_value_dying_in_its_nest():
     """exp(x - m) is stored for its sum, then divided by it into the output: the output
-    is written over exp's array (read and written at the same element), which is then a
-    new array, not scratch. Not when the dying value is read after the output's element
-    in that nest."""
+    is written over exp's array (read and written at the same element), which is then the
+    output's passed array (`Out`), not scratch; with ``outputs=False`` a new one. Not when
+    the dying value is read after the output's element in that nest: it is scratch, and
+    the output is stored into its passed array."""
     from jvpvjp.backend import numba_backend as nb
     x = np.linspace(-3.0, 3.0, 6000)
     allocs = {}
-    for f in (_softmax, _softmax_and_a_later_read):
-        src = nb.generate_source(jvpvjp.make_oplist(f)(x))[0]
-        allocs[f] = [line.split(" = ")[1] for line in src.splitlines()
-                     if re.match(r"\s*v\d+ = (v\d+|_empty|w\d+)", line)]
-    assert allocs[_softmax] == ["_empty((6000,), 'float64')", "v2"], allocs
-    assert allocs[_softmax_and_a_later_read] == ["w0", "_empty((6000,), 'float64')"], allocs
+    for f, outputs in ((_softmax, True), (_softmax, False), (_softmax_and_a_later_read, True)):
+        src = nb.generate_source(jvpvjp.make_oplist(f)(x), outputs=outputs)[0]
+        allocs[f, outputs] = [line.split(" = ")[1] for line in src.splitlines()
+                              if re.match(r"\s*v\d+ = (v\d+|_empty|w\d+|o\d+)", line)]
+    assert allocs[_softmax, True] == ["o0", "v2"], allocs
+    assert allocs[_softmax, False] == ["_empty((6000,), 'float64')", "v2"], allocs
+    assert allocs[_softmax_and_a_later_read, True] == ["w0", "o0"], allocs
+
+
+@pytest.mark.usefixtures("compiled")
+def test_large_outputs_of_loop_nests_reuse_memory_the_caller_dropped():
+    """A large output computed by a loop nest is written into a passed array too: a loop
+    that drops its results gets the same two arrays back (no fresh memory to fault in),
+    and one that keeps them gets new ones, never overwritten."""
+    x = np.linspace(-3.0, 3.0, 50_000)
+    vg = jvpvjp.value_and_grad(lambda x: np.log(np.sum(np.exp(x))), compile="eager")
+    vg(x)
+    seen = []
+    for k in range(10):
+        v, g = vg(x * (1.0 + k / 10))
+        seen.append(weakref.ref(g))
+        e = np.exp(x * (1.0 + k / 10))
+        np.testing.assert_allclose(g, e / e.sum(), rtol=1e-12, atol=1e-300)
+    objects = [r() for r in seen[2:]]          # kept alive by the pool, alternating
+    assert all(o is not None for o in objects)
+    assert len({id(o) for o in objects}) == 2
+    kept = [vg(x * k)[1] for k in (1.0, 0.5)]
+    assert not np.shares_memory(kept[0], kept[1])
+    for k, g in zip((1.0, 0.5), kept):
+        e = np.exp(x * k)
+        np.testing.assert_allclose(g, e / e.sum(), rtol=1e-12, atol=1e-300)
 
 
 @pytest.mark.usefixtures("compiled")

@@ -233,7 +233,8 @@ class Out(tuple):
     __slots__ = ()
 
 
-_OUT_MAX = 4096      # elements: larger outputs are returned (the copy would cost a pass)
+_OUT_MAX = 4096      # elements: larger outputs are `Out` arguments only when a loop nest
+#                      stores them there directly (a copy into one would cost a pass)
 
 
 def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
@@ -436,14 +437,22 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
     work = []                 # Scratch specs, in argument order
     busy = []                 # per scratch array: where its current value is last read
     work_bytes = [0]
-    # Small array outputs are written into trailing `Out` arguments (see below). A loop
-    # value that is one is stored there directly, not into an array of its own copied
-    # there at the end: out_slot[var] is the position of its first Out argument.
+    # Array outputs are written into trailing `Out` arguments (see below): the small ones,
+    # and large ones a loop nest computes over their own shape. A loop value that is one is
+    # stored there directly, not into an array of its own copied there at the end:
+    # out_slot[var] is the position of its first Out argument. (Callers reuse Out arrays
+    # across calls when nothing else holds them: a large output then costs no fresh
+    # memory, whose first touch costs a page fault per 4 KiB here.) A donor of a large
+    # output (above) is stored in the output's Out argument.
     out_slot, slots = {}, 0
     for v in list(ol.outvars) + [g.var for g in ol.guards]:
-        if outputs and v.shape != () and v.size <= _OUT_MAX:
+        p = index.get(v)
+        if outputs and v.shape != () and (v.size <= _OUT_MAX or (
+                p is not None and pointwise[p] and space[p] == v.shape)):
             out_slot.setdefault(v, slots)
             slots += 1
+    donee_slot = {p: out_slot[ops[i].outvar] for i, p in donor.items()
+                  if ops[i].outvar in out_slot}
     direct = set()            # the outputs stored directly
 
     def array(target, shape, dtype, fill=None, internal=False, at=None, until=None):
@@ -486,11 +495,15 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
         for i in members:
             if i in stored:
                 out = ops[i].outvar
-                if out in out_slot and out.shape == tuple(shape):
+                if i in donor:
+                    body.append(f"    v{i} = v{donor[i]}")
+                    if donor[i] in donee_slot:
+                        direct.add(out)
+                elif i in donee_slot:
+                    body.append(f"    v{i} = o{donee_slot[i]}")
+                elif out in out_slot and out.shape == tuple(shape):
                     body.append(f"    v{i} = o{out_slot[out]}")
                     direct.add(out)
-                elif i in donor:
-                    body.append(f"    v{i} = v{donor[i]}")
                 else:
                     body.append(array(f"v{i}", shape, out.dtype, at=here, until=last_read(i),
                                       internal=only_loops_read(i) and i not in donors))
