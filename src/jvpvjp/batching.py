@@ -28,11 +28,10 @@ def batch_oplist(ol, batched, size, one_hot=()):
     Raises `NotBatchable` when an op has no rule for its operands.
 
     Inputs whose position is in ``one_hot`` are promised to hold, in each slice, at most
-    one non-zero element (a block of Jacobian seeds: rows of the identity, or zero). Products
-    and scalings of such a value are then gathers of the other operand (`OneHot`, and
-    each primitive's ``one_hot_rule``): a
-    block of basis vectors through ``A @ v`` costs a copy of columns of ``A``, not a
-    matrix product."""
+    one non-zero element (a block of Jacobian seeds: rows of the identity, or zero).
+    Products and scalings of such a value are then gathers of the other operand (`OneHot`
+    and each primitive's ``one_hot_rule``): a block of basis vectors through ``A @ v``
+    costs a copy of columns of ``A``, not a matrix product."""
     from .transforms import _finish
     with Builder(concrete=False) as bld:
         env, is_b = dict(ol.consts), {}
@@ -67,8 +66,8 @@ def batch_oplist(ol, batched, size, one_hot=()):
             else:
                 env[op.outvar] = bind(op.prim, *args, **op.params)
                 is_b[op.outvar] = False
-        for v in list(env):
-            if isinstance(env[v], OneHot):
+        for v in list(ol.outvars) + [g.var for g in ol.guards]:    # what leaves, built
+            if isinstance(env.get(v), OneHot):
                 env[v] = env[v].value()
         outs = [batch_all(env[v], is_b.get(v, False), size) for v in ol.outvars]
         return dead_code_elimination(_finish(bld, ol, env, outs))

@@ -67,8 +67,9 @@ def _programs(trace, diff, mode, batch=True):
         n_res = spec.n_res
         batched = [False] * n_res + [True] * len(seeds)
         try:
-            second, compiled = (batch_oplist(second, batched, block, one_hot=one_hot)
-                                for one_hot in ((), range(n_res, n_res + len(seeds))))
+            compiled = batch_oplist(second, batched, block,
+                                    one_hot=range(n_res, n_res + len(seeds)))
+            second = batch_oplist(second, batched, block)
             spec.block = block
         except NotBatchable:
             compiled = second

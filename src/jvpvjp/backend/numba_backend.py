@@ -568,28 +568,27 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             if i in stored:
                 body.append(f"{pad}v{i}[{idx}] = t{i}")
         scalars.clear()
+        def combine(i, pad, lane, target):
+            """Lines setting ``target`` to reduction i's partials (``lane`` formats the
+            position of one) combined in lane order."""
+            step = ops[i].prim.accumulate[1].format(f"s{i}", lane.format("l"))
+            body.extend([f"{pad}s{i} = {lane.format(0)}", f"{pad}for l in range(1, {_LANES}):",
+                         f"{pad}    s{i} = {step}", f"{pad}{target} = s{i}"])
+
         for i in sorted(local, key=lambda i: -len(kept[i])):   # innermost first
-            op, depth = ops[i], len(kept[i])
-            p = "    " * (depth + 1)
-            body.append(f"{p}s{i} = a{i}[0]")
-            body.append(f"{p}for l in range(1, {_LANES}):")
-            body.append(f"{p}    s{i} = {op.prim.accumulate[1].format(f's{i}', f'a{i}[l]')}")
+            depth = len(kept[i])
             at = f"[{', '.join(f'j{d}' for d in range(depth))}]" if depth else ""
-            body.append(f"{p}v{i}{at} = s{i}")
+            combine(i, "    " * (depth + 1), f"a{i}[{{}}]", f"v{i}{at}")
         for i in sorted(lanes - local):   # the partial results, combined in lane order
-            op = ops[i]
             kshape = tuple(shape[d] for d in kept[i])
             k = "".join(f"q{d}, " for d in range(len(kshape)))
             if kshape:
-                body.append(array(f"v{i}", kshape, op.outvar.dtype,
+                body.append(array(f"v{i}", kshape, ops[i].outvar.dtype,
                                   internal=only_loops_read(i), at=here, until=last_read(i)))
             for d, n in enumerate(kshape):
                 body.append(f"    {'    ' * d}for q{d} in range({n}):")
-            p = "    " * (len(kshape) + 1)
-            body.append(f"{p}s{i} = a{i}[{k}0]")
-            body.append(f"{p}for l in range(1, {_LANES}):")
-            body.append(f"{p}    s{i} = {op.prim.accumulate[1].format(f's{i}', f'a{i}[{k}l]')}")
-            body.append(f"{p}{'v' + str(i) + '[' + k[:-2] + ']' if kshape else 'v' + str(i)} = s{i}")
+            combine(i, "    " * (len(kshape) + 1), f"a{i}[{k}{{}}]",
+                    f"v{i}[{k[:-2]}]" if kshape else f"v{i}")
 
     last_stage = max(stage, default=0)
     views = {}                 # body line -> the view value it builds
