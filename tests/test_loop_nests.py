@@ -289,10 +289,36 @@ def test_views_and_concatenation_helpers_match_numpy():
     assert "np.concatenate" not in seen[0] and ".transpose(" not in seen[0]
 
 
+def test_gathers_at_computed_positions_are_read_where_they_are_used(rng):
+    """A gather whose positions are computed in the kernel is an element read inside the
+    loop nest that uses it (no positions nor gathered values stored), with NumPy's bounds:
+    an out-of-range position raises IndexError, for array and scalar gathers alike."""
+    def f(x, y):
+        i = np.argmax(y, axis=1)
+        return np.sum(np.tanh(x[i + 2]) * 2.0) + x[np.argmax(y) % 4 + 3]
+
+    x, y = rng.normal(size=6), np.zeros((40, 5))
+    y[:, 1] = 1.0
+    y[7, 3] = 2.0
+    (source,), value = _sources(f, x, y, transform=jvpvjp.jit)
+    body = source.split("def kernel", 1)[1]
+    assert "_at(" in body and "_take(" not in body and "'int64'" not in body, body
+    assert value == f(x, y)
+    g = jvpvjp.jit(f, compile="eager")
+    assert g(x, y) == f(x, y)
+    y[3, 4] = 9.0                         # position 6 of 6: out of range
+    with pytest.raises(IndexError):
+        f(x, y)
+    with pytest.raises(IndexError):
+        g(x, y)
+
+
 def test_loops_read_slices_in_place(rng):
     """A gather at constant positions that walk the operand's axes (basic slicing: rows,
     columns, strides, reversals, negative starts) is read in place by loop nests: no
-    gather call, no positions passed. Fancy indexing still gathers."""
+    gather call, no positions passed. Fancy indexing still gathers, element by element
+    inside the nest that reads it (`_at`, which checks bounds), without building the
+    gathered array."""
     def sliced(x, v):
         return (np.sum(np.tanh(x[1:, ::-2]) * x[:-1, 1::2]) + np.sum(x[:, 0] * v[::-1][:3])
                 + np.sum(np.exp(v[-4:]) * x[2]))
@@ -304,7 +330,7 @@ def test_loops_read_slices_in_place(rng):
     for f, gathers in ((sliced, False), (fancy, True)):
         (source,), value = _sources(f, x, v, transform=jvpvjp.jit)
         body = source.split("def kernel", 1)[1]
-        assert ("_take(" in body) == gathers, body
+        assert ("_at(" in body) == gathers and "_take(" not in body, body
         assert ("k0" in body.split(")", 1)[0]) == gathers, body    # positions passed
         np.testing.assert_allclose(value, f(x, v), rtol=1e-14)
         # and the derivatives (whose scatters still build what they read)

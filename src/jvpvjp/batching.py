@@ -94,7 +94,7 @@ class OneHot:
 
         def parts():
             idx = argmax(reshape(x, shape=(size, n)), axis=1)
-            return idx, gather(x, idx + np.arange(size, dtype=np.int64) * n)
+            return idx, gather(x, idx + np.arange(size, dtype=np.int64) * n, bounded=True)
         return cls(shape, x.dtype, _once(parts), lambda: x)
 
     def parts(self):

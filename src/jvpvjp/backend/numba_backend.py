@@ -178,7 +178,7 @@ def _cost(op):
     return op.prim.cost
 
 
-def _loop_space(op):
+def _loop_space(op, consts):
     """The iteration space (a shape) of the loop nest ``op`` is computed in, or None."""
     if op.prim.kind == "reduction":
         return op.invars[0].shape if _accumulates(op) else None
@@ -187,11 +187,20 @@ def _loop_space(op):
     out = op.outvar
     if not op.prim.in_loops or out.ndim < max(1, config.loop_rank):
         return None
+    if op.prim.whole_operands and op.prim.view_index is not None and op.prim.view_index(
+            op, [f"j{d}" for d in range(out.ndim)], consts) is not None:
+        return None           # read through where it is read (`through_views`), never built
     if op.prim.numpy_faster and out.size >= config.numpy_ufunc_threshold and \
             out.dtype.kind == "f" and (op.prim.loop is None or op.prim.array_loop):
         return None           # NumPy's SIMD loop, from object mode (see _numpy_expression),
         #                       or the primitive's own whole-array loop (_array_loop)
     return out.shape
+
+
+def _reads_whole(op, k):
+    """Whether a loop nest computing ``op`` reads its operand k whole, not where it writes
+    (a product's operands, a gather's source): complete before the nest."""
+    return op.prim.kind == "product" or k in op.prim.whole_operands
 
 
 def _plan(ol, producer_index):
@@ -201,14 +210,13 @@ def _plan(ol, producer_index):
     ops = ol.ops
     stage, space, done = [0] * len(ops), [None] * len(ops), {}
     for i, op in enumerate(ops):
-        sp = _loop_space(op)
+        sp = _loop_space(op, ol.consts)
         space[i] = sp
-        aligned = op.prim.kind != "product"    # reads its operands where it writes
         st = 0
-        for v in op.invars:
+        for k, v in enumerate(op.invars):
             p = producer_index.get(v)
-            if sp is not None and p is not None and space[p] == sp and aligned and \
-                    ops[p].prim.kind != "reduction":
+            if sp is not None and p is not None and space[p] == sp and \
+                    not _reads_whole(op, k) and ops[p].prim.kind != "reduction":
                 st = max(st, stage[p])          # fused into the same nest (or a later one)
             else:
                 st = max(st, done.get(v, 0))
@@ -219,11 +227,12 @@ def _plan(ol, producer_index):
 
 class Scratch(tuple):
     """An argument of a generated kernel that its caller provides: a work array of this
-    (shape, dtype), reused across calls (one per thread, see `NumbaKernel`)."""
+    (shape, dtype), allocated zeroed once and reused across calls (one per thread, see
+    `NumbaKernel`)."""
     __slots__ = ()
 
     def allocate(self):
-        return np.empty(self[0], self[1])
+        return np.zeros(self[0], self[1])
 
 
 class Out(tuple):
@@ -329,10 +338,10 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             nests.setdefault((stage[i], space[i]), []).append(i)
     stored = {i for i in range(len(ops)) if pointwise[i] and ops[i].outvar in pinned}
     for i, op in enumerate(ops):      # read outside loops, or by a nest of another space
-        for v in op.invars:
+        for k, v in enumerate(op.invars):     # (or whole)
             p = index.get(v)
             if p is not None and pointwise[p] and (not in_loop[i] or space[i] != space[p]
-                                                   or op.prim.kind == "product"):
+                                                   or _reads_whole(op, k)):
                 stored.add(p)
 
     def chain(p, have):
@@ -352,7 +361,9 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
     computed = {key: set(members) for key, members in nests.items()}
     for key in sorted(nests, key=lambda k: (k[0], nests[k][0])):
         for i in sorted(computed[key]):
-            for v in ops[i].invars:
+            for k, v in enumerate(ops[i].invars):
+                if _reads_whole(ops[i], k):
+                    continue                    # (stored: complete before the nest)
                 p = index.get(v)
                 if p is None or not pointwise[p] or p in computed[key] or p in stored:
                     continue
@@ -424,10 +435,12 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
                         not only_loops_read(p) or v in inlined or \
                         (v.shape, v.dtype) != (out.shape, out.dtype):
                     continue
-                # (a product reads its operands anywhere, not at the element computed)
-                if last_read(p) <= here and all(c <= i and ops[c].prim.kind != "product"
-                                                for c in consumers.get(v, [])
-                                                if c in members):
+                # (a product or a gather reads operands anywhere, not at the element
+                # computed)
+                if last_read(p) <= here and all(
+                        c <= i and not any(_reads_whole(ops[c], k) for k, u in
+                                           enumerate(ops[c].invars) if u is v)
+                        for c in consumers.get(v, []) if c in members):
                     donor[i] = p
                     donors.add(p)
                     break
@@ -534,6 +547,9 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
                                   at=here, until=last_read(i)))
             else:
                 body.append(f"    v{i} = {ident}")
+        for i in members:          # operands read whole, as vectors (views, when C-ordered)
+            for k in ops[i].prim.whole_operands if pointwise[i] else ():
+                body.append(f"    g{i}_{k} = _flat({render(ops[i].invars[k])})")
         for d, n in enumerate(shape):
             body.extend(f"    {'    ' * d}{line}" for line in resets.get(d, ()))
             if d == last and lanes:
@@ -563,7 +579,9 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
             if block is not None:
                 body.extend(pad + line for line in block)
             else:
-                body.append(f"{pad}t{i} = {_element(op, [render(v, shape) for v in op.invars])}")
+                args = [f"g{i}_{k}" if k in op.prim.whole_operands else render(v, shape)
+                        for k, v in enumerate(op.invars)]
+                body.append(f"{pad}t{i} = {_element(op, args)}")
             scalars[op.outvar] = f"t{i}"
             if i in stored:
                 body.append(f"{pad}v{i}[{idx}] = t{i}")
@@ -1201,28 +1219,51 @@ register_backend("numba", NumbaKernel)
 
 def generate_jacobian_source(first, second, spec, cache=True):
     """Source of a module whose ``kernel`` runs ``first`` once and ``second`` once per seed
-    element in a compiled loop (see `JacobianSpec`), and the array constants it takes."""
-    src1, consts1 = generate_source(first, name="first", cache=cache, scratch=False,
-                                    outputs=False)
-    src2, consts2 = generate_source(second, name="second", cache=cache, scratch=False,
-                                    outputs=False)
+    element in a compiled loop (see `JacobianSpec`), and the array constants it takes, then
+    its `Scratch` arguments. The work arrays of both programs, the arrays ``second`` writes
+    its results into (`Out`) and the block of seeds are scratch: kept across calls (one
+    set per thread), so a Jacobian allocates its result and nothing per block."""
+    src1, consts1 = generate_source(first, name="first", cache=cache, outputs=False)
+    src2, consts2 = generate_source(second, name="second", cache=cache)
     header, body1 = src1.split("\n\n\n", 1)
     body2 = src2.split("\n\n\n", 1)[1]
+    arrays1 = [c for c in consts1 if not isinstance(c, Scratch)]
+    arrays2 = [c for c in consts2 if not isinstance(c, (Scratch, Out))]
+    work1 = [c for c in consts1 if isinstance(c, Scratch)]
+    work2 = [c for c in consts2 if isinstance(c, Scratch)]
+    outs2 = [c for c in consts2 if isinstance(c, Out)]
     xs = [f"x{i}" for i in range(len(first.invars))]
-    a_s = [f"a{i}" for i in range(len(consts1))]
-    b_s = [f"b{i}" for i in range(len(consts2))]
+    a_s = [f"a{i}" for i in range(len(arrays1))] + [f"wa{i}" for i in range(len(work1))]
+    b_s = [f"b{i}" for i in range(len(arrays2))] + [f"wb{i}" for i in range(len(work2))] + \
+        [f"u{k}" for k in range(len(outs2))]
+    work = work1 + work2 + [Scratch((o[0], o[1])) for o in outs2]
+    out_at = {o[2]: k for k, o in enumerate(outs2)}
+    returned = [g for g in range(len(second.outvars) + len(second.guards)) if g not in out_at]
+
+    def result(g):
+        """Result g of ``second``: its Out array, or its place in the tuple returned."""
+        return f"u{out_at[g]}" if g in out_at else f"o[{returned.index(g)}]"
+
     res = [f"r[{spec.n_known + i}]" for i in range(spec.n_res)]
     rows, ncols = spec.outputs
+    seeds = [f"S{s}" for s in range(len(spec.seeds))] if spec.block > 1 else []
+    if seeds:
+        work += [Scratch(((spec.block,) + shape, np.dtype(dtype)))
+                 for shape, dtype in spec.seeds] + [Scratch(((1,), np.dtype(np.int64)))]
+        seeds.append("D")
+    params = xs + [f"a{i}" for i in range(len(arrays1))] + \
+        [f"b{i}" for i in range(len(arrays2))] + [f"wa{i}" for i in range(len(work1))] + \
+        [f"wb{i}" for i in range(len(work2))] + [f"u{k}" for k in range(len(outs2))] + seeds
     lines = [f"@njit(cache={bool(cache)}, error_model='numpy', no_cfunc_wrapper=True)",
-             f"def kernel({', '.join(xs + a_s + b_s)}):",
+             f"def kernel({', '.join(params)}):",
              f"    r = first({''.join(x + ', ' for x in xs + a_s)})"]
     for k, (shape, dtype) in enumerate(rows):
         size = int(np.prod(shape, dtype=np.int64))
         lines.append(f"    J{k} = _full(({size}, {ncols}), {typed('0.0', dtype)})")
     if spec.block > 1:
-        lines += _block_loop(spec, res, b_s)
+        lines += _block_loop(spec, res, b_s, result)
     else:
-        lines += _seed_loop(spec, res, b_s)
+        lines += _seed_loop(spec, res, b_s, result)
     n_first = spec.n_known + spec.n_res
     rets = [f"J{k}" for k in range(len(rows))] + \
         [f"r[{i}]" for i in range(spec.n_known)] + \
@@ -1230,22 +1271,29 @@ def generate_jacobian_source(first, second, spec, cache=True):
     lines.append(f"    return ({''.join(r + ', ' for r in rets)})")
     source = "\n\n\n".join([header, body1.rstrip("\n"), body2.rstrip("\n"),
                              "\n".join(lines)]) + "\n"
-    return source, consts1 + consts2
+    return source, arrays1 + arrays2 + work
 
 
 def _sizes(avals):
     return [int(np.prod(s, dtype=np.int64)) for s, _ in avals]
 
 
-def _block_loop(spec, res, b_s):
-    """Driver lines for a batched ``second``: ``block`` seed elements per call."""
+def _block_loop(spec, res, b_s, result):
+    """Driver lines for a batched ``second``: ``block`` seed elements per call. The seed
+    blocks are scratch arrays, zero between calls: each block's ones are reset after it;
+    a call that stops on an error leaves the flag ``D`` set, and the next call clears them
+    all first."""
     bk, lines = spec.block, []
     sizes = _sizes(spec.seeds)
     starts = np.cumsum([0] + sizes).tolist()
     total = starts[-1]
     for s, (shape, dtype) in enumerate(spec.seeds):
-        lines.append(f"    S{s} = _full({(bk,) + shape!r}, {typed('0.0', dtype)})")
         lines.append(f"    S{s}f = _flat(S{s})")
+    lines.append("    if D[0] != 0:")
+    for s, (shape, dtype) in enumerate(spec.seeds):
+        lines.append(f"        for q in range({bk * sizes[s]}):")
+        lines.append(f"            S{s}f[q] = {typed('0.0', dtype)}")
+    lines.append("    D[0] = 1")
     call = f"second({''.join(x + ', ' for x in res + [f'S{s}' for s in range(len(sizes))] + b_s)})"
 
     def set_seeds(value, pad):
@@ -1265,7 +1313,7 @@ def _block_loop(spec, res, b_s):
     rsizes = _sizes(spec.results)
     # (element loops: a slice assignment costs Numba about 0.2 s of compile time each)
     for g, size in enumerate(rsizes):         # once per block, not per row
-        lines.append(f"        G{g} = {flat_as(f'o[{g}]', (bk, size))}")
+        lines.append(f"        G{g} = {flat_as(result(g), (bk, size))}")
     if spec.mode == "fwd":
         lines.append("        for cl in range(n):")
         for k, size in enumerate(rsizes):
@@ -1284,10 +1332,11 @@ def _block_loop(spec, res, b_s):
     lines.append("        for cl in range(n):")
     lines.append("            c = c0 + cl")
     lines += set_seeds(lambda s: typed("0.0", spec.seeds[s][1]), "            ")
+    lines.append("    D[0] = 0")
     return lines
 
 
-def _seed_loop(spec, res, b_s):
+def _seed_loop(spec, res, b_s, result):
     """Driver lines for an unbatched ``second``: one call per seed element."""
     lines = []
     for s, (shape, dtype) in enumerate(spec.seeds):
@@ -1324,11 +1373,11 @@ def _seed_loop(spec, res, b_s):
         if spec.mode == "fwd":
             for k, (oshape, _) in enumerate(spec.results):
                 lines += store(lambda i, k=k: f"J{k}[{i or 0}, {offsets[s]} + {j}]",
-                               f"o[{k}]", oshape, pad)
+                               result(k), oshape, pad)
         else:
             for g, (gshape, _) in enumerate(spec.results):
                 lines += store(lambda i, g=g: f"J{s}[{j}, {offsets[g]}{' + ' + i if i else ''}]",
-                               f"o[{g}]", gshape, pad)
+                               result(g), gshape, pad)
         # reset after reading: an output may be the seed itself (f(x) = x)
         lines.append(f"{pad}s{s} = {zero}" if scalar else f"{pad}s{s}f[j] = {zero}")
     return lines
@@ -1340,9 +1389,11 @@ class NumbaJacobianKernel(NumbaKernel):
     def __init__(self, first, second, spec):
         self.first, self.second, self.spec = first, second, spec
         self.oplist = first
-        self.source, self.consts = generate_jacobian_source(
+        self.source, consts = generate_jacobian_source(
             simplify(first), simplify(second), spec, cache=bool(config.cache_dir))
-        self.scratch, self.outs, self._local = [], [], threading.local()
+        self.consts = [c for c in consts if not isinstance(c, Scratch)]
+        self.scratch = [c for c in consts if isinstance(c, Scratch)]
+        self.outs, self._local = [], threading.local()
         self.fn = _compiled(self.source)
         known = first.outvars[:spec.n_known]
         self._scalar_out = [(len(spec.outputs[0]) + i, v.dtype.type)

@@ -87,6 +87,19 @@ def _take(values, positions):
 
 
 @njit(**_opts)
+def _at(values, p):
+    """values[p] for a 1-D array (a negative p counts from the end, as in NumPy), with
+    NumPy's IndexError out of range: a gather's element at positions computed at run time
+    (Numba's own indexing checks no bounds)."""
+    n = values.size
+    if p < 0:
+        p += n
+    if p < 0 or p >= n:
+        raise IndexError("index out of bounds")
+    return values[p]
+
+
+@njit(**_opts)
 def _place(out, x, outer, width, offset):
     """Copy ``x``, seen as ``outer`` rows, into the rows of ``out`` (``width`` elements
     each) from column ``offset``, and return ``out``: one input of a concatenation, both
@@ -224,6 +237,6 @@ def _sincos_array(a, cosine):
 
 HELPERS = ["_sincos_array", "_lu_batched", "_lu_solve_batched", "_lu_inverse_batched", "_lu_logdet_batched",
            "_det_batched", "_cholesky_batched",
-           "_eigh_batched", "_svd_batched", "_qr_batched", "_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_shaped", "_permuted", "_broadcast", "_contiguous", "_empty", "_full", "_local", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_take", "_place", "_scatter_add",
+           "_eigh_batched", "_svd_batched", "_qr_batched", "_argsort_rows", "_argmax_rows", "_argmin_rows", "_cumsum_rows", "_flat", "_shaped", "_permuted", "_broadcast", "_contiguous", "_empty", "_full", "_local", "_sum_rows", "_sum_cols", "_prod_rows", "_max_rows", "_min_rows", "_take", "_at", "_place", "_scatter_add",
            "_batched_matmul_nn", "_batched_matmul_tn", "_batched_matmul_nt",
            "_batched_matmul_tt"]

@@ -163,9 +163,13 @@ class Primitive:
     # ``array_loop``: a template over one array argument computing the op on a whole real
     # floating array in compiled code, used instead of a loop nest for large arrays (those
     # NumPy would run otherwise: see ``numpy_faster``).
+    # ``whole_operands``: positions of operands a pointwise op reads whole, at positions of
+    # its own rather than at the element it computes (a gather's source): inside a loop
+    # nest they are complete arrays before it, and ``loop`` gets them as C-ordered vectors.
     loop: object = None
     array_loop: str | None = None
     pointwise: bool = False
+    whole_operands: tuple = ()
     accumulate: tuple | None = None
     cost: int = 1
     # For an op whose output elements are elements of its first operand (views, gathers):

@@ -207,8 +207,8 @@ def _scaling(divide):
             c = broadcast_to(c, shape=hot.shape)
         flat = reshape(c, shape=(int(np.prod(hot.shape, dtype=np.int64)),))
         if divide:
-            return hot.shape, lambda idx, scale: scale / gather(flat, idx)
-        return hot.shape, lambda idx, scale: scale * gather(flat, idx)
+            return hot.shape, lambda idx, scale: scale / gather(flat, idx, bounded=True)
+        return hot.shape, lambda idx, scale: scale * gather(flat, idx, bounded=True)
     return rule
 
 

@@ -140,7 +140,7 @@ def _one_hot(hot, k, args, op):
             col * rows + np.arange(rows, dtype=np.int64)
     else:
         return None
-    picked = gather(a, pos) * reshape(scale, shape=(size, 1))      # (size, rows)
+    picked = gather(a, pos, bounded=True) * reshape(scale, shape=(size, 1))      # (size, rows)
     return reshape(picked, shape=(size,) + tuple(op.outvar.shape))
 
 

@@ -239,11 +239,11 @@ concatenate = Primitive(
 
 
 # -- gather / scatter_add -----------------------------------------------------------------
-def _gather_impl(x, idx):
+def _gather_impl(x, idx, bounded=False):
     return np.asarray(x).reshape(-1)[idx]
 
 
-def _gather_abstract(x, idx):
+def _gather_abstract(x, idx, bounded=False):
     if idx[1].kind != "i":
         raise TypeError("gather positions must be integers")
     return idx[0], x[1]
@@ -252,8 +252,17 @@ def _gather_abstract(x, idx):
 def _gather_lower(args, op):
     x, idx = args
     if op.outvar.shape == ():
-        return f"_flat({x})[{idx}]"
+        return _gather_loop([f"_flat({x})", idx], op)
     return f"_shaped(_take(_flat({x}), _flat({idx})), {op.outvar.shape!r})"
+
+
+def _gather_loop(args, op):
+    """One element: ``args[0]`` is the operand as a vector, ``args[1]`` the position. A
+    gather whose positions are known to lie in range by construction (``bounded``: the
+    Jacobian's one-hot seeds, see `batching.OneHot`) reads it directly, so that its loop
+    nest vectorises; any other checks its bounds as NumPy does (`_at`)."""
+    x, p = args
+    return f"{x}[{p}]" if op.params.get("bounded") else f"_at({x}, {p})"
 
 
 def _gather_index(op, idx, consts):
@@ -306,10 +315,11 @@ def index_positions(shape, key):
 
 gather = Primitive(
     "gather", _gather_impl, _gather_abstract,
-    lambda p, t, out: None if t[0] is None else gather(t[0], p[1]),
-    lambda ct, p, out, needs: (scatter_add(ct, p[1], shape=p[0].shape), None),
+    lambda p, t, out, bounded=False: None if t[0] is None else gather(t[0], p[1],
+                                                                      bounded=bounded),
+    lambda ct, p, out, needs, bounded=False: (scatter_add(ct, p[1], shape=p[0].shape), None),
     _gather_lower, kind="index", complex=True, sparsity=gather_pairs,
-    view_index=_gather_index,
+    view_index=_gather_index, loop=_gather_loop, pointwise=True, whole_operands=(0,),
     tests=[Case(lambda x: x[1:, ::-2], ((3, 4),), name="slice"),
            Case(lambda x: x[np.array([0, 2, 0])], ((3, 2),), name="repeated_index"),
            Case(lambda x: x[..., None, 1], ((2, 3),), name="ellipsis_newaxis"),
@@ -325,11 +335,12 @@ def _positions(idx, item_size, size):
     return idx[None] + offsets.reshape((size,) + (1,) * idx.ndim)
 
 
-def _gather_batching(args, batched, size):
+def _gather_batching(args, batched, size, bounded=False):
     x, idx = args
     if batched[1]:
         raise NotBatchable("gather at batched positions")
-    return gather(x, _positions(idx, int(np.prod(x.shape[1:], dtype=np.int64)), size))
+    return gather(x, _positions(idx, int(np.prod(x.shape[1:], dtype=np.int64)), size),
+                  bounded=bounded)
 
 
 gather.batch_rule = _gather_batching
