@@ -7,6 +7,8 @@ positions, computed once at trace time; its transpose is `scatter_add`.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..sparsity import gather_pairs, scatter_add_pairs
@@ -259,10 +261,15 @@ def _gather_lower(args, op):
 def _gather_loop(args, op):
     """One element: ``args[0]`` is the operand as a vector, ``args[1]`` the position. A
     gather whose positions are known to lie in range by construction (``bounded``: the
-    Jacobian's one-hot seeds, see `batching.OneHot`) reads it directly, so that its loop
-    nest vectorises; any other checks its bounds as NumPy does (`_at`)."""
+    Jacobian's one-hot seeds, see `batching.OneHot`) or at a constant position in range
+    reads it directly, so that its loop nest vectorises; any other checks its bounds as
+    NumPy does (`_at`)."""
     x, p = args
-    return f"{x}[{p}]" if op.params.get("bounded") else f"_at({x}, {p})"
+    n = op.invars[0].size
+    literal = re.fullmatch(r"\((-?\d+)\)|-?\d+", p)           # a constant position
+    if op.params.get("bounded") or (literal and -n <= int(literal.group(1) or p) < n):
+        return f"{x}[{p}]"
+    return f"_at({x}, {p})"
 
 
 def _gather_index(op, idx, consts):
@@ -315,8 +322,7 @@ def index_positions(shape, key):
 
 gather = Primitive(
     "gather", _gather_impl, _gather_abstract,
-    lambda p, t, out, bounded=False: None if t[0] is None else gather(t[0], p[1],
-                                                                      bounded=bounded),
+    lambda p, t, out, **params: None if t[0] is None else gather(t[0], p[1], **params),
     lambda ct, p, out, needs, bounded=False: (scatter_add(ct, p[1], shape=p[0].shape), None),
     _gather_lower, kind="index", complex=True, sparsity=gather_pairs,
     view_index=_gather_index, loop=_gather_loop, pointwise=True, whole_operands=(0,),
@@ -335,12 +341,12 @@ def _positions(idx, item_size, size):
     return idx[None] + offsets.reshape((size,) + (1,) * idx.ndim)
 
 
-def _gather_batching(args, batched, size, bounded=False):
+def _gather_batching(args, batched, size, **params):
     x, idx = args
     if batched[1]:
         raise NotBatchable("gather at batched positions")
     return gather(x, _positions(idx, int(np.prod(x.shape[1:], dtype=np.int64)), size),
-                  bounded=bounded)
+                  **params)      # (``bounded``: in range still, slice by slice)
 
 
 gather.batch_rule = _gather_batching
