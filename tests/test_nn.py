@@ -60,6 +60,32 @@ def test_pooling(k, s, rng):
     check_grads(lambda x: nn.avg_pool2d(x, k, s), (x,))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_sigmoid_and_softplus_are_accurate_everywhere(backend):
+    """Within a few ulp of the exact values over the whole range (tiny values far left keep
+    their relative accuracy), derivatives s (1 - s) and s, and 1/4 at 0."""
+    from jvpvjp.testing import use_backend
+    x = np.concatenate([np.linspace(-800, 800, 4001), [-745.5, -40.0, -1e-300, 0.0, 1e-300]])
+    xl = x.astype(np.longdouble)
+    exact = 1 / (1 + np.exp(-xl))
+    e = np.exp(-np.abs(xl))
+    slope = e / (1 + e) ** 2                      # s (1 - s), without cancellation
+    with use_backend(backend):
+        s = jit(nn.sigmoid, compile="eager")(x)
+        ds = jit(lambda v: grad(lambda u: np.sum(nn.sigmoid(u)))(v), compile="eager")(x)
+        sp = jit(nn.softplus, compile="eager")(x)
+        dsp = grad(lambda u: np.sum(nn.softplus(u)))(x)
+    tiny = np.finfo(np.float64).tiny
+    def ulps(got, ref):
+        ref = np.asarray(ref, np.float64)
+        return np.abs(got - ref) / np.spacing(np.maximum(np.abs(ref), tiny))
+    assert ulps(s, exact).max() <= 4
+    assert ulps(ds, slope).max() <= 8
+    assert ds[x == 0.0][0] == 0.25
+    assert ulps(sp, np.logaddexp(np.longdouble(0), xl)).max() <= 4
+    assert ulps(dsp, exact).max() <= 8
+
+
 def test_shape_errors_are_clear():
     with pytest.raises(ValueError, match="NCHW"):
         nn.conv2d(np.ones((3, 8, 8)), np.ones((2, 3, 3, 3)))

@@ -16,8 +16,12 @@ def relu(x):
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)), computed as 0.5 * (tanh(x / 2) + 1): no overflow for any x."""
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+    """1 / (1 + exp(-x)), within a few ulp for every x: with e = exp(-x) for x >= 0 and
+    exp(x) below (never above 1, so nothing overflows), it is 1 / (1 + e), or e / (1 + e),
+    which keeps the relative accuracy of the tiny values far left (a formula through tanh
+    rounds them to 0 below x = -37, and log(sigmoid(x)) to -inf)."""
+    e = np.exp(np.where(x >= 0, -x, x))
+    return np.where(x >= 0, 1.0, e) / (1.0 + e)
 
 
 def softplus(x):
