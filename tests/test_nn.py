@@ -86,6 +86,23 @@ def test_sigmoid_and_softplus_are_accurate_everywhere(backend):
     assert ulps(dsp, exact).max() <= 8
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_logsumexp_of_infinities(backend):
+    """Rows of -inf give -inf (an empty sum), a +inf gives +inf, as SciPy's logsumexp; the
+    finite rows and their gradients are unchanged by the others."""
+    from jvpvjp.testing import use_backend
+    inf = np.inf
+    x = np.array([[-inf, -inf, -inf], [0.0, -inf, 1.0], [inf, 0.0, 1.0], [1.0, 2.0, 3.0]])
+    with use_backend(backend):
+        got = jit(lambda v: nn.logsumexp(v, axis=1), compile="eager")(x)
+        g = grad(lambda v: nn.logsumexp(v[1:2], axis=1)[0])(x)
+    np.testing.assert_array_equal(got[:3], [-inf, np.log(1 + np.e), inf])
+    np.testing.assert_allclose(got[3], np.log(np.sum(np.exp([1.0, 2.0, 3.0]))), rtol=1e-15)
+    p = np.exp([0.0, 1.0]) / (1 + np.e)
+    np.testing.assert_allclose(g[1], [p[0], 0.0, p[1]], rtol=1e-15)
+    assert not g[[0, 2, 3]].any()
+
+
 def test_shape_errors_are_clear():
     with pytest.raises(ValueError, match="NCHW"):
         nn.conv2d(np.ones((3, 8, 8)), np.ones((2, 3, 3, 3)))

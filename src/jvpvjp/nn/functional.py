@@ -32,8 +32,11 @@ def softplus(x):
 def logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x))) without overflow: the maximum is subtracted first. The shift is a
     constant for differentiation (it cancels exactly), so ties in the maximum do not matter.
+    An infinite maximum shifts by 0: all -inf gives -inf (an empty sum), any +inf gives
+    +inf, as in SciPy and JAX.
     """
-    m = stop_gradient(np.max(x, axis=axis, keepdims=True))
+    m = np.max(x, axis=axis, keepdims=True)
+    m = stop_gradient(np.where(np.isfinite(m), m, 0.0))
     out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     if keepdims:
         return out
