@@ -373,3 +373,31 @@ def test_nan_reductions_match_numpy_and_skip_nans_in_the_gradient():
     np.testing.assert_array_equal(g, np.where(np.isnan(a), 0.0, 2.0))
     g = jvpvjp.grad(lambda x: np.nanmean(x))(a)
     np.testing.assert_allclose(g, np.where(np.isnan(a), 0.0, 1.0 / 7.0))   # 7 numbers
+
+
+def test_take_along_axis_at_traced_indices_checks_them_along_the_axis():
+    """An index past its axis but inside the array (row 0, index 5 of 4: flat position 5,
+    in row 1) raises NumPy's IndexError, compiled or not, on a first call and on a later
+    call of the same compiled function; in bounds, values and gradients are NumPy's."""
+    from jvpvjp.testing import use_backend
+    x = np.arange(12.0).reshape(3, 4)
+
+    def f(x, y):
+        idx = np.argmax(y, axis=1)[:, None] + 2
+        return np.sum(np.take_along_axis(x, idx, axis=1) ** 2)
+
+    ok, bad = np.zeros((3, 4)), np.zeros((3, 4))
+    ok[0, 1] = bad[0, 3] = 1.0
+    with pytest.raises(IndexError, match="out of bounds for axis 1"):
+        f(x, bad)
+    for backend in ("numpy", "numba"):
+        with use_backend(backend):
+            g = jvpvjp.jit(f, compile="eager")
+            assert g(x, ok) == f(x, ok)
+            with pytest.raises(IndexError, match="index 5 is out of bounds for axis 1"):
+                g(x, bad)
+            with pytest.raises(IndexError, match="index 5 is out of bounds for axis 1"):
+                jvpvjp.grad(f)(x, bad)
+            expected = np.zeros_like(x)
+            expected[[0, 1, 2], [3, 2, 2]] = 2 * x[[0, 1, 2], [3, 2, 2]]
+            np.testing.assert_array_equal(jvpvjp.grad(f)(x, ok), expected)

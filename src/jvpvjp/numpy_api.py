@@ -738,6 +738,14 @@ def take_along_axis(arr, indices, axis=-1):
     if is_traced(indices):
         if indices.dtype.kind not in "iu":
             raise IndexError("`indices` must be an integer array")
+        # in bounds along the axis, as a guard (as `_take_first_axis`): a flat position
+        # alone could land in another row, a wrong value instead of NumPy's IndexError
+        n = arr.shape[axis]
+        if indices.size and not bool(np.all((indices >= -n) & (indices < n))):
+            from .tracing import format_where, user_frame
+            v = np.asarray(indices.value)
+            raise IndexError(f"index {v[(v < -n) | (v >= n)].flat[0]} is out of bounds for "
+                             f"axis {axis} with size {n}\n  at {format_where(user_frame())}")
         if not is_traced(arr):
             arr = traced_constant(np.asarray(arr))
         return sh.gather(arr, _flat_along(arr.shape, indices, axis))
