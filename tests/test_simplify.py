@@ -155,3 +155,28 @@ def test_views_of_views_become_one_view():
     got = value_and_grad(f)(x)
     assert got[0] == want[0]
     np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_constant_arrays_of_one_value_become_scalars(rng):
+    """A broadcasting operand that is a constant array repeating one value (the reverse
+    pass's broadcast seeds) is that value, a scalar: no array read, and a factor of 1
+    disappears. Bit for bit: an array holding 0.0 and -0.0 (or different NaNs) stays."""
+    x = rng.normal(size=(4, 6))
+    half = np.full(6, 0.5)
+    zeros = np.array([0.0, -0.0, 0.0, 0.0, 0.0, 0.0])
+
+    def f(x):
+        return x * half, x * zeros, np.full((4, 6), 1.0) * (x + 1.0)
+
+    ol = simplify(make_oplist(f)(x))
+    consts = [np.shape(c) for c in ol.consts.values()]
+    assert (6,) in consts and consts.count(()) >= 1, str(ol)      # zeros kept whole
+    assert sum(op.prim.name == "mul" for op in ol.ops) == 2, str(ol)     # x * 1 gone
+    with use_backend("numpy"):
+        ref = jit(f)(x)
+    for g, r in zip(jit(f)(x), ref):
+        assert g.tobytes() == r.tobytes()
+    # reverse mode: the seed of a sum, broadcast, is a constant array of ones
+    ol = simplify(make_oplist(lambda x: value_and_grad(lambda v: np.sum(np.sin(v)))(x))(x))
+    assert all(np.shape(c) == () for c in ol.consts.values()), str(ol)
+    assert not any(op.prim.name == "mul" for op in ol.ops), str(ol)

@@ -68,6 +68,16 @@ def _scalar_const(ol_consts, v):
     return None if c is None else float(c)
 
 
+def _uniform(c):
+    """The one value a real floating constant array repeats (bit for bit: -0.0 is not
+    0.0, and NaNs match only the same NaN), as a 0-d array, else None."""
+    if c is None or np.ndim(c) == 0 or np.asarray(c).dtype.kind != "f" or np.size(c) == 0:
+        return None
+    flat = np.ascontiguousarray(c).reshape(-1)
+    bits = flat.view(f"u{flat.dtype.itemsize}")
+    return flat[0].copy().reshape(()) if (bits == bits[0]).all() else None
+
+
 def _peephole(ol):
     """The exact scalar identities, applied by renaming values: no tracing."""
     consts = dict(ol.consts)
@@ -90,9 +100,12 @@ def _peephole(ol):
             return src
         if src not in scalar_of:
             scalar = Var((), src.dtype)
-            scalar_op = Op(_prim("reshape"), (src,), scalar, {"shape": ()}, None)
-            ops.append(scalar_op)
-            producer[scalar] = scalar_op
+            if src in consts:           # a constant: a scalar constant (seen as one below)
+                consts[scalar] = np.asarray(consts[src]).reshape(())
+            else:
+                scalar_op = Op(_prim("reshape"), (src,), scalar, {"shape": ()}, None)
+                ops.append(scalar_op)
+                producer[scalar] = scalar_op
             scalar_of[src] = scalar
         return scalar_of[src]
 
@@ -105,10 +118,16 @@ def _peephole(ol):
             # x + broadcast(c) with c one element: x + c, a scalar operand (no array
             # broadcast), when the other operands alone give the output's shape
             for k, v in enumerate(ins):
-                if v.shape == () or v.size != 1 and producer.get(v) is None:
+                uniform = _uniform(consts.get(v)) if v.shape != () else None
+                if v.shape == () or v.size != 1 and producer.get(v) is None and uniform is None:
                     continue
                 rest = [u.shape for j, u in enumerate(ins) if j != k]
                 if not rest or broadcast_shapes(*rest) != out.shape:
+                    continue
+                if uniform is not None:     # a constant array of one value repeated
+                    scalar = Var((), v.dtype)
+                    consts[scalar] = uniform
+                    ins = ins[:k] + (scalar,) + ins[k + 1:]
                     continue
                 scalar = one_element(v)
                 if scalar is not None:
