@@ -313,6 +313,19 @@ def test_gathers_at_computed_positions_are_read_where_they_are_used(rng):
         g(x, y)
 
 
+@pytest.mark.filterwarnings("error")
+def test_gathers_from_a_0d_value_compile():
+    """np.repeat and np.tile of a 0-d array are gathers from a scalar: compiled (no
+    fall-back warning), in loop nests and outside them."""
+    x = np.asarray(1.5)
+    for f, value, slope in ((lambda a: np.sum(np.repeat(a, 3) * np.arange(3.0)), 4.5, 3.0),
+                            (lambda a: np.sum(np.tile(a, 4) ** 2), 9.0, 12.0),
+                            (lambda a: np.repeat(a, 2)[1] * 3.0, 4.5, 3.0)):
+        (source, *_), got = _sources(f, x, transform=jvpvjp.jit)
+        assert got == value and "_full((1,), x0)" in source, source
+        assert jvpvjp.grad(f, compile="eager")(x) == slope
+
+
 def test_loops_read_slices_in_place(rng):
     """A gather at constant positions that walk the operand's axes (basic slicing: rows,
     columns, strides, reversals, negative starts) is read in place by loop nests: no

@@ -547,9 +547,11 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
                                   at=here, until=last_read(i)))
             else:
                 body.append(f"    v{i} = {ident}")
-        for i in members:          # operands read whole, as vectors (views, when C-ordered)
-            for k in ops[i].prim.whole_operands if pointwise[i] else ():
-                body.append(f"    g{i}_{k} = _flat({render(ops[i].invars[k])})")
+        for i in members:          # operands read whole, as vectors (views, when C-ordered;
+            for k in ops[i].prim.whole_operands if pointwise[i] else ():   # 0-d: a scalar)
+                x = ops[i].invars[k]
+                vec = f"_full((1,), {render(x)})" if x.shape == () else f"_flat({render(x)})"
+                body.append(f"    g{i}_{k} = {vec}")
         for d, n in enumerate(shape):
             body.extend(f"    {'    ' * d}{line}" for line in resets.get(d, ()))
             if d == last and lanes:

@@ -253,9 +253,10 @@ def _gather_abstract(x, idx, bounded=False):
 
 def _gather_lower(args, op):
     x, idx = args
+    vec = f"_full((1,), {x})" if op.invars[0].shape == () else f"_flat({x})"  # (0-d: a scalar)
     if op.outvar.shape == ():
-        return _gather_loop([f"_flat({x})", idx], op)
-    return f"_shaped(_take(_flat({x}), _flat({idx})), {op.outvar.shape!r})"
+        return _gather_loop([vec, idx], op)
+    return f"_shaped(_take({vec}, _flat({idx})), {op.outvar.shape!r})"
 
 
 def _gather_loop(args, op):
