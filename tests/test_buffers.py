@@ -132,6 +132,37 @@ def test_same_shapes_with_another_dtype_layout_or_writeable_flag(rng, pinned, mo
         np.testing.assert_allclose(v2, want(a, b)[0], rtol=1e-12)
 
 
+@pytest.mark.parametrize("jac", [jvpvjp.jacfwd, jvpvjp.jacrev])
+def test_jacobians_with_another_dtype_layout_or_writeable_flag(jac, rng, monkeypatch):
+    """A compiled Jacobian is called directly too (its kernel refusing other dtypes, layouts
+    and read-only arrays itself): each of those still gets its own right Jacobian, and
+    the float64 one keeps serving float64 calls."""
+    monkeypatch.setattr(jvpvjp.config, "backend", "numba")
+    W = rng.normal(size=(5, 6))
+
+    def f(x):
+        return np.tanh(W @ np.sin(x)) * 2.0
+
+    def want(x):
+        x = np.asarray(x, np.float64)
+        t = np.tanh(W @ np.sin(x))
+        return 2.0 * (1 - t * t)[:, None] * W * np.cos(x)[None, :]
+
+    J = jac(f, compile="eager")
+    x = rng.normal(size=6)
+    for _ in range(3):
+        np.testing.assert_allclose(J(x), want(x), rtol=1e-12)
+    ro = x.copy()
+    ro.flags.writeable = False
+    wide = rng.normal(size=12)
+    for arg in (x.astype(np.float32), wide[::2], ro):
+        got = J(arg)
+        tol = 1e-12 if arg.dtype == np.float64 else 2e-5
+        assert got.dtype == np.float64 and got.shape == (5, 6)      # (W is float64)
+        np.testing.assert_allclose(got, want(arg), rtol=tol, atol=tol)
+        np.testing.assert_allclose(J(x), want(x), rtol=1e-12)
+
+
 @pytest.mark.usefixtures("compiled")
 def test_outputs_of_every_kind_through_the_passed_arrays(rng):
     """Outputs that are an input itself, a view of one (transpose), the same value twice,

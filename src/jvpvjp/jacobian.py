@@ -28,18 +28,20 @@ from .backend.tiers import Tiered
 from .batching import NotBatchable, batch_oplist
 from .dispatch import (Args, Path, Trace, dispatcher_for, fast_signature, normalize_argnums,
                        unflatten_outputs)
-from .oplist import OpList
+from .oplist import OpList, dead_code_elimination
 from .pytree import _LEAF, tree_unflatten
 from .tracing import tracing_active
 from .transforms import inline, jvp_oplist, partial_eval, vjp_oplist
 
 
-def _programs(trace, diff, mode, batch=True):
+def _programs(trace, diff, mode, batch=True, values=True):
     """(first, second, spec, compiled) for the Jacobian of ``trace`` in ``mode``; ``second``
     batched over blocks of seeds when ``batch`` and its ops allow. ``compiled`` is the
     ``second`` to compile: products with the seeds gathered instead of computed (see
     `batching.batch_oplist`'s ``one_hot``); ``second`` itself stays within what every tier
-    runs (the vector tape has no integer positions) and is the reference in tests."""
+    runs (the vector tape has no integer positions) and is the reference in tests. Without
+    ``values`` (no aux wanted), ``first`` returns only the residuals: the function's own
+    outputs are neither returned nor, unless the rest reads them, computed."""
     n_out, n_aux = trace.n_out, trace.n_aux
     n_in = len(trace.oplist.invars)
     wrt = diff + [False] * (n_in - len(diff))
@@ -59,8 +61,12 @@ def _programs(trace, diff, mode, batch=True):
         results = [(v.shape, v.dtype) for v in diff_vars]
     known = [True] * n_in + [False] * len(seeds)
     first, second = partial_eval(ol, known, n_out + n_aux)
-    spec = JacobianSpec(mode, n_out + n_aux, len(first.outvars) - n_out - n_aux,
-                        seeds, results)
+    n_known = n_out + n_aux
+    if not values:
+        first = dead_code_elimination(OpList(first.invars, first.outvars[n_known:],
+                                             first.ops, first.consts, first.guards))
+        n_known = 0
+    spec = JacobianSpec(mode, n_known, len(first.outvars) - n_known, seeds, results)
     block = _block_size(second, spec) if batch else 1
     compiled = second
     if block > 1:
@@ -172,7 +178,7 @@ def _jacobian_transform(fun, argnums, has_aux, mode, fname, compile="auto",
     def build(a, nums, single, diff):
         def make(trace):
             _check_outputs(trace, fname, a, holomorphic)
-            first, second, spec, compiled = _programs(trace, diff, mode)
+            first, second, spec, compiled = _programs(trace, diff, mode, values=has_aux)
             if compile == "never":
                 kernel = Tiered(lambda b: compile_jacobian(first, second, spec, "numpy"), [],
                                 f"{mode} Jacobian", d.note, pinned="numpy")

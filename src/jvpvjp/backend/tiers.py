@@ -179,7 +179,8 @@ def _direct(kernel):
     (``g = f(x)``, the previous ``g`` still bound during the call) reuse memory.
     """
     fn = getattr(kernel, "fn", None)
-    if type(kernel).__name__ != "NumbaKernel" or fn is None:
+    kind = type(kernel).__name__
+    if kind not in ("NumbaKernel", "NumbaJacobianKernel") or fn is None:
         return kernel
     consts = tuple(kernel.consts)
     if getattr(kernel, "scratch", None):   # work arrays, one set per thread
@@ -189,11 +190,25 @@ def _direct(kernel):
         tail = None
     conv = dict(kernel._scalar_out)
     outs = list(getattr(kernel, "outs", ()))
-    n = len(kernel.oplist.outvars) + len(kernel.oplist.guards)
     if not conv and not outs:
-        if tail is not None:
-            return lambda *a: fn(*a, *tail())
-        return fn if not consts else (lambda *a: fn(*a, *consts))
+        if tail is None and not consts:
+            return fn
+        call = (lambda *a: fn(*a, *tail())) if tail is not None else \
+            (lambda *a: fn(*a, *consts))
+        locked = _locked_copy(kernel, fn, consts, tail, outs)      # (see below)
+        if locked is not None:
+            extra = tail if tail is not None else (lambda: consts)
+
+            def fast(*a):
+                try:
+                    return locked(*a, *extra())
+                except Exception:
+                    return None
+            call.fast = fast
+        return call
+    if kind != "NumbaKernel":    # a Jacobian's results are not its op list's outputs
+        return kernel
+    n = len(kernel.oplist.outvars) + len(kernel.oplist.guards)
     params = ", ".join(f"a{i}" for i in range(len(kernel.oplist.invars)))
     ns = {"fn": fn, "tail": tail,
           **({"local": threading.local(), "rc": sys.getrefcount, "empty": np.empty}
