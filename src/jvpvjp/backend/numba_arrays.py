@@ -102,7 +102,10 @@ def _local(typingctx, n, value):
     keeps the elements in registers across a loop that also stores into arrays (a heap
     array might alias them: each element was then loaded and stored back every iteration,
     and an `exp`-and-sum loop ran 1.3-1.7x slower). The array has no meminfo: it must not be
-    returned or kept."""
+    returned or kept. It starts on a 64-byte boundary, so a vector of its partial results
+    is one cache line: at the stack's own 16-byte alignment, where the frame fell depended
+    on the process, and in most processes logsumexp's value_and_grad at n = 1e5 took 210 µs
+    instead of 145 µs."""
     if not isinstance(n, types.IntegerLiteral) or \
             not isinstance(value, (types.Number, types.Boolean)):
         return None
@@ -112,6 +115,7 @@ def _local(typingctx, n, value):
     def codegen(context, builder, sig, args):
         dty = context.get_data_type(rty.dtype)
         slot = cgutils.alloca_once(builder, ir.ArrayType(dty, count))
+        slot.align = 64         # a cache line: see the docstring
         data = builder.bitcast(slot, dty.as_pointer())
         v = context.cast(builder, args[1], sig.args[1], rty.dtype)
         for k in range(count):
