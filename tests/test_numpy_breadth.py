@@ -401,3 +401,22 @@ def test_take_along_axis_at_traced_indices_checks_them_along_the_axis():
             expected = np.zeros_like(x)
             expected[[0, 1, 2], [3, 2, 2]] = 2 * x[[0, 1, 2], [3, 2, 2]]
             np.testing.assert_array_equal(jvpvjp.grad(f)(x, ok), expected)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_take_at_traced_indices(backend, rng):
+    """np.take at indices computed in the program: flat or along any axis, indices of any
+    shape, negative ones wrapping; values and derivatives as NumPy's, and an index out of
+    bounds raises NumPy's IndexError naming the axis."""
+    x, y = rng.normal(size=(3, 4, 5)), rng.normal(size=(6, 4))
+    cases = [lambda x, y: np.take(x, np.argmax(y, axis=1) * 7),
+             lambda x, y: np.take(x, np.argmax(y, axis=1) % 3, axis=0),
+             lambda x, y: np.take(x, np.argmax(y, axis=1).reshape(2, 3), axis=1),
+             lambda x, y: np.take(x, np.argmax(y, axis=1) - 5, axis=-1)]
+    with use_backend(backend):
+        for f in cases:
+            got = jvpvjp.jit(f, compile="eager")(x, y)
+            np.testing.assert_array_equal(got, f(x, y))
+            check_grads(lambda v: np.sin(f(v, y)), (x,))
+        with pytest.raises(IndexError, match="out of bounds for axis 1 with size 4"):
+            jvpvjp.jit(lambda x, y: np.take(x, np.argmax(y, axis=1) + 2, axis=1))(x, y)

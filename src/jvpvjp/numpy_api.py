@@ -707,6 +707,36 @@ def _movement(func, view=False):
 
 for _f in (np.tile, np.repeat, np.roll, np.take, np.resize, np.delete):
     _movement(_f)
+_take_moved = HANDLED_FUNCTIONS[np.take]
+
+
+@implements(np.take)
+def take(a, indices, axis=None, out=None, mode="raise"):
+    """``np.take``; at traced integer ``indices`` (``mode="raise"``), a gather at positions
+    computed in the program, their bounds a guard (as for ``x[k]``)."""
+    if not is_traced(indices):
+        return _take_moved(a, indices, axis=axis, out=out, mode=mode)
+    _no_extras("take", out=out)
+    if mode != "raise":
+        raise NotImplementedError("numpy.take at traced indices with mode other than 'raise'")
+    if indices.dtype.kind not in "iu":
+        raise IndexError("`indices` must be an integer array")
+    a = _check_operand(a)
+    if not is_traced(a):
+        a = traced_constant(np.asarray(a))
+    if axis is None:
+        a, axis = ravel(a), 0
+    axis = _axis_of(a, axis)
+    n = a.shape[axis]
+    if indices.size and not bool(np.all((indices >= -n) & (indices < n))):
+        from .tracing import format_where, user_frame
+        v = np.asarray(indices.value)
+        raise IndexError(f"index {v[(v < -n) | (v >= n)].flat[0]} is out of bounds for axis "
+                         f"{axis} with size {n}\n  at {format_where(user_frame())}")
+    picked = _take_first_axis(moveaxis(a, axis, 0), indices)   # indices' axes first
+    k = indices.ndim
+    return transpose(picked, tuple(range(k, k + axis)) + tuple(range(k)) +
+                     tuple(range(k + axis, picked.ndim)))
 for _f in (np.flip, np.fliplr, np.flipud, np.rot90, np.diagonal, np.rollaxis):
     _movement(_f, view=True)
 
