@@ -75,6 +75,8 @@ def _uniform(c):
         return None
     flat = np.ascontiguousarray(c).reshape(-1)
     bits = flat.view(f"u{flat.dtype.itemsize}")
+    if bits[-1] != bits[0] or bits[bits.size // 2] != bits[0]:
+        return None                 # (most constants: no pass over a large one)
     return flat[0].copy().reshape(()) if (bits == bits[0]).all() else None
 
 
