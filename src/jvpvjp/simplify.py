@@ -74,6 +74,8 @@ def _uniform(c):
     if c is None or np.ndim(c) == 0 or np.asarray(c).dtype.kind != "f" or np.size(c) == 0:
         return None
     flat = np.ascontiguousarray(c).reshape(-1)
+    if flat.dtype.itemsize not in (2, 4, 8):
+        return None
     bits = flat.view(f"u{flat.dtype.itemsize}")
     if bits[-1] != bits[0] or bits[bits.size // 2] != bits[0]:
         return None                 # (most constants: no pass over a large one)
