@@ -164,6 +164,11 @@ def _peephole(ol):
                 alias[out] = p.invars[0]
         elif name == "reduce_sum" and out.dtype.kind == "f":
             new = _scalar_out_of_sum(op, ins[0], producer, computed, ops)
+        elif name == "gather" and not op.params.get("bounded") and ins[1] in consts:
+            # constant positions all in range: read directly, no bounds check per element
+            pos, size = np.asarray(consts[ins[1]]), ins[0].size
+            if pos.size and -size <= pos.min() and pos.max() < size:
+                new = Op(op.prim, ins, out, {**op.params, "bounded": True}, op.where)
         elif op.prim.identity:          # stop_gradient, custom rules: their value is x
             alias[out] = ins[0]
         elif op.prim.view_compose is not None:
