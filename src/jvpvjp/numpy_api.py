@@ -727,12 +727,7 @@ def take(a, indices, axis=None, out=None, mode="raise"):
     if axis is None:
         a, axis = ravel(a), 0
     axis = _axis_of(a, axis)
-    n = a.shape[axis]
-    if indices.size and not bool(np.all((indices >= -n) & (indices < n))):
-        from .tracing import format_where, user_frame
-        v = np.asarray(indices.value)
-        raise IndexError(f"index {v[(v < -n) | (v >= n)].flat[0]} is out of bounds for axis "
-                         f"{axis} with size {n}\n  at {format_where(user_frame())}")
+    _guard_in_bounds(indices, a.shape[axis], axis)
     picked = _take_first_axis(moveaxis(a, axis, 0), indices)   # indices' axes first
     k = indices.ndim
     return transpose(picked, tuple(range(k, k + axis)) + tuple(range(k)) +
@@ -743,6 +738,18 @@ for _f in (np.flip, np.fliplr, np.flipud, np.rot90, np.diagonal, np.rollaxis):
 
 def _axis_of(a, axis):
     return _normalize_axes(axis, np.ndim(a))[0]
+
+
+def _guard_in_bounds(indices, n, axis):
+    """That traced integer ``indices`` lie in [-n, n) along ``axis``, as a guard (a replay
+    with other indices retraces); out of bounds, NumPy's IndexError naming the first one,
+    the axis and the user's line. A gather at positions computed from them could otherwise
+    land in another row: a wrong value, not an error."""
+    if np.size(indices) and not bool(np.all((indices >= -n) & (indices < n))):
+        from .tracing import format_where, user_frame
+        v = np.asarray(indices.value)
+        raise IndexError(f"index {v[(v < -n) | (v >= n)].flat[0]} is out of bounds for axis "
+                         f"{axis} with size {n}\n  at {format_where(user_frame())}")
 
 
 def _flat_along(shape, indices, axis):
@@ -768,14 +775,7 @@ def take_along_axis(arr, indices, axis=-1):
     if is_traced(indices):
         if indices.dtype.kind not in "iu":
             raise IndexError("`indices` must be an integer array")
-        # in bounds along the axis, as a guard (as `_take_first_axis`): a flat position
-        # alone could land in another row, a wrong value instead of NumPy's IndexError
-        n = arr.shape[axis]
-        if indices.size and not bool(np.all((indices >= -n) & (indices < n))):
-            from .tracing import format_where, user_frame
-            v = np.asarray(indices.value)
-            raise IndexError(f"index {v[(v < -n) | (v >= n)].flat[0]} is out of bounds for "
-                             f"axis {axis} with size {n}\n  at {format_where(user_frame())}")
+        _guard_in_bounds(indices, arr.shape[axis], axis)
         if not is_traced(arr):
             arr = traced_constant(np.asarray(arr))
         return sh.gather(arr, _flat_along(arr.shape, indices, axis))
@@ -2036,10 +2036,7 @@ def _take_first_axis(x, k):
     (a new index replays the same kernel). That ``k`` is in bounds is a guard: a replay
     with an index out of bounds retraces, and the trace raises NumPy's IndexError."""
     n = x.shape[0]
-    if not bool(np.all((k >= -n) & (k < n))):
-        from .tracing import format_where, user_frame
-        raise IndexError(f"index {k.value} is out of bounds for axis 0 with size {n}\n  at "
-                         f"{format_where(user_frame())}")
+    _guard_in_bounds(k, n, 0)
     inner = x.shape[1:]
     stride = int(np.prod(inner, dtype=np.int64))
     k = np.where(k < 0, k + n, k)
