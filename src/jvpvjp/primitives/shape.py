@@ -7,8 +7,6 @@ positions, computed once at trace time; its transpose is `scatter_add`.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from ..sparsity import gather_pairs, scatter_add_pairs
@@ -262,15 +260,11 @@ def _gather_lower(args, op):
 def _gather_loop(args, op):
     """One element: ``args[0]`` is the operand as a vector, ``args[1]`` the position. A
     gather whose positions are known to lie in range by construction (``bounded``: the
-    Jacobian's one-hot seeds, see `batching.OneHot`) or at a constant position in range
-    reads it directly, so that its loop nest vectorises; any other checks its bounds as
-    NumPy does (`_at`)."""
+    Jacobian's one-hot seeds, see `batching.OneHot`; constant positions in range, see
+    `simplify`) reads it directly, so that its loop nest vectorises; any other checks its
+    bounds as NumPy does (`_at`)."""
     x, p = args
-    n = op.invars[0].size
-    literal = re.fullmatch(r"\((-?\d+)\)|-?\d+", p)           # a constant position
-    if op.params.get("bounded") or (literal and -n <= int(literal.group(1) or p) < n):
-        return f"{x}[{p}]"
-    return f"_at({x}, {p})"
+    return f"{x}[{p}]" if op.params.get("bounded") else f"_at({x}, {p})"
 
 
 def _gather_index(op, idx, consts):
