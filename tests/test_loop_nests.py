@@ -289,6 +289,39 @@ def test_views_and_concatenation_helpers_match_numpy():
     assert "np.concatenate" not in seen[0] and ".transpose(" not in seen[0]
 
 
+def test_concatenations_of_many_inputs_are_statements(rng, monkeypatch):
+    """A concatenation of many inputs (an array built from a list of 300 scalars) is
+    lowered one statement per input: as one nested expression, Python refused its source
+    (at most 200 nested parentheses) and the function stayed on the interpreter. The
+    statement form, run with a low threshold so it compiles quickly, gives the bits of
+    the nested one, for scalars and array pieces along any axis."""
+    import jvpvjp.primitives.shape as shape
+    from jvpvjp.simplify import simplify
+
+    n = 300
+    x = rng.normal(size=n)
+    ol = simplify(jvpvjp.make_oplist(
+        lambda x: np.sum(np.array([x[i] * 2.0 for i in range(n)]) ** 2))(x))
+    source = numba_backend.generate_source(ol)[0]
+    compile(source, "kernel", "exec")          # Python parses it
+    assert source.count("_place(") == 0 and "] = _flat(v" in source
+
+    def f(a, b, c):
+        rows = np.concatenate([a, b[None] * 2.0, c[:2, 1:]], axis=0)
+        cols = np.concatenate([a, c[:2, :3], np.sin(a)], axis=1)
+        return np.sum(rows * 3.0) + np.sum(np.cos(cols)) + \
+            np.sum(np.array([a[0, 0], b[1] * b[2], c[2, 3]]) ** 2)
+
+    args = rng.normal(size=(2, 3)), rng.normal(size=3), rng.normal(size=(3, 4))
+    nested, expected = _sources(f, *args)
+    monkeypatch.setattr(shape, "_NESTED_PLACES", 1)
+    lines, got = _sources(f, *args)
+    statement = re.compile(r"^ +cat\d+ = _empty\(", re.M)
+    assert statement.search(lines[0]) and not statement.search(nested[0])
+    assert got[0] == expected[0] and np.isclose(got[0], f(*args), rtol=1e-13)
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
 def test_gathers_at_computed_positions_are_read_where_they_are_used(rng):
     """A gather whose positions are computed in the kernel is an element read inside the
     loop nest that uses it (no positions nor gathered values stored), with NumPy's bounds:

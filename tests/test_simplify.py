@@ -196,3 +196,60 @@ def test_gathers_at_constant_positions_in_range_read_directly(rng):
     with use_backend("numpy"):
         ref = jit(f)(x)
     np.testing.assert_allclose(jit(f)(x), ref, rtol=1e-14)
+
+
+def _scatters(ol):
+    return [op for op in ol.ops if op.prim.name == "scatter_add"]
+
+
+def test_sums_of_scatters_merge_into_one(rng):
+    """Reverse mode of element-by-element reads leaves one scatter (an array of zeros the
+    size of x, one element set) per read, summed in a chain: O(n) work per read. The
+    chain becomes one scatter of all the values, with the same bits (each position's
+    values are added in the chain's order), on every compiled backend."""
+    def f(x):
+        s = 0.0
+        for i in range(x.size - 1):
+            s = s + x[i] * x[i + 1] + x[-1 - i] ** 2
+        return s
+
+    x = rng.normal(size=40)
+    x[3], x[7] = -0.0, 1e16            # rounding that depends on the order of the sums
+    ol = make_oplist(value_and_grad(f))(x)
+    assert len(_scatters(ol)) > 100
+    assert len(_scatters(simplify(ol))) == 1, str(simplify(ol))
+    with use_backend("numpy"):
+        ref = value_and_grad(f)(x)
+    for backend in ("numba", "vtape"):
+        with use_backend(backend):
+            got = value_and_grad(f)(x)
+        assert got[0] == ref[0]
+        assert got[1].tobytes() == ref[1].tobytes(), backend
+
+
+def test_only_chains_of_scatters_merge(rng):
+    """``(s1 + s2) + (s3 + s4)`` adds position by position in another order than one
+    scatter of all four would: its two chains merge, the outer sum stays. A scatter
+    whose result is also used elsewhere stays as it is."""
+    from jvpvjp.primitives.shape import scatter_add
+
+    p, q = np.array([0, 2]), np.array([2, 3])
+
+    def tree(a, b, c, d):
+        s = scatter_add(a, p, shape=(5,))
+        t = scatter_add(b, q, shape=(5,))
+        u = scatter_add(c, p, shape=(5,))
+        return (s + t) + (u + scatter_add(d, q, shape=(5,)))
+
+    def shared(a, b):
+        s = scatter_add(a, p, shape=(5,))
+        return (s + scatter_add(b, q, shape=(5,))) * s
+
+    args = [np.array([1e16, 1.0]), np.array([1.0, -1e16]), np.array([-1e16, 3.0]),
+            np.array([1.0, 2.0])]
+    ol = simplify(make_oplist(tree)(*args))
+    assert len(_scatters(ol)) == 2 and [op.prim.name for op in ol.ops].count("add") == 1
+    assert jit(tree)(*args).tobytes() == tree(*args).tobytes()
+    ol = simplify(make_oplist(shared)(*args[:2]))
+    assert len(_scatters(ol)) == 2, str(ol)
+    assert jit(shared)(*args[:2]).tobytes() == shared(*args[:2]).tobytes()

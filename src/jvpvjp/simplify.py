@@ -253,10 +253,75 @@ def _prim(name):
     return REGISTRY[name]
 
 
+def _merge_scatters(ol):
+    """Sums of scatters into one: ``scatter(a, p) + scatter(b, q)`` is ``scatter([a, b],
+    [p, q])`` for constant positions. Reverse mode leaves a chain of them wherever code
+    reads an array element by element (``x[i] * x[i + 1]`` in a loop): one cotangent
+    array the size of ``x`` per element read, each made of zeros and added to the running
+    sum, O(n) work per read. Merged, the chain is one scatter of all the reads' values.
+
+    Only chains are merged, sums whose every step adds one scatter, each value used once:
+    the scatter then adds each position's values in the order the chain did, so the
+    result is the same to the bit (the zeros a scatter starts from add nothing; a tree
+    of sums would round in another order)."""
+    producer = {op.outvar: op for op in ol.ops}
+    uses = Counter(v for op in ol.ops for v in op.invars)
+    uses.update(ol.outvars)
+    uses.update(g.var for g in ol.guards)
+
+    def leaf(v, shape, dtype):
+        p = producer.get(v)
+        if p is None or p.prim.name != "scatter_add" or uses[v] != 1 or \
+                v.shape != shape or v.dtype != dtype or p.invars[0].dtype != dtype or \
+                p.invars[1] not in ol.consts:
+            return None
+        return [(p.invars[0], ol.consts[p.invars[1]], p.where)]
+
+    chains = {}                          # add result -> its scatters, in summing order
+    for op in ol.ops:
+        out = op.outvar
+        if op.prim.name != "add" or out.dtype.kind not in "fc" or out.ndim == 0:
+            continue
+        parts = []
+        for v in op.invars:
+            parts.append(chains.get(v) if uses[v] == 1 else None)
+            if parts[-1] is None:
+                parts[-1] = leaf(v, out.shape, out.dtype)
+        if parts[0] is not None and parts[1] is not None and min(map(len, parts)) == 1:
+            chains[out] = parts[0] + parts[1] if len(parts[1]) == 1 else parts[1] + parts[0]
+    if not chains:
+        return ol
+    inner = {v for op in ol.ops if op.prim.name == "add" and op.outvar in chains
+             for v in op.invars if v in chains}
+    ops, flats = [], {}
+    consts = dict(ol.consts)
+    for op in ol.ops:
+        scatters = chains.get(op.outvar)
+        if scatters is None or op.outvar in inner:
+            ops.append(op)
+            continue
+        pieces = []
+        for values, _, where in scatters:
+            if values.shape != (values.size,) and values not in flats:
+                flats[values] = Var((values.size,), values.dtype)
+                ops.append(Op(_prim("reshape"), (values,), flats[values],
+                              {"shape": (values.size,)}, where))
+            pieces.append(flats.get(values, values))
+        merged = Var((sum(v.size for v in pieces),), op.outvar.dtype)
+        ops.append(Op(_prim("concatenate"), tuple(pieces), merged, {"axis": 0}, op.where))
+        positions = Var(merged.shape, np.dtype(np.int64))
+        consts[positions] = np.concatenate(
+            [np.asarray(p, np.int64).reshape(-1) for _, p, _ in scatters])
+        ops.append(Op(_prim("scatter_add"), (merged, positions), op.outvar,
+                      {"shape": op.outvar.shape}, op.where))
+    return dead_code_elimination(OpList(list(ol.invars), list(ol.outvars), ops, consts,
+                                        list(ol.guards)))
+
+
 @gc_paused
 def simplify(ol):
     """``ol`` with the rewrites above applied (the same op list when none applies)."""
-    ol = _peephole(ol)
+    ol = _merge_scatters(_peephole(ol))
     found = _sum_of_products(ol)
     if not found:
         return ol

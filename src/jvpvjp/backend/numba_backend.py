@@ -628,6 +628,10 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
                     args = [f"_contiguous({a})" if v.shape and layout.get(v, "C") == "A"
                             else a for a, v in zip(args, op.invars)]
                 expr = _array_loop(op, args) or op.prim.lower(args, op)
+                if isinstance(expr, tuple):      # statements, then the value's expression
+                    lines, expr = expr
+                    body.extend(f"    {line.format(out=f'cat{i}')}" for line in lines)
+                    expr = expr.format(out=f"cat{i}")
             if op.prim.view_index is not None:
                 views[len(body)] = f"v{i}"       # dropped below if only loops read it
             if numpy_expr is not None:
@@ -661,7 +665,7 @@ def generate_source(ol, name="kernel", cache=True, scratch=True, outputs=True):
         i = index.get(v)
         if v.shape != () and (v in ol.invars or v in ol.consts or v in returned or
                               (i is not None and ops[i].prim.kind == "view")):
-            ref = f"_contiguous({ref}).copy()"     # never an alias of another
+            ref = f"{ref}.copy()"     # never an alias of another (C order, whatever its layout)
         returned.add(v)
         rets.append(ref)
     body = _without_unread(body, views, rets)

@@ -215,17 +215,33 @@ def _concat_vjp(ct, primals, out, needs, axis):
 def _concat_lower(args, op):
     """Each input copied into its columns of the flat result (`_place`), then shaped. (The
     sizes are typed int64, not literals: a literal argument would make Numba compile the
-    helper again for each value.)"""
+    helper again for each value.) Many inputs give statements, one per input, not one
+    nested expression."""
     shape, axis = op.outvar.shape, op.params["axis"]
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     expr = f"_empty({int(np.prod(shape, dtype=np.int64))}, {_dtype_name(op.outvar.dtype)!r})"
-    offset = 0
+    places, offset = [], 0
     for a, x in zip(args, op.invars):
-        expr = (f"_place({expr}, _flat({a}), np.int64({outer}), "
-                f"np.int64({shape[axis] * inner}), np.int64({offset}))")
+        places.append(f"_flat({a}), np.int64({outer}), np.int64({shape[axis] * inner}), "
+                      f"np.int64({offset})")
         offset += x.shape[axis] * inner
+    if len(places) > _NESTED_PLACES:      # Python parses at most 200 nested parentheses
+        lines, offset = [f"{{out}} = {expr}"], 0
+        for a, x, p in zip(args, op.invars, places):
+            if x.size == 1 and outer == 1:      # one element (a list of scalars)
+                lines.append(f"{{out}}[{offset}] = _flat({a})[0]")
+            else:
+                lines.append(f"_place({{out}}, {p})")
+            offset += x.shape[axis] * inner
+        return lines, f"_shaped({{out}}, {tuple(shape)!r})"
+    for p in places:
+        expr = f"_place({expr}, {p})"
     return f"_shaped({expr}, {tuple(shape)!r})"
+
+
+# Concatenations of more inputs are lowered as statements, one per input
+_NESTED_PLACES = 32
 
 
 concatenate = Primitive(
