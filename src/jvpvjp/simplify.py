@@ -288,7 +288,9 @@ def _merge_scatters(ol):
             if parts[-1] is None:
                 parts[-1] = leaf(v, out.shape, out.dtype)
         if parts[0] is not None and parts[1] is not None and min(map(len, parts)) == 1:
-            chains[out] = parts[0] + parts[1] if len(parts[1]) == 1 else parts[1] + parts[0]
+            first, last = parts if len(parts[1]) == 1 else parts[::-1]
+            first.extend(last)      # (in place: the shorter chain is read by this sum only)
+            chains[out] = first
     if not chains:
         return ol
     inner = {v for op in ol.ops if op.prim.name == "add" and op.outvar in chains
