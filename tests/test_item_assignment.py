@@ -109,3 +109,72 @@ def test_differentiated_values_into_integer_arrays_raise():
         return np.sum(y * x)
     with pytest.raises(TracingError, match="drop its derivative"):
         grad(f)(X)
+
+
+def _recurrence(x):
+    y = np.zeros_like(x)
+    y[0] = x[0]
+    for i in range(1, x.size):
+        y[i] = y[i - 1] * 0.5 + x[i]
+    return np.sum(y ** 2)
+
+
+def test_assignments_in_a_loop_are_one_update():
+    """n assignments into one array are one update of it, not n whole-array updates
+    (O(n^2) work, and as much again in reverse mode); a read of an element just written
+    is the value written. The op list's length grows linearly with n."""
+    counts = {}
+    for n in (50, 200):
+        x = np.linspace(-1.0, 1.0, n)
+        ol = jvpvjp.make_oplist(jvpvjp.value_and_grad(_recurrence))(x)
+        names = [op.prim.name for op in ol.ops]
+        assert names.count("where") <= 2, names.count("where")
+        counts[n] = len(names)
+        value, g = jvpvjp.value_and_grad(_recurrence)(x)
+        assert value == pytest.approx(_recurrence(x.copy()), rel=1e-13)
+    assert counts[200] < 4.5 * counts[50], counts
+    check_grads(_recurrence, (np.linspace(-1.0, 1.0, 12),), order=2)
+
+
+def pending(x):
+    y = np.ones_like(x)
+    for i in range(4):
+        y[i] = x[i] * (i + 1.0)
+    y[1] = y[1] * y[0]                 # read then overwrite the same element
+    a = y[2:5] * x[:3]                 # positions 2, 3 written, 4 not: the update
+    b = y[6] + y[5]                    # written by none: the array before the writes
+    y[np.array([5, 5, 6])] = x[:3]     # repeated position: the last write wins
+    c = y[5] * y[6]
+    z = y * 2.0                        # the whole array: all writes so far
+    y[0] = -0.0 * x[0]
+    y.flat[7] = z[1] + y[0]
+    return np.sum(a) + b * c + np.sum(z * x) + np.sum(y ** 3)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_pending_assignments_read_as_numpy_does(backend):
+    """Reads of elements while assignments are pending: one write's values, the array as
+    it was, or (positions some writes cover and some not) the update; repeated positions,
+    signed zeros and flat assignment; values as NumPy's, derivatives against finite
+    differences, in both modes and under vmap."""
+    x = np.array([0.7, -1.1, 0.4, 1.3, -0.2, 0.9, 0.5, -0.6])
+    with use_backend(backend):
+        assert jit(pending)(x) == pytest.approx(pending(x.copy()), rel=1e-14)
+        check_grads(pending, (x,), order=1)
+        xs = np.stack([x, x[::-1]])
+        np.testing.assert_allclose(jvpvjp.vmap(pending)(xs),
+                                   [pending(xs[0].copy()), pending(xs[1].copy())], rtol=1e-14)
+
+
+def test_views_of_pending_assignments_still_raise():
+    """A view taken while assignments are pending and used after another assignment
+    still raises, as it would show the new values in NumPy."""
+    def f(x):
+        y = np.zeros_like(x)
+        y[0] = x[0]
+        v = y[0:2]
+        y[1] = x[1]
+        return np.sum(v)
+
+    with pytest.raises(TracingError, match="view"):
+        grad(f)(X)

@@ -2059,8 +2059,10 @@ def getitem(x, key):
     if positions.shape == x.shape and np.array_equal(positions.reshape(-1),
                                                      np.arange(positions.size)):
         return x
-    out = sh.gather(x, positions)
-    if _basic(key):
+    out = x._writes.forward(positions) if x._writes is not None else None
+    if out is None:
+        out = sh.gather(x, positions)
+    if _basic(key) and is_traced(out):
         out.mark_view_of(x)          # NumPy returns a view
     return out
 
@@ -2112,20 +2114,93 @@ def check_assignable(x, value):
 
 def setitem_flat(x, positions, value):
     """Write ``value`` (broadcast to ``positions``' shape) at the flat ``positions`` of
-    traced ``x``: a functional update, the last write to a position wins."""
+    traced ``x``: a functional update, the last write to a position wins. It is kept
+    pending on ``x`` (`Writes`) until the program reads ``x``."""
     flat = positions.reshape(-1)
     vals = reshape(broadcast_to(_as_dtype(value, x.dtype), positions.shape), (flat.size,))
-    # the last write to a position wins: each position's last occurrence in flat
+    after = None
+    if x.value is not None:          # the array's value after the write, as NumPy's
+        pos, order = _last_writes(flat)
+        after = np.array(x.value, copy=True)
+        after.reshape(-1)[pos] = np.asarray(vals.value if is_traced(vals) else vals)[order]
+    x.defer_write((flat, vals, {}), after)
+
+
+def _last_writes(flat):
+    """The positions ``flat`` writes to, and for each the index of its last write there
+    (the last write to a position wins)."""
     pos, from_end = np.unique(flat[::-1], return_index=True)
-    order = flat.size - 1 - from_end
-    # every position of x reads the value written there (a gather: exact, -0.0 and inf
-    # kept); the others keep x's own value
+    return pos, flat.size - 1 - from_end
+
+
+def _update(x, flat, vals):
+    """``x`` with ``vals`` written at its flat positions ``flat``, as one op: every position
+    written reads its last value (a gather: exact, -0.0 and inf kept), the others keep
+    x's own value."""
+    pos, order = _last_writes(flat)
     source = np.zeros(x.size, np.int64)
     source[pos] = order
     mask = np.zeros(x.size, bool)
     mask[pos] = True
-    new = np.where(mask.reshape(x.shape), sh.gather(vals, source.reshape(x.shape)), x)
-    x.rebind(new)
+    return np.where(mask.reshape(x.shape), sh.gather(vals, source.reshape(x.shape)), x)
+
+
+class Writes:
+    """Item assignments into one traced array that the op list does not have yet.
+
+    Recorded one by one, each was an update of the whole array, so a loop of n
+    assignments (``y[i] = y[i - 1] * a + x[i]``) cost O(n) per assignment, O(n²) in all,
+    and as much again in reverse mode. Kept here instead:
+    - a read at constant positions that one of the latest writes covers is that write's
+      values (`forward`), and one that none of them touches reads the array as it was
+      before them: the same values, no dependence on the array;
+    - the first time the program reads the array otherwise (`Tracer.node`), all the
+      writes become one update (`record`): a concatenation of their values and one
+      gather, the bits of the updates one after another.
+    """
+
+    __slots__ = ("base", "writes")
+
+    def __init__(self, base):
+        self.base = base        # the array before these writes (a tracer)
+        self.writes = []        # (flat positions, their values: 1-D, {position: index})
+
+    def add(self, write):
+        self.writes.append(write)
+
+    def record(self):
+        flats = [w[0] for w in self.writes]
+        vals = [w[1] for w in self.writes]
+        if len(vals) == 1:
+            return _update(self.base, flats[0], vals[0])
+        return _update(self.base, np.concatenate(flats), concatenate(vals))
+
+    def forward(self, positions):
+        """The values at constant ``positions`` (an array of flat positions) read without
+        the update, or None when they need it."""
+        flat = positions.reshape(-1)
+        if flat.size > _FORWARD_MAX:
+            return None
+        need = set(flat.tolist())
+        for k in range(len(self.writes) - 1, -1, -1):
+            if len(self.writes) - k > _FORWARD_DEPTH:
+                return None
+            wflat, vals, index = self.writes[k]
+            if not index:
+                pos, order = _last_writes(wflat)
+                index.update(zip(pos.tolist(), order.tolist()))
+            hit = need.intersection(index)
+            if hit:
+                if len(hit) != len(need):
+                    return None          # some positions written here, some not
+                at = np.array([index[p] for p in flat.tolist()], np.int64)
+                return sh.gather(vals, at.reshape(positions.shape))
+        return sh.gather(self.base, positions)
+
+
+# reads of at most this many elements are forwarded, through at most this many writes
+_FORWARD_MAX = 64
+_FORWARD_DEPTH = 64
 
 
 # -- Tracer protocol and methods -----------------------------------------------------------

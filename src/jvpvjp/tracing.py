@@ -301,17 +301,27 @@ class Tracer:
     """A traced array. Behaves like a ``numpy.ndarray`` inside traced code (item
     assignment is a functional update: `numpy_api.setitem`)."""
 
-    __slots__ = ("builder", "node", "value", "_base", "_version", "is_input")
+    __slots__ = ("builder", "_node", "value", "_base", "_version", "is_input", "_writes")
     __array_priority__ = 1000
     __hash__ = None
 
     def __init__(self, builder, var, value=None):
         self.builder = builder
-        self.node = var
+        self._node = var
         self.value = value
         self._base = None      # (array this is a NumPy view of, its _version then)
         self._version = 0      # item assignments so far
         self.is_input = False  # an argument of the traced function (never assigned into)
+        self._writes = None    # item assignments not yet in the op list (`Writes`)
+
+    @property
+    def node(self):
+        """The value in the op list: the one place the program reads a tracer, so item
+        assignments still pending are recorded here, as one update (`Writes`)."""
+        if self._writes is not None:
+            writes, self._writes = self._writes, None
+            self._node = writes.record().node
+        return self._node
 
     def mark_view_of(self, x):
         """Record that NumPy would make this a view of ``x``: once ``x`` is assigned to,
@@ -330,13 +340,24 @@ class Tracer:
 
     def rebind(self, new):
         """Item assignment: this array now stands for ``new`` (a functional update)."""
-        self.node, self.value = new.node, new.value
+        self._writes = None
+        self._node, self.value = new.node, new.value
         self._version += 1
 
-    shape = property(lambda self: self.node.shape)
-    dtype = property(lambda self: self.node.dtype)
-    ndim = property(lambda self: self.node.ndim)
-    size = property(lambda self: self.node.size)
+    def defer_write(self, write, value):
+        """Item assignment kept pending (see `numpy_api.Writes`): ``value`` is the
+        array's value after it (None when tracing abstractly)."""
+        if self._writes is None:
+            from .numpy_api import Writes
+            self._writes = Writes(Tracer(self.builder, self._node, self.value))
+        self._writes.add(write)
+        self.value = value
+        self._version += 1
+
+    shape = property(lambda self: self._node.shape)
+    dtype = property(lambda self: self._node.dtype)
+    ndim = property(lambda self: self._node.ndim)
+    size = property(lambda self: self._node.size)
 
     def __len__(self):
         if not self.shape:
