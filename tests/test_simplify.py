@@ -253,3 +253,29 @@ def test_only_chains_of_scatters_merge(rng):
     ol = simplify(make_oplist(shared)(*args[:2]))
     assert len(_scatters(ol)) == 2, str(ol)
     assert jit(shared)(*args[:2]).tobytes() == shared(*args[:2]).tobytes()
+
+
+def test_scatters_merge_only_where_the_bits_stay(rng):
+    """A scatter adding two values to one position, after other scatters, would round in
+    another order merged: left as it is. A chain of another shape than the sum (add
+    broadcasts) is not merged into it."""
+    def repeated(x):
+        return np.sum(x[np.array([0, 0])] * x[2]) + x[0] * x[1]
+
+    x = np.array([3.0, 1.0, 1e-16])
+    with use_backend("numpy"):
+        ref = value_and_grad(repeated)(x)
+    got = value_and_grad(repeated)(x)
+    assert got[1].tobytes() == ref[1].tobytes(), (got[1], ref[1])
+
+    from jvpvjp import grad
+
+    def broadcast(x, M):
+        g = grad(lambda t: t[0] * t[1] + t[1] * t[2])(x)     # (3,)
+        s = grad(lambda m: np.sin(m[1, 1]))(M)               # (2, 3)
+        return g + s
+
+    x, M = np.array([1.0, 2.0, 3.0]), np.arange(6.0).reshape(2, 3)
+    with use_backend("numpy"):
+        ref = jit(broadcast)(x, M)
+    assert jit(broadcast)(x, M).tobytes() == ref.tobytes()

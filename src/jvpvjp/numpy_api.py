@@ -2062,9 +2062,13 @@ def getitem(x, key):
     out = x._writes.forward(positions) if x._writes is not None else None
     if out is None:
         out = sh.gather(x, positions)
-    if _basic(key) and is_traced(out):
-        out.mark_view_of(x)          # NumPy returns a view
+    if _basic(key) and (out.ndim > 0 or _has_ellipsis(key)):
+        out.mark_view_of(x)          # NumPy returns a view (an element alone is a copy)
     return out
+
+
+def _has_ellipsis(key):
+    return any(k is Ellipsis for k in (key if isinstance(key, tuple) else (key,)))
 
 
 def _positions(shape, key):
@@ -2118,6 +2122,15 @@ def setitem_flat(x, positions, value):
     pending on ``x`` (`Writes`) until the program reads ``x``."""
     flat = positions.reshape(-1)
     vals = reshape(broadcast_to(_as_dtype(value, x.dtype), positions.shape), (flat.size,))
+    if flat.size == 0:               # nothing written
+        return
+    b = x.builder
+    if is_traced(vals):
+        if vals._base is not None:
+            vals.check_fresh()       # a view used after its array was assigned to
+        # the values as they are now: the same tracer may be assigned to before the
+        # write is recorded (z[0] = 1.0 after y[:3] = z)
+        vals = Tracer(b, vals.node, vals.value)
     after = None
     if x.value is not None:          # the array's value after the write, as NumPy's
         pos, order = _last_writes(flat)
@@ -2194,7 +2207,11 @@ class Writes:
                 if len(hit) != len(need):
                     return None          # some positions written here, some not
                 at = np.array([index[p] for p in flat.tolist()], np.int64)
-                return sh.gather(vals, at.reshape(positions.shape))
+                out = sh.gather(vals, at.reshape(positions.shape))
+                if not is_traced(out):   # constants written: a traced array still
+                    b = self.base.builder
+                    out = Tracer(b, b.const(out), out if b.concrete else None)
+                return out
         return sh.gather(self.base, positions)
 
 

@@ -260,22 +260,28 @@ def _merge_scatters(ol):
     array the size of ``x`` per element read, each made of zeros and added to the running
     sum, O(n) work per read. Merged, the chain is one scatter of all the reads' values.
 
-    Only chains are merged, sums whose every step adds one scatter, each value used once:
-    the scatter then adds each position's values in the order the chain did, so the
-    result is the same to the bit (the zeros a scatter starts from add nothing; a tree
-    of sums would round in another order)."""
+    Only chains are merged, sums whose every step adds one scatter of at most one value
+    per position, each value used once: the scatter then adds each position's values in
+    the order the chain did, so the result is the same to the bit (the zeros a scatter
+    starts from add nothing; a tree of sums, or a step adding two values to a position
+    already summed, would round in another order)."""
     producer = {op.outvar: op for op in ol.ops}
     uses = Counter(v for op in ol.ops for v in op.invars)
     uses.update(ol.outvars)
     uses.update(g.var for g in ol.guards)
 
-    def leaf(v, shape, dtype):
+    def leaf(v):
         p = producer.get(v)
-        if p is None or p.prim.name != "scatter_add" or uses[v] != 1 or \
-                v.shape != shape or v.dtype != dtype or p.invars[0].dtype != dtype or \
+        if p is None or p.prim.name != "scatter_add" or p.invars[0].dtype != v.dtype or \
                 p.invars[1] not in ol.consts:
             return None
         return [(p.invars[0], ol.consts[p.invars[1]], p.where)]
+
+    def once(part):
+        """Whether a one-scatter part adds at most one value to each position (only the
+        first scatter of a merged chain may add several: its own sums come first)."""
+        pos = np.asarray(part[0][1]).reshape(-1)
+        return np.unique(pos).size == pos.size
 
     chains = {}                          # add result -> its scatters, in summing order
     for op in ol.ops:
@@ -283,14 +289,19 @@ def _merge_scatters(ol):
         if op.prim.name != "add" or out.dtype.kind not in "fc" or out.ndim == 0:
             continue
         parts = []
-        for v in op.invars:
-            parts.append(chains.get(v) if uses[v] == 1 else None)
-            if parts[-1] is None:
-                parts[-1] = leaf(v, out.shape, out.dtype)
-        if parts[0] is not None and parts[1] is not None and min(map(len, parts)) == 1:
-            first, last = parts if len(parts[1]) == 1 else parts[::-1]
-            first.extend(last)      # (in place: the shorter chain is read by this sum only)
-            chains[out] = first
+        for v in op.invars:          # (add broadcasts: only parts of the result's shape)
+            ok = uses[v] == 1 and v.shape == out.shape and v.dtype == out.dtype
+            parts.append((chains.get(v) or leaf(v)) if ok else None)
+        if parts[0] is None or parts[1] is None:
+            continue
+        if len(parts[1]) == 1 and once(parts[1]):
+            first, last = parts
+        elif len(parts[0]) == 1 and once(parts[0]):
+            first, last = parts[1], parts[0]
+        else:
+            continue
+        first.extend(last)          # (in place: the chain is read by this sum only)
+        chains[out] = first
     if not chains:
         return ol
     inner = {v for op in ol.ops if op.prim.name == "add" and op.outvar in chains
