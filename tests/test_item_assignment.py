@@ -135,6 +135,18 @@ def test_assignments_in_a_loop_are_one_update():
     assert counts[200] < 4.5 * counts[50], counts
     check_grads(_recurrence, (np.linspace(-1.0, 1.0, 12),), order=2)
 
+    def rows(x):                # rows of 100 elements, each computed from the last
+        a = np.zeros_like(np.outer(np.ones(30), x))
+        a[0] = x
+        for i in range(1, 30):
+            a[i] = np.tanh(a[i - 1]) * 0.9 + x
+        return np.sum(a ** 2)
+
+    x = np.linspace(-1.0, 1.0, 100)
+    ol = jvpvjp.make_oplist(jvpvjp.value_and_grad(rows))(x)
+    assert [op.prim.name for op in ol.ops].count("where") <= 2
+    assert jit(rows)(x) == pytest.approx(rows(x.copy()), rel=1e-13)
+
 
 def pending(x):
     y = np.ones_like(x)

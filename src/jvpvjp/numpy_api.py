@@ -2215,8 +2215,9 @@ class Writes:
         return sh.gather(self.base, positions)
 
 
-# reads of at most this many elements are forwarded, through at most this many writes
-_FORWARD_MAX = 64
+# reads of at most this many elements are forwarded (a lookup in Python: rows of a matrix
+# in a loop), through at most this many writes
+_FORWARD_MAX = 4096
 _FORWARD_DEPTH = 64
 
 
