@@ -15,7 +15,8 @@ Each `Primitive` keeps together everything jvpvjp knows about one operation:
 * ``sparsity(op, constants)``: optional, which operand elements each output element reads,
   for sparsity patterns (`jvpvjp.sparsity`; elementwise, view, reduction and shape rows
   need none: their kind says it);
-* ``lower(args, op)``: a Numba expression computing the op from argument expressions;
+* ``lower(args, op)``: a Numba expression computing the op from argument expressions (or
+  ``(lines, expression)``: statements first, ``{out}`` naming a variable of the op's own);
 * ``tests``: test cases; the test suite is generated from them.
 
 Primitives whose outputs carry no derivative (comparisons) set ``differentiable=False``.
