@@ -256,3 +256,62 @@ def test_views_of_written_constants_still_raise():
     for f in (stale, through):
         with pytest.raises(TracingError, match="view"):
             jit(f)(X)
+
+
+def test_values_of_an_enclosing_trace_written_in_an_inner_one():
+    """An inner function (vmap, grad) writing a value of the enclosing trace into its own
+    array: the write captures it like any other read of it."""
+    rows = np.random.default_rng(3).standard_normal((4, 3))
+
+    def loss(w):
+        def per(r):
+            h = np.zeros_like(r)
+            h[0] = w[0]
+            h[1:] = r[1:] * w[1:]
+            return np.sum(h ** 2)
+        return np.sum(jvpvjp.vmap(per)(rows)) + jvpvjp.grad(per)(rows[0])[1] * w[2]
+
+    check_grads(loss, (np.array([0.5, -1.0, 2.0]),), order=1)
+
+
+def test_concrete_values_after_writes_into_fortran_ordered_values():
+    """The value a trace sees after a write (what float() and guards read) is NumPy's,
+    whatever the memory order of the array's value."""
+    def f(x):
+        y = x.T.copy()
+        y[0, 1] = 100.0
+        return float(jvpvjp.stop_gradient(y).sum()) * np.sum(y)
+
+    x = np.arange(6.0).reshape(2, 3)
+    assert jit(f)(x) == f(x.copy())
+
+
+@pytest.mark.parametrize("copy", [lambda y: y.astype(np.float64), lambda y: y.flatten(),
+                                  lambda y: np.concatenate([y]), lambda y: +y,
+                                  lambda y: y[np.array([0, 1, 2])]])
+def test_what_numpy_copies_is_a_copy(copy):
+    """Writing into what NumPy returns as a copy leaves the original alone."""
+    def f(x):
+        y = x * 1.0
+        z = copy(y)
+        z[0] = 100.0
+        return np.sum(y) + np.sum(z)
+
+    x = np.array([0.3, -0.7, 1.1])
+    assert jit(f)(x) == pytest.approx(f(x.copy()), rel=1e-15)
+
+
+def test_integer_keys_give_the_positions_numpy_does():
+    from jvpvjp.primitives.shape import index_positions
+    for shape in [(5,), (3, 4), (2, 3, 4), (3, 0)]:
+        table = np.arange(int(np.prod(shape))).reshape(shape)
+        for key in [0, -1, 2, (1, -1), (-2, 3), (1, 2, -1), np.int64(1), (np.int32(-1),)]:
+            try:
+                expected = np.asarray(table[key])
+            except IndexError as e:
+                with pytest.raises(IndexError, match=str(e).split(" with")[0]):
+                    index_positions(shape, key)
+                continue
+            got = index_positions(shape, key)
+            assert got.dtype == np.int64 and got.shape == expected.shape
+            np.testing.assert_array_equal(got, expected)

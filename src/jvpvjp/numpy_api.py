@@ -36,6 +36,12 @@ def _as_dtype(x, dtype):
     return np.asarray(x, dtype=dtype)
 
 
+def _fresh(x):
+    """A new traced array with ``x``'s value, for what NumPy returns as a copy (assigning
+    into it must not change ``x``)."""
+    return Tracer(x.builder, x.node, x.value) if isinstance(x, Tracer) else np.array(x)
+
+
 def _check_operand(x):
     if isinstance(x, (Tracer, np.ndarray, np.generic, numbers.Number)):
         return x
@@ -542,7 +548,7 @@ def concatenate(arrays, axis=0, out=None, dtype=None, casting=None):
     axis = _normalize_axes(axis, nd)[0]
     arrays = [a for a in arrays if a.shape[axis] != 0] or arrays[:1]
     if len(arrays) == 1:
-        return arrays[0]
+        return _fresh(arrays[0])
     return sh.concatenate(*arrays, axis=axis)
 
 
@@ -2058,7 +2064,7 @@ def getitem(x, key):
     positions = _positions(x.shape, key)
     if positions.shape == x.shape and np.array_equal(positions.reshape(-1),
                                                      np.arange(positions.size)):
-        return x
+        return x if _basic(key) else _fresh(x)    # (a view, or a copy in NumPy)
     out = x._writes.forward(positions) if x._writes is not None else None
     if out is None:
         out = sh.gather(x, positions)
@@ -2124,37 +2130,41 @@ def setitem_flat(x, positions, value):
     vals = reshape(broadcast_to(_as_dtype(value, x.dtype), positions.shape), (flat.size,))
     if flat.size == 0:               # nothing written
         return
-    b = x.builder
     if is_traced(vals):
         if vals._base is not None:
             vals.check_fresh()       # a view used after its array was assigned to
         # the values as they are now: the same tracer may be assigned to before the
         # write is recorded (z[0] = 1.0 after y[:3] = z)
-        vals = Tracer(b, vals.node, vals.value)
+        vals = Tracer(vals.builder, vals.node, vals.value)
+    pos, order = _last_writes(flat)
     after = None
     if x.value is not None:          # the array's value after the write, as NumPy's
-        pos, order = _last_writes(flat)
-        after = np.array(x.value, copy=True)
+        after = np.array(x.value, copy=True, order="C")     # (reshape(-1): a view)
         after.reshape(-1)[pos] = np.asarray(vals.value if is_traced(vals) else vals)[order]
-    x.defer_write((flat, vals, {}), after)
+    x.defer_write((pos, order, vals), after)
 
 
 def _last_writes(flat):
-    """The positions ``flat`` writes to, and for each the index of its last write there
-    (the last write to a position wins)."""
+    """The positions ``flat`` writes to, sorted, and for each the index of its last write
+    there (the last write to a position wins)."""
+    if flat.size < 2 or (flat[1:] > flat[:-1]).all():     # (a slice, an element)
+        return flat, np.arange(flat.size, dtype=np.int64)
     pos, from_end = np.unique(flat[::-1], return_index=True)
     return pos, flat.size - 1 - from_end
 
 
-def _update(x, flat, vals):
-    """``x`` with ``vals`` written at its flat positions ``flat``, as one op: every position
-    written reads its last value (a gather: exact, -0.0 and inf kept), the others keep
-    x's own value."""
-    pos, order = _last_writes(flat)
+def _update(x, writes, vals):
+    """``x`` with ``writes`` made, as one op: each ``(positions, indices)`` writes the values
+    at those indices of ``vals`` (offset by the sizes of the writes before it) to those
+    flat positions of x, later writes winning. Every position written reads its last
+    value (a gather: exact, -0.0 and inf kept); the others keep x's own value."""
     source = np.zeros(x.size, np.int64)
-    source[pos] = order
     mask = np.zeros(x.size, bool)
-    mask[pos] = True
+    offset = 0
+    for pos, order, size in writes:
+        source[pos] = order + offset
+        mask[pos] = True
+        offset += size
     return np.where(mask.reshape(x.shape), sh.gather(vals, source.reshape(x.shape)), x)
 
 
@@ -2176,17 +2186,15 @@ class Writes:
 
     def __init__(self, base):
         self.base = base        # the array before these writes (a tracer)
-        self.writes = []        # (flat positions, their values: 1-D, {position: index})
+        self.writes = []        # (positions sorted, index of the last value, values: 1-D)
 
     def add(self, write):
         self.writes.append(write)
 
     def record(self):
-        flats = [w[0] for w in self.writes]
-        vals = [w[1] for w in self.writes]
-        if len(vals) == 1:
-            return _update(self.base, flats[0], vals[0])
-        return _update(self.base, np.concatenate(flats), concatenate(vals))
+        vals = [w[2] for w in self.writes]
+        writes = [(pos, order, v.size) for pos, order, v in self.writes]
+        return _update(self.base, writes, vals[0] if len(vals) == 1 else concatenate(vals))
 
     def forward(self, positions):
         """The values at constant ``positions`` (an array of flat positions) read without
@@ -2194,20 +2202,16 @@ class Writes:
         flat = positions.reshape(-1)
         if flat.size > _FORWARD_MAX:
             return None
-        need = set(flat.tolist())
         for k in range(len(self.writes) - 1, -1, -1):
             if len(self.writes) - k > _FORWARD_DEPTH:
                 return None
-            wflat, vals, index = self.writes[k]
-            if not index:
-                pos, order = _last_writes(wflat)
-                index.update(zip(pos.tolist(), order.tolist()))
-            hit = need.intersection(index)
-            if hit:
-                if len(hit) != len(need):
+            pos, order, vals = self.writes[k]
+            at = np.minimum(np.searchsorted(pos, flat), pos.size - 1)
+            hit = pos[at] == flat
+            if hit.any():
+                if not hit.all():
                     return None          # some positions written here, some not
-                at = np.array([index[p] for p in flat.tolist()], np.int64)
-                out = sh.gather(vals, at.reshape(positions.shape))
+                out = sh.gather(vals, order[at].reshape(positions.shape))
                 if not is_traced(out):   # constants written: a traced array still
                     b = self.base.builder
                     out = Tracer(b, b.const(out), out if b.concrete else None)
@@ -2268,7 +2272,8 @@ def _binop(ufunc, reflected=False):
 
 
 def _astype(self, dtype, *args, **kwargs):
-    return _as_dtype(self, np.dtype(dtype))
+    out = _as_dtype(self, np.dtype(dtype))
+    return _fresh(out) if out is self else out
 
 
 Tracer.__array_ufunc__ = _array_ufunc
@@ -2283,7 +2288,7 @@ for _name, _uf in [("add", np.add), ("sub", np.subtract), ("mul", np.multiply),
     if _name not in ("lt", "le", "gt", "ge", "eq", "ne"):
         setattr(Tracer, f"__r{_name}__", _binop(_uf, reflected=True))
 Tracer.__neg__ = lambda self: HANDLED_UFUNCS[np.negative](self)
-Tracer.__pos__ = lambda self: self
+Tracer.__pos__ = _fresh
 Tracer.__abs__ = lambda self: HANDLED_UFUNCS[np.absolute](self)
 Tracer.__invert__ = lambda self: HANDLED_UFUNCS[np.invert](self)
 Tracer.__getitem__ = getitem
@@ -2303,7 +2308,7 @@ Tracer.transpose = lambda self, *axes: transpose(
 Tracer.T = property(lambda self: transpose(self))
 Tracer.mT = property(lambda self: swapaxes(self, -1, -2))
 Tracer.ravel = lambda self, order="C": ravel(self, order)
-Tracer.flatten = lambda self, order="C": ravel(self, order)
+Tracer.flatten = lambda self, order="C": _fresh(ravel(self, order))
 Tracer.squeeze = lambda self, axis=None: squeeze(self, axis)
 Tracer.swapaxes = swapaxes
 Tracer.dot = lambda self, b: dot(self, b)

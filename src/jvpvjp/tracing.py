@@ -319,8 +319,9 @@ class Tracer:
         """The value in the op list: the one place the program reads a tracer, so item
         assignments still pending are recorded here, as one update (`Writes`)."""
         if self._writes is not None:
-            writes, self._writes = self._writes, None
-            self._node = writes.record().node
+            node = self._writes.record().node    # (kept pending if that raises)
+            self._writes = None
+            self._node = node
         return self._node
 
     def mark_view_of(self, x):

@@ -327,6 +327,21 @@ def _gather_index(op, idx, consts):
 
 def index_positions(shape, key):
     """Flat positions selected by NumPy index ``key`` from an array of ``shape``."""
+    lead = key if isinstance(key, tuple) else (key,)
+    if 0 < len(lead) <= len(shape) and all(type(k) is int or isinstance(k, np.integer)
+                                           for k in lead):
+        # integers on the leading axes (an element, a row: reads in a loop): computed
+        # directly, not picked from a table of every position (O(size) per read)
+        pos = 0
+        for axis, (k, n) in enumerate(zip(lead, shape)):
+            k = int(k)
+            if not -n <= k < n:
+                raise IndexError(f"index {k} is out of bounds for axis {axis} with size {n}")
+            pos = pos * n + (k + n if k < 0 else k)
+        rest = tuple(shape[len(lead):])
+        size = int(np.prod(rest, dtype=np.int64))
+        return np.asarray(pos * size + np.arange(size, dtype=np.int64).reshape(rest)
+                          if rest else pos, dtype=np.int64)
     table = np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
     return np.asarray(table[key])
 
