@@ -195,6 +195,27 @@ def test_changing_a_global_array_in_place_is_seen(rng):
         W[:] = saved
 
 
+def _reads_an_element(x):
+    return np.sum(W[1] * x * x)
+
+
+def test_a_transform_of_a_transform_sees_what_the_inner_function_reads(rng):
+    """jit(grad(f)) bakes in what f reads from its globals (an element of W, a float by
+    the time it reaches the trace): the outer cache checks f's environment too."""
+    import jvpvjp
+    x = rng.normal(size=3)
+    saved = W.copy()
+    try:
+        for outer in (jvpvjp.jit, jvpvjp.vmap):
+            g = outer(grad(_reads_an_element))
+            xs = x if outer is jvpvjp.jit else np.stack([x, -x])
+            np.testing.assert_allclose(g(xs), 2.0 * W[1] * xs)
+            W[1] += 3.0
+            np.testing.assert_allclose(g(xs), 2.0 * W[1] * xs)
+    finally:
+        W[:] = saved
+
+
 def test_changing_a_large_closure_array_in_place_is_seen(rng):
     """Large contiguous arrays are compared in place (memcmp); a change anywhere, even in
     the last byte, is seen, and so is one in a non-contiguous captured view."""

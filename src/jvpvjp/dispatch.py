@@ -596,6 +596,12 @@ def _scan_callable(f, env, seen, depth):
         return
     code = f.__code__
     if _is_library(code.co_filename):
+        # a library's wrapper of a user function (jvpvjp's own transforms, decorators
+        # using functools.wraps): what the user function reads (jit(grad(f)) bakes in
+        # what f reads from its globals)
+        inner = getattr(f, "__wrapped__", None)
+        if inner is not None:
+            _scan_callable(inner, env, seen, depth + 1)
         return
     g = f.__globals__
     for name in _global_names(code):
