@@ -480,3 +480,17 @@ def test_jvpvjp_imported_through_a_path_with_dots_is_not_user_code(tmp_path):
                        timeout=300, cwd=str(tmp_path))
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["1", "True"]
+
+
+def test_the_runtime_is_requested_once(monkeypatch):
+    """Every interpreted call past `config.runtime_after` asks for the Numba runtime; it is
+    submitted to the worker once (it was a job per call until the worker got to the first:
+    under a tight loop of quick calls, hundreds of thousands)."""
+    from jvpvjp.backend import tiers
+    submitted = []
+    monkeypatch.setattr(tiers, "_runtime", {"state": "cold", "seconds": None})
+    monkeypatch.setattr(tiers._worker, "submit", lambda priority, fn: submitted.append(fn))
+    for _ in range(1000):
+        tiers._request_runtime()
+    assert submitted == [tiers.load_runtime]
+    assert tiers._runtime["state"] == "requested"

@@ -101,7 +101,7 @@ def wait_for_compiles(timeout=None):
 
 
 # -- the Numba runtime (tier 1 needs it loaded) --------------------------------------------
-_runtime = {"state": "cold", "seconds": None}   # cold -> loading -> ready | failed
+_runtime = {"state": "cold", "seconds": None}   # cold -> requested -> loading -> ready | failed
 _runtime_lock = threading.Lock()
 _interpreted = [0.0]     # seconds all kernels spent on the NumPy interpreter
 
@@ -138,8 +138,11 @@ def load_runtime():
 
 
 def _request_runtime():
-    if _runtime["state"] == "cold":
-        _worker.submit(1, load_runtime)
+    with _runtime_lock:
+        if _runtime["state"] != "cold":
+            return
+        _runtime["state"] = "requested"     # (once: not a job per interpreted call)
+    _worker.submit(1, load_runtime)
 
 
 # -- which tiers an op list can use --------------------------------------------------------
@@ -420,6 +423,12 @@ class Tiered:
                 _interpreted[0] += dt
                 if _interpreted[0] >= config.runtime_after:
                     _request_runtime()
+                if _worker.busy.is_set():
+                    # let the worker have the GIL: a loop of quick calls holds it, and the
+                    # worker's imports give it up at every file system call, each time
+                    # waiting out the 5 ms switch interval to get it back (the runtime
+                    # took minutes to load under a tight loop)
+                    time.sleep(0)
             if self.calls == 1 and self._on_disk is not None and self._target == "numba" \
                     and _disk_has_kernels():
                 self._promote(args, priority=0, how="found in the disk cache",
