@@ -1161,7 +1161,7 @@ def size(a, axis=None):
 
 @implements(np.copy)
 def copy(a, *args, **kwargs):
-    return Tracer(a.builder, a.node, a.value) if isinstance(a, Tracer) else np.copy(a)
+    return _fresh(a)
 
 
 # -- arrays from Python containers -----------------------------------------------------
@@ -1196,7 +1196,7 @@ def traced_array(obj, dtype=None, ndmin=0, copy=True):
     if dtype is not None:
         out = _as_dtype(out, np.dtype(dtype))
     elif isinstance(obj, Tracer) and copy:
-        out = Tracer(obj.builder, obj.node, obj.value)     # np.array copies
+        out = _fresh(obj)     # np.array copies
     if out.ndim < ndmin:
         out = reshape(out, (1,) * (ndmin - out.ndim) + out.shape)
     return out
@@ -2135,7 +2135,7 @@ def setitem_flat(x, positions, value):
             vals.check_fresh()       # a view used after its array was assigned to
         # the values as they are now: the same tracer may be assigned to before the
         # write is recorded (z[0] = 1.0 after y[:3] = z)
-        vals = Tracer(vals.builder, vals.node, vals.value)
+        vals = _fresh(vals)
     pos, order = _last_writes(flat)
     after = None
     if x.value is not None:          # the array's value after the write, as NumPy's
@@ -2212,10 +2212,8 @@ class Writes:
                 if not hit.all():
                     return None          # some positions written here, some not
                 out = sh.gather(vals, order[at].reshape(positions.shape))
-                if not is_traced(out):   # constants written: a traced array still
-                    b = self.base.builder
-                    out = Tracer(b, b.const(out), out if b.concrete else None)
-                return out
+                # (constants written: a traced array still)
+                return out if is_traced(out) else traced_constant(out)
         return sh.gather(self.base, positions)
 
 

@@ -27,12 +27,18 @@ from .primitives import broadcast_shapes
 from .tracing import Builder, bind
 
 
-def _sum_of_products(ol):
-    """{id(reduce_sum op): (matmul op, summed axis is the last)} for rewritable pairs."""
-    producer = {op.outvar: op for op in ol.ops}
+def _uses(ol):
+    """How many times each value is read: by ops, as an output, by guards."""
     uses = Counter(v for op in ol.ops for v in op.invars)
     uses.update(ol.outvars)
     uses.update(g.var for g in ol.guards)
+    return uses
+
+
+def _sum_of_products(ol):
+    """{id(reduce_sum op): (matmul op, summed axis is the last)} for rewritable pairs."""
+    producer = {op.outvar: op for op in ol.ops}
+    uses = _uses(ol)
     found = {}
     for op in ol.ops:
         if op.prim.name != "reduce_sum" or len(op.params["axes"]) != 1:
@@ -266,9 +272,7 @@ def _merge_scatters(ol):
     starts from add nothing; a tree of sums, or a step adding two values to a position
     already summed, would round in another order)."""
     producer = {op.outvar: op for op in ol.ops}
-    uses = Counter(v for op in ol.ops for v in op.invars)
-    uses.update(ol.outvars)
-    uses.update(g.var for g in ol.guards)
+    uses = _uses(ol)
 
     def leaf(v):
         p = producer.get(v)

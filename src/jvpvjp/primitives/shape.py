@@ -221,20 +221,16 @@ def _concat_lower(args, op):
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     expr = f"_empty({int(np.prod(shape, dtype=np.int64))}, {_dtype_name(op.outvar.dtype)!r})"
-    places, offset = [], 0
+    places, elements, offset = [], [], 0
     for a, x in zip(args, op.invars):
         places.append(f"_flat({a}), np.int64({outer}), np.int64({shape[axis] * inner}), "
                       f"np.int64({offset})")
+        # (one element of a list of scalars: stored, as a statement)
+        elements.append(f"{{out}}[{offset}] = _flat({a})[0]" if x.size == 1 and outer == 1
+                        else f"_place({{out}}, {places[-1]})")
         offset += x.shape[axis] * inner
     if len(places) > _NESTED_PLACES:      # Python parses at most 200 nested parentheses
-        lines, offset = [f"{{out}} = {expr}"], 0
-        for a, x, p in zip(args, op.invars, places):
-            if x.size == 1 and outer == 1:      # one element (a list of scalars)
-                lines.append(f"{{out}}[{offset}] = _flat({a})[0]")
-            else:
-                lines.append(f"_place({{out}}, {p})")
-            offset += x.shape[axis] * inner
-        return lines, f"_shaped({{out}}, {tuple(shape)!r})"
+        return [f"{{out}} = {expr}"] + elements, f"_shaped({{out}}, {tuple(shape)!r})"
     for p in places:
         expr = f"_place({expr}, {p})"
     return f"_shaped({expr}, {tuple(shape)!r})"
